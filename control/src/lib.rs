@@ -1,0 +1,1 @@
+//! The control process: interfaces, classifier, multicast membership, Unix-socket API.

@@ -1,0 +1,4 @@
+//! The `xpgm` command.
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("usage: xpgm sim ...")
+}

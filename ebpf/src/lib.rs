@@ -1,0 +1,1 @@
+//! The XDP classifier and the map ABI shared with `xpgmd`.
