@@ -33,6 +33,11 @@ pub enum Error {
     /// An option of unknown type whose OPX bits say "discard the packet" (the option
     /// type is given).
     UnknownOptionDiscard(u8),
+    /// Framing: an IP packet that does not carry PGM under the configured framing
+    /// (wrong IP version, protocol or UDP port).
+    NotPgm,
+    /// Framing: an IP fragment (PGM is parsed from whole packets only).
+    Fragmented,
 }
 
 impl core::fmt::Display for Error {
@@ -47,6 +52,8 @@ impl core::fmt::Display for Error {
             Error::BadOptions => write!(f, "malformed options area"),
             Error::BufferTooSmall => write!(f, "output buffer too small"),
             Error::Unencodable => write!(f, "representation cannot be encoded"),
+            Error::NotPgm => write!(f, "not a PGM packet under this framing"),
+            Error::Fragmented => write!(f, "IP fragment"),
             Error::UnknownOptionDiscard(t) => {
                 write!(f, "unknown option {t:#04x} requires discarding the packet")
             }
