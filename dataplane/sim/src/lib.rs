@@ -1,3 +1,52 @@
 //! A deterministic network in virtual time: one PGM source, N receivers, seeded loss,
 //! reordering, duplication and delay. Exposed as `xpgm sim`.
+//!
+//! * [`config`]: every knob ([`SimConfig`]) with defaults.
+//! * [`link`]: one link direction (Bernoulli or Gilbert–Elliott loss, delay, jitter,
+//!   duplication).
+//! * [`node`]: the sans-IO surface driven ([`node::SimSource`], [`node::SimReceiver`]),
+//!   implemented by the real engines.
+//! * [`check`]: the application's checks on every delivered message.
+//! * [`sim`]: the event loop; [`report`]: the outcome.
+//!
+//! Same configuration and seed, same [`Report`]: nothing reads a clock or the OS's
+//! randomness, and events at equal times run in insertion order.
 #![forbid(unsafe_code)]
+
+pub mod check;
+pub mod config;
+pub mod link;
+pub mod node;
+pub mod report;
+pub mod sim;
+
+pub use config::{ConfigError, LinkConfig, SimConfig, TypeLoss};
+pub use report::{EndReason, Report};
+pub use sim::Simulation;
+
+use xpgm_core::receiver::Receiver;
+use xpgm_core::source::Source;
+use xpgm_core::wire::{Gsi, Tsi};
+
+/// The session identifier of the simulated source.
+pub const TSI: Tsi = Tsi {
+    gsi: Gsi([0x78, 0x70, 0x67, 0x6d, 0x00, 0x01]),
+    sport: 7501,
+};
+
+/// Runs `cfg` with the real protocol engines.
+pub fn run(cfg: &SimConfig) -> Result<Report, ConfigError> {
+    cfg.validate()?;
+    let mut scfg = cfg.source.clone();
+    scfg.group = sim::GROUP;
+    scfg.path_nla = sim::SOURCE_NLA;
+    let mut rcfg = cfg.receiver.clone();
+    rcfg.group = sim::GROUP;
+    rcfg.dport = scfg.dport;
+    let source = Source::new(scfg, TSI, xpgm_core::Instant::ZERO);
+    let mut seeds = xpgm_core::rng::Rng::new(cfg.seed ^ 0x5245_4345_4956_4552);
+    let receivers: Vec<Receiver> = (0..cfg.receivers)
+        .map(|i| Receiver::new(rcfg.clone(), sim::receiver_nla(i), seeds.next_u64()))
+        .collect();
+    Ok(Simulation::new(cfg.clone(), source, receivers)?.run())
+}
