@@ -645,3 +645,6 @@ impl Source {
         &self.stats
     }
 }
+
+#[cfg(test)]
+mod tests;
