@@ -584,3 +584,6 @@ pub(crate) fn push_tx(q: &mut Bounded<PendingTx>, stats: &mut ReceiverStats, p: 
         stats.tx_dropped += 1;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -423,7 +423,12 @@ impl Peer {
             return;
         }
         if dist as u32 >= self.cap() {
+            // Beyond the window: drop it, but grow the window to its full span so the
+            // sequences in between are NAKed and delivery can catch up (otherwise a
+            // receiver that fell a window behind would drop everything forever).
             env.stats.window_full_drops += 1;
+            let last = self.next.add(self.cap() - 1);
+            self.extend(env, now, last);
             return;
         }
         let fresh = sqn.gt(self.lead);
