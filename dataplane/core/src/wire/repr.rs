@@ -30,6 +30,9 @@ pub enum Error {
     BufferTooSmall,
     /// The representation cannot be encoded (e.g. a NAK list longer than 62).
     Unencodable,
+    /// An option of unknown type whose OPX bits say "discard the packet" (the option
+    /// type is given).
+    UnknownOptionDiscard(u8),
 }
 
 impl core::fmt::Display for Error {
@@ -44,6 +47,9 @@ impl core::fmt::Display for Error {
             Error::BadOptions => write!(f, "malformed options area"),
             Error::BufferTooSmall => write!(f, "output buffer too small"),
             Error::Unencodable => write!(f, "representation cannot be encoded"),
+            Error::UnknownOptionDiscard(t) => {
+                write!(f, "unknown option {t:#04x} requires discarding the packet")
+            }
         }
     }
 }
@@ -112,6 +118,43 @@ pub enum PacketType {
     Spmr,
     /// PGMCC ACK (0x0D as OpenPGM and Wireshark; 0x0B accepted on decode).
     Ack,
+}
+
+impl PacketType {
+    /// The type byte written on the wire.
+    pub const fn code(self) -> u8 {
+        use crate::wire::ty;
+        match self {
+            PacketType::Spm => ty::SPM,
+            PacketType::Poll => ty::POLL,
+            PacketType::Polr => ty::POLR,
+            PacketType::Odata => ty::ODATA,
+            PacketType::Rdata => ty::RDATA,
+            PacketType::Nak => ty::NAK,
+            PacketType::Nnak => ty::NNAK,
+            PacketType::Ncf => ty::NCF,
+            PacketType::Spmr => ty::SPMR,
+            PacketType::Ack => ty::ACK,
+        }
+    }
+
+    /// The type a wire type byte denotes (`None` for codes this codec does not know).
+    pub const fn from_code(code: u8) -> Option<PacketType> {
+        use crate::wire::ty;
+        Some(match code {
+            ty::SPM => PacketType::Spm,
+            ty::POLL => PacketType::Poll,
+            ty::POLR => PacketType::Polr,
+            ty::ODATA => PacketType::Odata,
+            ty::RDATA => PacketType::Rdata,
+            ty::NAK => PacketType::Nak,
+            ty::NNAK => PacketType::Nnak,
+            ty::NCF => PacketType::Ncf,
+            ty::SPMR => PacketType::Spmr,
+            ty::ACK | ty::ACK_ALT => PacketType::Ack,
+            _ => return None,
+        })
+    }
 }
 
 /// SPM body (RFC 3208 8.1).
@@ -369,6 +412,11 @@ pub struct Options {
     pub unknown_count: u8,
     /// Types of the first skipped unknown options.
     pub unknown_types: [u8; crate::wire::MAX_UNKNOWN_REPORTED],
+    /// Header options byte, parity bit (0x80): a parity (FEC) packet.
+    pub parity: bool,
+    /// Header options byte, variable-packet-length bit (0x40): parity for a transmission
+    /// group of variable-sized packets.
+    pub var_pktlen: bool,
 }
 
 /// A whole PGM packet: header fields, body and options. The payload (ODATA/RDATA) is
@@ -427,19 +475,29 @@ impl<'a> PacketRepr<'a> {
     }
 
     /// Parses and checksum-verifies one PGM packet (starting at the PGM header).
+    ///
+    /// `bytes` must be exactly the PGM packet (the IP or UDP payload): the checksum
+    /// covers all of it. Never panics and never allocates; see `docs/wire.md` for the
+    /// error contract.
     pub fn parse(bytes: &'a [u8]) -> Result<PacketRepr<'a>, Error> {
-        let _ = bytes;
-        todo!("codec")
+        crate::wire::codec::parse(bytes)
+    }
+
+    /// Parses without checking the checksum (for callers that verified it already,
+    /// e.g. in hardware, and for tests).
+    pub fn parse_unchecked(bytes: &'a [u8]) -> Result<PacketRepr<'a>, Error> {
+        crate::wire::codec::parse_body(bytes)
     }
 
     /// Bytes `emit` will write.
     pub fn buffer_len(&self) -> usize {
-        todo!("codec")
+        crate::wire::codec::buffer_len(self)
     }
 
     /// Writes the packet, options and checksum into `buf`; returns the length written.
+    /// [`Error::BufferTooSmall`] when `buf` is shorter than [`Self::buffer_len`];
+    /// [`Error::Unencodable`] for ACK (decode only) and payloads over 65535 bytes.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        let _ = buf;
-        todo!("codec")
+        crate::wire::codec::emit(self, buf)
     }
 }
