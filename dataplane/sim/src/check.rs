@@ -159,6 +159,11 @@ pub struct Checker {
     /// Deliveries of a message other than the next expected one (including a message
     /// delivered after being reported unrecoverable).
     pub out_of_order: u64,
+    /// Messages before the receiver's first event (data or unrecoverable) that it never
+    /// mentions: the receiver joined the stream after them ("late join"). Counted apart
+    /// from `out_of_order`; they stay neither delivered nor unrecoverable.
+    pub join_gap: u64,
+    started: bool,
     /// Deliveries whose content, length or sequence number match no message.
     pub corrupt: u64,
     /// Sequence numbers reported unrecoverable (sum of `count`).
@@ -180,6 +185,15 @@ impl Checker {
         }
     }
 
+    /// The first event concerns message `i`: everything before it is a join gap.
+    fn join_at(&mut self, i: u64) {
+        if !self.started {
+            self.started = true;
+            self.join_gap = i;
+            self.next = i;
+        }
+    }
+
     /// One delivered APDU whose first TPDU is `sqn`.
     pub fn on_data(&mut self, table: &MessageTable, sqn: Sqn, data: &[u8]) {
         let Some(i) = table.message_starting_at(sqn) else {
@@ -195,6 +209,7 @@ impl Checker {
             self.duplicates += 1;
             return;
         }
+        self.join_at(i);
         self.delivered_set.set(i);
         if i != self.next || self.lost_set.get(i) {
             self.out_of_order += 1;
@@ -212,6 +227,7 @@ impl Checker {
         let Some((a, b)) = table.messages_in(first, count) else {
             return;
         };
+        self.join_at(a as u64);
         for i in a as u64..=b as u64 {
             if !self.delivered_set.get(i) && !self.lost_set.get(i) {
                 self.lost_set.set(i);
@@ -293,5 +309,26 @@ mod tests {
         assert_eq!(c.duplicates, 1);
         assert_eq!(c.out_of_order, 3);
         assert_eq!(c.corrupt, 2);
+        assert_eq!(c.join_gap, 0);
+    }
+
+    #[test]
+    fn a_receiver_that_starts_later_has_a_join_gap_not_reordering() {
+        let t = table(0, 1, 6);
+        let mut c = Checker::new(6, 16);
+        let mut m = [0u8; 16];
+        for i in 2..6 {
+            fill_message(i, &mut m);
+            c.on_data(&t, Sqn(i as u32), &m);
+        }
+        assert_eq!((c.join_gap, c.delivered, c.out_of_order), (2, 4, 0));
+        // Data for a message before the join point afterwards is out of order.
+        fill_message(0, &mut m);
+        c.on_data(&t, Sqn(0), &m);
+        assert_eq!(c.out_of_order, 1);
+
+        let mut c = Checker::new(6, 16);
+        c.on_unrecoverable(&t, Sqn(1), 1);
+        assert_eq!((c.join_gap, c.unrecoverable), (1, 1));
     }
 }

@@ -76,6 +76,10 @@ pub struct SimConfig {
     /// Messages per second offered by the application; 0 = as fast as the source's
     /// back-pressure (`WouldBlock`) allows.
     pub msg_rate: u64,
+    /// Virtual time between creating the source (which announces the session with an
+    /// SPM at once) and the application's first `send`, as an application connects
+    /// and then sends.
+    pub start_delay: Duration,
     /// The shared link from the source.
     pub upstream: LinkConfig,
     /// Each receiver's own link from the shared link (independent state per receiver).
@@ -99,8 +103,8 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     /// 3 receivers, 1% independent loss per receiver link (both directions), 10000
-    /// messages of 64 bytes at 10000 messages/s, about 1 ms one-way delay with 200 µs
-    /// jitter.
+    /// messages of 64 bytes at 10000 messages/s starting after 10 ms, about 1 ms one-way
+    /// delay with 200 µs jitter.
     fn default() -> Self {
         SimConfig {
             seed: 1,
@@ -108,6 +112,7 @@ impl Default for SimConfig {
             messages: 10_000,
             size: 64,
             msg_rate: 10_000,
+            start_delay: Duration::from_millis(10),
             upstream: LinkConfig::lossless(Duration::from_micros(500)),
             downstream: LinkConfig {
                 loss: 0.01,
@@ -150,6 +155,8 @@ pub enum ConfigError {
     TooManyReceivers(usize),
     /// More than [`SimConfig::MAX_MESSAGES`] messages.
     TooManyMessages(u64),
+    /// The engines refused their configuration.
+    Engine(xpgm_core::config::ConfigError),
 }
 
 impl fmt::Display for ConfigError {
@@ -174,6 +181,7 @@ impl fmt::Display for ConfigError {
                 "at most {} receivers are supported, got {n}",
                 SimConfig::MAX_RECEIVERS
             ),
+            ConfigError::Engine(e) => write!(f, "engine configuration: {e}"),
             ConfigError::TooManyMessages(n) => write!(
                 f,
                 "at most {} messages are supported, got {n}",

@@ -43,10 +43,11 @@ pub fn run(cfg: &SimConfig) -> Result<Report, ConfigError> {
     let mut rcfg = cfg.receiver.clone();
     rcfg.group = sim::GROUP;
     rcfg.dport = scfg.dport;
-    let source = Source::new(scfg, TSI, xpgm_core::Instant::ZERO);
+    let source = Source::new(scfg, TSI, xpgm_core::Instant::ZERO).map_err(ConfigError::Engine)?;
     let mut seeds = xpgm_core::rng::Rng::new(cfg.seed ^ 0x5245_4345_4956_4552);
-    let receivers: Vec<Receiver> = (0..cfg.receivers)
+    let receivers = (0..cfg.receivers)
         .map(|i| Receiver::new(rcfg.clone(), sim::receiver_nla(i), seeds.next_u64()))
-        .collect();
+        .collect::<Result<Vec<Receiver>, _>>()
+        .map_err(ConfigError::Engine)?;
     Ok(Simulation::new(cfg.clone(), source, receivers)?.run())
 }

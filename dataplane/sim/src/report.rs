@@ -148,6 +148,8 @@ pub struct ReceiverReport {
     pub out_of_order: u64,
     /// Deliveries that match no message.
     pub corrupt: u64,
+    /// Leading messages the receiver never mentioned (it joined after them).
+    pub join_gap: u64,
     /// Sequence numbers reported unrecoverable.
     pub unrecoverable_sqns: u64,
     /// Saw `SessionEnd`.
@@ -184,8 +186,11 @@ pub struct Report {
     pub out_of_order: u64,
     /// Deliveries whose content or sequence number match no message.
     pub corrupt: u64,
-    /// Messages neither delivered nor reported unrecoverable.
+    /// Messages neither delivered nor reported unrecoverable (includes `join_gap`).
     pub missing: u64,
+    /// Leading messages receivers never mentioned because they joined the stream after
+    /// them (see [`crate::check::Checker::join_gap`]).
+    pub join_gap: u64,
     /// Sequence numbers reported unrecoverable, summed over receivers.
     pub unrecoverable_sqns: u64,
     /// Receivers that saw `SessionEnd`.
@@ -244,6 +249,7 @@ impl Report {
             "out_of_order": self.out_of_order,
             "corrupt": self.corrupt,
             "missing": self.missing,
+            "join_gap": self.join_gap,
             "unrecoverable_sqns": self.unrecoverable_sqns,
             "sessions_ended": self.sessions_ended,
             "naks_at_source": self.naks_at_source,
@@ -290,13 +296,14 @@ impl fmt::Display for Report {
             self.events
         )?;
         writeln!(f)?;
-        let rows: [(&str, u64); 12] = [
+        let rows: [(&str, u64); 13] = [
             ("delivered", self.delivered),
             ("unrecoverable", self.unrecoverable),
             ("duplicates delivered", self.duplicates),
             ("out-of-order delivered", self.out_of_order),
             ("corrupt delivered", self.corrupt),
             ("missing", self.missing),
+            ("  of which before join", self.join_gap),
             ("NAKs received by source", self.naks_at_source),
             ("RDATA sent", self.rdata_sent),
             ("NCF sent", self.ncf_sent),

@@ -235,8 +235,9 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
 
     /// Runs to the end; returns the report and the nodes (for inspection in tests).
     pub fn run_with_nodes(mut self) -> (Report, S, Vec<R>) {
-        self.push(Instant::ZERO, Ev::App);
-        self.app.next_at = Some(Instant::ZERO);
+        let start = Instant::ZERO + self.cfg.start_delay;
+        self.push(start, Ev::App);
+        self.app.next_at = Some(start);
         self.drain_source();
         for r in 0..self.peers.len() {
             self.drain_receiver(r);
@@ -341,7 +342,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
     fn offer_time(&self, i: u64) -> Instant {
         let rate = self.cfg.msg_rate;
         let ns = u128::from(i) * 1_000_000_000 / u128::from(rate.max(1));
-        Instant::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+        Instant::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)) + self.cfg.start_delay
     }
 
     fn app_step(&mut self) {
@@ -566,6 +567,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                 duplicates: c.duplicates,
                 out_of_order: c.out_of_order,
                 corrupt: c.corrupt,
+                join_gap: c.join_gap,
                 unrecoverable_sqns: c.unrecoverable_sqns,
                 session_ended: c.session_ended,
                 naks_sent: st.naks_sent,
@@ -577,6 +579,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             rep.duplicates += rr.duplicates;
             rep.out_of_order += rr.out_of_order;
             rep.corrupt += rr.corrupt;
+            rep.join_gap += rr.join_gap;
             rep.unrecoverable_sqns += rr.unrecoverable_sqns;
             rep.sessions_ended += usize::from(rr.session_ended);
             rep.naks_sent += rr.naks_sent;
