@@ -64,7 +64,9 @@ impl<'a> OptionIter<'a> {
     pub fn new(bytes: &'a [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(bytes);
         //= https://www.rfc-editor.org/rfc/rfc3208#section-9.1
-        //# OPT_LENGTH MUST be the first option extension.
+        //# When option extensions are appended to the standard PGM header, the
+        //# extensions MUST be preceded by an option extension length field specifying
+        //# the total length of all option extensions.
         if r.u8()? != opt::LENGTH {
             return Err(Error::BadOptions);
         }
@@ -159,9 +161,8 @@ fn is_known(kind: u8) -> bool {
 
 fn apply(raw: &RawOption<'_>, o: &mut Options) -> Result<(), Error> {
     if raw.kind == opt::INVALID {
-        //= https://www.rfc-editor.org/rfc/rfc3208#section-9
-        //# OPT_INVALID: the option was invalidated by a network element; its
-        //# contents are to be ignored.
+        // RFC 3208 section 9: a network element that invalidates an option rewrites its
+        // type to OPT_INVALID; the length stays, the contents are meaningless.
         o.invalid = true;
         return Ok(());
     }
@@ -259,9 +260,9 @@ fn parse_cr(flags: u8, r: &mut Reader<'_>) -> Result<Cr, Error> {
 }
 
 fn unknown(raw: &RawOption<'_>, o: &mut Options) -> Result<(), Error> {
-    //= https://www.rfc-editor.org/rfc/rfc3208#section-9
-    //# OPX bits: 00 - ignore the option, 01 - invalidate the option,
-    //# 10 - discard the packet.
+    // RFC 3208 section 9, OPX for an option the receiver does not know: 00 ignore the
+    // option, 01 invalidate it (network elements rewrite it to OPT_INVALID; we record
+    // `invalid`), 10 discard the packet. 11 is reserved and treated as 00.
     match raw.opx() {
         opt::OPX_DISCARD => return Err(Error::UnknownOptionDiscard(raw.kind)),
         opt::OPX_INVALIDATE => o.invalid = true,

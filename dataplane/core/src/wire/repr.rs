@@ -33,6 +33,11 @@ pub enum Error {
     /// An option of unknown type whose OPX bits say "discard the packet" (the option
     /// type is given).
     UnknownOptionDiscard(u8),
+    /// Framing: an IP packet that does not carry PGM under the configured framing
+    /// (wrong IP version, protocol or UDP port).
+    NotPgm,
+    /// Framing: an IP fragment (PGM is parsed from whole packets only).
+    Fragmented,
 }
 
 impl core::fmt::Display for Error {
@@ -47,6 +52,8 @@ impl core::fmt::Display for Error {
             Error::BadOptions => write!(f, "malformed options area"),
             Error::BufferTooSmall => write!(f, "output buffer too small"),
             Error::Unencodable => write!(f, "representation cannot be encoded"),
+            Error::NotPgm => write!(f, "not a PGM packet under this framing"),
+            Error::Fragmented => write!(f, "IP fragment"),
             Error::UnknownOptionDiscard(t) => {
                 write!(f, "unknown option {t:#04x} requires discarding the packet")
             }
@@ -267,7 +274,7 @@ pub struct Fragment {
 
 /// OPT_NAK_LIST (RFC 3208 9.3): up to 62 further sequence numbers, fixed storage so that
 /// parsing allocates nothing.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Eq)]
 pub struct NakList {
     len: u8,
     sqns: [Sqn; crate::wire::MAX_NAK_LIST],
@@ -279,6 +286,13 @@ impl Default for NakList {
             len: 0,
             sqns: [Sqn(0); crate::wire::MAX_NAK_LIST],
         }
+    }
+}
+
+/// Equality over the listed entries only (storage past `len` is not part of the value).
+impl PartialEq for NakList {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
     }
 }
 
@@ -499,5 +513,24 @@ impl<'a> PacketRepr<'a> {
     /// [`Error::Unencodable`] for ACK (decode only) and payloads over 65535 bytes.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
         crate::wire::codec::emit(self, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nak_list_equality_ignores_stale_storage() {
+        let mut a = NakList::default();
+        a.push(Sqn(1));
+        a.push(Sqn(2));
+        a.clear();
+        a.push(Sqn(7));
+        let mut b = NakList::default();
+        b.push(Sqn(7));
+        assert_eq!(a, b);
+        b.push(Sqn(8));
+        assert_ne!(a, b);
     }
 }
