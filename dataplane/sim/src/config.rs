@@ -89,9 +89,17 @@ pub struct SimConfig {
     /// Extra per-packet-type loss.
     pub type_loss: TypeLoss,
     /// Source engine configuration (group and path NLA are set by the simulator).
+    /// The simulator's default widens the engine's default window to
+    /// [`SimConfig::DEFAULT_WINDOW_SQNS`].
     pub source: SourceConfig,
     /// Receiver engine configuration (group is set by the simulator).
     pub receiver: ReceiverConfig,
+    /// Lower both engines' `max_tpdu` to the smallest TPDU that carries one whole
+    /// message, when that is below the configured value. Packets on the wire are the
+    /// same (one TPDU per message either way); the engines size their windows as
+    /// `sqns × max_tpdu` bytes, so small messages need far less memory. (`max_apdu`
+    /// is then lowered to the message size too.)
+    pub fit_tpdu: bool,
     /// After the source closed: stop when no ODATA, RDATA, NCF, NAK or delivery happened
     /// for this long.
     pub quiet: Duration,
@@ -129,8 +137,15 @@ impl Default for SimConfig {
                 duplicate: 0.0,
             },
             type_loss: TypeLoss::default(),
-            source: SourceConfig::default(),
-            receiver: ReceiverConfig::default(),
+            source: SourceConfig {
+                txw_sqns: Self::DEFAULT_WINDOW_SQNS,
+                ..SourceConfig::default()
+            },
+            receiver: ReceiverConfig {
+                rxw_sqns: Self::DEFAULT_WINDOW_SQNS,
+                ..ReceiverConfig::default()
+            },
+            fit_tpdu: true,
             quiet: Duration::from_secs(60),
             max_time: Duration::from_secs(24 * 3600),
             max_events: 2_000_000_000,
@@ -230,6 +245,13 @@ impl SimConfig {
         }
         self
     }
+
+    /// Transmit and receive window of the simulator's default configuration: 32768
+    /// sequence numbers, 3.3 s at the default 10000 messages/s, room for a dozen
+    /// NAK/RDATA rounds (`NAK_RDATA_IVL` 200 ms + `NAK_BO_IVL` ≤ 50 ms each). The engines'
+    /// own default (4096, 0.4 s here) is shorter than two such rounds, so a repair
+    /// that is lost twice at 10000 messages/s falls out of the window.
+    pub const DEFAULT_WINDOW_SQNS: u32 = 1 << 15;
 
     /// Mean burst length (packets) used by `--burst`.
     pub const DEFAULT_BURST_LEN: f64 = 4.0;

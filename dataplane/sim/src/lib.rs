@@ -34,6 +34,15 @@ pub const TSI: Tsi = Tsi {
     sport: 7501,
 };
 
+/// The smallest `max_tpdu` that carries a `size`-byte message in one TPDU (with room
+/// for a fragment option, so the engine never needs to fragment it).
+pub fn fitted_tpdu(size: usize) -> usize {
+    use xpgm_core::config::{DATA_OVERHEAD, FRAGMENT_OPTIONS_LEN, MIN_TPDU};
+    (DATA_OVERHEAD + FRAGMENT_OPTIONS_LEN)
+        .saturating_add(size)
+        .max(MIN_TPDU)
+}
+
 /// Runs `cfg` with the real protocol engines.
 pub fn run(cfg: &SimConfig) -> Result<Report, ConfigError> {
     cfg.validate()?;
@@ -43,6 +52,17 @@ pub fn run(cfg: &SimConfig) -> Result<Report, ConfigError> {
     let mut rcfg = cfg.receiver.clone();
     rcfg.group = sim::GROUP;
     rcfg.dport = scfg.dport;
+    if cfg.fit_tpdu {
+        let fit = fitted_tpdu(cfg.size);
+        if fit < scfg.max_tpdu {
+            // The engines bound `max_apdu` by what the window can hold; every message
+            // here is exactly `size` bytes.
+            scfg.max_tpdu = fit;
+            rcfg.max_tpdu = rcfg.max_tpdu.min(fit);
+            scfg.max_apdu = scfg.max_apdu.min(cfg.size);
+            rcfg.max_apdu = rcfg.max_apdu.min(cfg.size);
+        }
+    }
     let source = Source::new(scfg, TSI, xpgm_core::Instant::ZERO).map_err(ConfigError::Engine)?;
     let mut seeds = xpgm_core::rng::Rng::new(cfg.seed ^ 0x5245_4345_4956_4552);
     let receivers = (0..cfg.receivers)
