@@ -236,3 +236,16 @@ fn heavy_bursty_loss_on_every_path_still_accounts_for_every_message() {
     let r = run(&c);
     assert_accounted(&r);
 }
+
+#[test]
+fn a_rate_limited_source_pushes_back_and_the_application_catches_up() {
+    let mut c = base(3, 3000, 8).with_receiver_loss(0.02, false);
+    c.msg_rate = 0; // offer as fast as the source accepts
+    c.source.txw_max_rte = 500_000; // bytes/s: ~5000 messages of 64 bytes + headers
+    let r = run(&c);
+    assert_accounted(&r);
+    assert!(r.would_block > 0, "{r}");
+    assert_eq!(r.unrecoverable, 0, "{r}");
+    // 3000 messages of ~100 bytes on the wire at 500 kB/s take about 0.6 s.
+    assert!(r.virtual_ns > 400_000_000, "{r}");
+}

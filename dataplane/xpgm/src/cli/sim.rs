@@ -58,6 +58,9 @@ pub struct SimArgs {
     /// Extra loss of RDATA, in percent (per receiver).
     #[arg(long, default_value_t = 0.0, value_parser = percent, allow_negative_numbers = true)]
     rdata_loss: f64,
+    /// Extra loss of SPMRs, in percent (per receiver, on the way to the source).
+    #[arg(long, default_value_t = 0.0, value_parser = percent, allow_negative_numbers = true)]
+    spmr_loss: f64,
     /// Exit with status 1 unless every receiver got every message once, in order.
     #[arg(long)]
     strict: bool,
@@ -104,6 +107,7 @@ impl SimArgs {
         c.type_loss.nak = self.nak_loss / 100.0;
         c.type_loss.ncf = self.ncf_loss / 100.0;
         c.type_loss.rdata = self.rdata_loss / 100.0;
+        c.type_loss.spmr = self.spmr_loss / 100.0;
         c
     }
 }
