@@ -249,3 +249,23 @@ fn a_rate_limited_source_pushes_back_and_the_application_catches_up() {
     // 3000 messages of ~100 bytes on the wire at 500 kB/s take about 0.6 s.
     assert!(r.virtual_ns > 400_000_000, "{r}");
 }
+
+#[test]
+fn without_repairs_a_lost_fragment_loses_its_whole_message() {
+    // 3000-byte messages travel as 3 TPDUs; NAKs never reach the source.
+    let mut c = base(3, 300, 21).with_receiver_loss(0.05, false);
+    c.size = 3000;
+    c.reverse.loss = 1.0;
+    let r = run(&c);
+    assert_accounted(&r);
+    assert_eq!(r.naks_at_source, 0);
+    assert_eq!(r.rdata_sent, 0);
+    assert!(r.odata_sent >= 900, "{r}");
+    assert!(r.unrecoverable > 0, "{r}");
+    for rr in &r.per_receiver {
+        // Each unrecoverable message owns at least one of the lost sequence numbers,
+        // and no lost sequence number belongs to two messages.
+        assert!(rr.unrecoverable <= rr.unrecoverable_sqns, "{rr:?}");
+        assert!(rr.unrecoverable_sqns <= 3 * rr.unrecoverable, "{rr:?}");
+    }
+}
