@@ -691,11 +691,15 @@ impl Peer {
 
     fn unrecoverable(&mut self, env: &mut Env, count: u32) -> Option<Deliver> {
         let first = self.next;
-        for i in 0..count {
-            let s = first.add(i);
-            if s.le(self.lead) {
-                self.take_buf(env, s);
-            }
+        // Only the part inside the ring holds slots; a run past the lead (a trail that
+        // jumped far ahead) costs nothing per sequence.
+        let held = if self.lead.ge(first) {
+            count.min(self.lead.distance(first) as u32 + 1)
+        } else {
+            0
+        };
+        for i in 0..held {
+            self.take_buf(env, first.add(i));
         }
         self.next = first.add(count);
         if self.next.gt(self.lead.next()) {
