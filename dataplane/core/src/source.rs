@@ -309,7 +309,7 @@ impl Source {
                 slot.data.clear();
                 slot.data.extend_from_slice(part);
                 //= https://www.rfc-editor.org/rfc/rfc3208#section-9.2
-                //# OPT_FRAGMENT: first sequence number, offset and length of the APDU.
+                // (paraphrase) OPT_FRAGMENT: first sequence number, offset and length of the APDU.
                 slot.frag = Some(Fragment {
                     first_sqn: first,
                     offset: (i * chunk) as u32,
@@ -570,8 +570,8 @@ impl Source {
                 })
             }
             Next::Spm { sqn, fin } => {
-                //= https://www.rfc-editor.org/rfc/rfc3208#section-9.5
-                //# OPT_FIN: the source is ending the session.
+                //= https://www.rfc-editor.org/rfc/rfc3208#section-9
+                // (paraphrase) OPT_FIN: the source is ending the session.
                 options.fin = fin;
                 Body::Spm(Spm {
                     sqn,

@@ -41,7 +41,7 @@ impl Env {
     }
 
     //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
-    //# the receiver ... selects a random back-off interval ... NAK_RB_IVL
+    // (paraphrase) the receiver ... selects a random back-off interval ... NAK_RB_IVL
     fn backoff(&mut self, now: Instant) -> Instant {
         let span = self.cfg.nak_bo_ivl;
         self.random_after(now, span)
@@ -355,7 +355,7 @@ impl Peer {
         };
         self.lost_until = trail;
         //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
-        //# data that has fallen out of the transmit window cannot be repaired
+        // (paraphrase) data that has fallen out of the transmit window cannot be repaired
         let mut s = from;
         while s.lt(trail) && s.le(self.lead) {
             if let Slot::Missing { .. } = self.get(s) {
@@ -401,7 +401,7 @@ impl Peer {
             self.start(start);
             if self.path.is_none() {
                 //= https://www.rfc-editor.org/rfc/rfc3208#section-6.2
-                //# SPMR: data before any SPM -> ask the source for one after a back-off
+                // (paraphrase) SPMR: data before any SPM -> ask the source for one after a back-off
                 let span = env.cfg.spmr_expiry;
                 let at = env.random_after(now, span);
                 self.spmr_at = Some(at);
@@ -479,7 +479,7 @@ impl Peer {
     pub(crate) fn on_spm(&mut self, env: &mut Env, now: Instant, spm: &Spm, opts: &Options) {
         env.stats.spm_received += 1;
         //= https://www.rfc-editor.org/rfc/rfc3208#section-6.2
-        //# receivers ... discard SPMs whose sequence number is not newer
+        // (paraphrase) receivers ... discard SPMs whose sequence number is not newer
         if let Some(last) = self.spm_sqn
             && !spm.sqn.gt(last)
         {
@@ -519,7 +519,7 @@ impl Peer {
                 self.extend(env, now, sqn);
             }
             //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
-            //# an NCF for a sequence in BACK_OFF suppresses this receiver's NAK
+            // (paraphrase) an NCF for a sequence in BACK_OFF suppresses this receiver's NAK
             if let Slot::Missing {
                 phase: Phase::BackOff | Phase::WaitNcf,
                 ncf_retries,
@@ -599,7 +599,7 @@ impl Peer {
             let (ncf_retries, data_retries) = match phase {
                 Phase::BackOff => {
                     //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
-                    //# back-off expired: send the NAK, then wait NAK_RPT_IVL for an NCF
+                    // (paraphrase) back-off expired: send the NAK, then wait NAK_RPT_IVL for an NCF
                     self.add_to_nak(env, tx, sqn);
                     self.set(
                         sqn,
@@ -830,7 +830,7 @@ impl Peer {
         let count = q.distance(first) as u32;
         if broken {
             //= https://www.rfc-editor.org/rfc/rfc3208#section-9.2
-            //# an APDU with a missing fragment is unrecoverable; never deliver it partly
+            // (paraphrase) an APDU with a missing fragment is unrecoverable; never deliver it partly
             return self.unrecoverable(env, count);
         }
         apdu.clear();
