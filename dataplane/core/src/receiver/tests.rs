@@ -572,6 +572,9 @@ fn rst_is_reported() {
     p.options.rst = Some(false);
     r.handle_repr(ms(0), SRC, &p);
     assert_eq!(events(&mut r), vec![Ev::NewPeer, Ev::Reset]);
+    // Reported once per peer, however many packets carry it.
+    r.handle_repr(ms(1), SRC, &p);
+    assert!(events(&mut r).is_empty());
 }
 
 #[test]

@@ -206,6 +206,8 @@ pub(crate) struct Peer {
     lost_until: Sqn,
     fin: Option<Sqn>,
     fin_reported: bool,
+    /// OPT_RST already reported for this peer.
+    pub(crate) reset_reported: bool,
     /// Reassembly progress of the APDU at `next`: (first, next fragment, bytes so far).
     scan: Option<(Sqn, Sqn, u32)>,
 }
@@ -245,6 +247,7 @@ impl Peer {
             lost_until: Sqn(0),
             fin: None,
             fin_reported: false,
+            reset_reported: false,
             scan: None,
         }
     }
@@ -265,6 +268,15 @@ impl Peer {
         let i = self.si(sqn);
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = s;
+        }
+    }
+
+    /// Moves delivery on to `next`, keeping `lost_until` from falling behind it (so
+    /// serial-number comparisons with it stay meaningful however long the session runs).
+    fn advance(&mut self, next: Sqn) {
+        self.next = next;
+        if next.gt(self.lost_until) {
+            self.lost_until = next;
         }
     }
 
@@ -701,7 +713,7 @@ impl Peer {
         for i in 0..held {
             self.take_buf(env, first.add(i));
         }
-        self.next = first.add(count);
+        self.advance(first.add(count));
         if self.next.gt(self.lead.next()) {
             self.lead = self.next.prev();
         }
@@ -773,7 +785,7 @@ impl Peer {
                 };
                 if single {
                     self.set(sqn, Slot::Empty);
-                    self.next = sqn.next();
+                    self.advance(sqn.next());
                     self.scan = None;
                     env.stats.delivered += 1;
                     return Some(Deliver::Buf {
@@ -841,7 +853,7 @@ impl Peer {
             }
             self.take_buf(env, s);
         }
-        self.next = q;
+        self.advance(q);
         self.scan = None;
         env.stats.delivered += 1;
         Some(Deliver::Apdu {
