@@ -874,3 +874,18 @@ fn fragment_ok(f: &Fragment, sqn: Sqn, len: usize, max_apdu: usize) -> bool {
         && (back as u64) <= u64::from(f.offset)
         && (back != 0 || f.offset == 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_stay_small() {
+        // docs/defaults.md sizes the per-peer ring with this.
+        assert!(
+            core::mem::size_of::<Slot>() <= 24,
+            "{}",
+            core::mem::size_of::<Slot>()
+        );
+    }
+}
