@@ -51,7 +51,7 @@ fn send_path(c: &mut Criterion) {
             let mut buf = vec![0u8; 1500];
             let mut t = 0u64;
             // Warm the window: every slot used once.
-            for _ in 0..8192 {
+            for _ in 0..2 * s.config().txw_sqns {
                 t += 1000;
                 s.send(Instant::from_nanos(t), &payload).expect("send");
                 while s.poll_transmit(Instant::from_nanos(t), &mut buf).is_some() {}

@@ -143,7 +143,7 @@ impl Default for SourceConfig {
             path_nla: Nla::default(),
             max_tpdu: 1500 - 20,
             max_apdu: 1 << 20,
-            txw_sqns: 1 << 12,
+            txw_sqns: 1 << 15,
             txw_max_bytes: 64 << 20,
             txw_secs: Duration::from_secs(30),
             txw_max_rte: 0,
@@ -174,7 +174,7 @@ impl Default for ReceiverConfig {
             group: Nla::default(),
             max_tpdu: 1500 - 20,
             max_apdu: 1 << 20,
-            rxw_sqns: 1 << 12,
+            rxw_sqns: 1 << 15,
             rxw_max_bytes: 64 << 20,
             nak_bo_ivl: Duration::from_millis(50),
             nak_rpt_ivl: Duration::from_millis(200),
@@ -183,7 +183,7 @@ impl Default for ReceiverConfig {
             nak_data_retries: 10,
             spmr_expiry: Duration::from_millis(250),
             peer_expiry: Duration::from_secs(300),
-            max_peers: 256,
+            max_peers: 64,
             event_queue: 4096,
             tx_queue: 1024,
         }
@@ -326,10 +326,12 @@ mod tests {
         };
         assert!(matches!(c.validate(), Err(ConfigError::WindowBytes(_))));
         let c = SourceConfig {
-            send_queue: 8192,
+            txw_sqns: 1024,
+            send_queue: 2048,
+            max_apdu: 1000,
             ..SourceConfig::default()
         };
-        assert_eq!(c.validate(), Err(ConfigError::SendQueue(8192)));
+        assert_eq!(c.validate(), Err(ConfigError::SendQueue(2048)));
         let c = SourceConfig {
             max_apdu: 10 << 20,
             ..SourceConfig::default()

@@ -272,7 +272,8 @@ impl Receiver {
             Body::Ncf(ncf) => peer.on_ncf(env, now, &ncf, &pkt.options),
             _ => env.stats.packets_ignored += 1,
         }
-        if pkt.options.rst.is_some() {
+        if pkt.options.rst.is_some() && !peer.reset_reported {
+            peer.reset_reported = true;
             push_ctrl(&mut self.control, &mut self.env.stats, Ctrl::Reset(tsi));
         }
         if peer.wants_delivery() && !peer.in_ready {

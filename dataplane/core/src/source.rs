@@ -162,8 +162,11 @@ pub struct Source {
     odata_rate: TokenBucket,
     rdata_rate: TokenBucket,
     spm_sqn: Sqn,
-    /// When the next SPM is due.
-    next_spm: Instant,
+    /// When the next ambient SPM is due (`spm_ambient_ivl` after the last SPM of any
+    /// kind), independent of data: a continuous stream still gets ambient SPMs.
+    next_ambient: Instant,
+    /// When the next heartbeat SPM is due, if the heartbeat schedule is running.
+    next_heartbeat: Option<Instant>,
     /// Index into `spm_heartbeat` of the next heartbeat interval (len = ambient).
     hb_idx: usize,
     /// Last SPM sent because of an SPMR.
@@ -200,7 +203,8 @@ impl Source {
             next_sqn: first,
             spm_sqn: Sqn(0),
             // An SPM at once, so receivers learn the path NLA before any data.
-            next_spm: now,
+            next_ambient: now,
+            next_heartbeat: None,
             hb_idx: config.spm_heartbeat.len(),
             last_spmr_spm: None,
             closed: false,
@@ -309,7 +313,7 @@ impl Source {
                 slot.data.clear();
                 slot.data.extend_from_slice(part);
                 //= https://www.rfc-editor.org/rfc/rfc3208#section-9.2
-                //# OPT_FRAGMENT: first sequence number, offset and length of the APDU.
+                // (paraphrase) OPT_FRAGMENT: first sequence number, offset and length of the APDU.
                 slot.frag = Some(Fragment {
                     first_sqn: first,
                     offset: (i * chunk) as u32,
@@ -333,11 +337,19 @@ impl Source {
         }
     }
 
+    /// When the next SPM (ambient or heartbeat) is due.
+    fn next_spm(&self) -> Instant {
+        match self.next_heartbeat {
+            Some(h) => h.min(self.next_ambient),
+            None => self.next_ambient,
+        }
+    }
+
     fn start_fin(&mut self, now: Instant) {
         self.fin = true;
         // FIN SPMs follow the heartbeat schedule from now.
         self.hb_idx = 0;
-        self.next_spm = now;
+        self.next_heartbeat = Some(now);
     }
 
     /// Handles one received packet (bytes from the PGM header on) from `src`.
@@ -379,8 +391,8 @@ impl Source {
         };
         if allowed {
             self.last_spmr_spm = Some(now);
-            if self.next_spm > now {
-                self.next_spm = now;
+            if self.next_spm() > now {
+                self.next_heartbeat = Some(now);
             }
         }
     }
@@ -479,18 +491,18 @@ impl Source {
             self.stats.ncf_sent += 1;
             return Some(Next::Ncf(ncf));
         }
-        if self.next_spm <= now {
+        if self.next_spm() <= now {
             let sqn = self.spm_sqn;
             self.spm_sqn = sqn.next();
             self.stats.spm_sent += 1;
-            let ivl = match self.cfg.spm_heartbeat.get(self.hb_idx) {
+            self.next_ambient = now + self.cfg.spm_ambient_ivl;
+            self.next_heartbeat = match self.cfg.spm_heartbeat.get(self.hb_idx) {
                 Some(&d) => {
                     self.hb_idx += 1;
-                    d
+                    Some(now + d)
                 }
-                None => self.cfg.spm_ambient_ivl,
+                None => None,
             };
-            self.next_spm = now + ivl;
             return Some(Next::Spm { sqn, fin: self.fin });
         }
         // Repairs first, against their own budget.
@@ -526,7 +538,7 @@ impl Source {
             self.stats.odata_bytes += bytes;
             // Heartbeat SPMs restart after every data packet (OpenPGM's schedule).
             self.hb_idx = 1;
-            self.next_spm = now + self.cfg.spm_heartbeat[0];
+            self.next_heartbeat = Some(now + self.cfg.spm_heartbeat[0]);
             if self.closed && self.next_tx == self.next_sqn {
                 self.start_fin(now);
             }
@@ -570,8 +582,8 @@ impl Source {
                 })
             }
             Next::Spm { sqn, fin } => {
-                //= https://www.rfc-editor.org/rfc/rfc3208#section-9.5
-                //# OPT_FIN: the source is ending the session.
+                //= https://www.rfc-editor.org/rfc/rfc3208#section-9
+                // (paraphrase) OPT_FIN: the source is ending the session.
                 options.fin = fin;
                 Body::Spm(Spm {
                     sqn,
@@ -627,7 +639,7 @@ impl Source {
         if !self.ncfs.is_empty() {
             return Some(Instant::ZERO);
         }
-        let mut t = self.next_spm;
+        let mut t = self.next_spm();
         if self.trail != self.next_tx {
             t = t.min(self.slot(self.trail).sent_at + self.cfg.txw_secs);
         }

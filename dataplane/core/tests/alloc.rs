@@ -6,7 +6,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use core::net::Ipv4Addr;
 
@@ -18,21 +17,21 @@ use xpgm_core::wire::{Gsi, Nla, Tsi};
 
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
 thread_local! {
+    // Per thread, so tests running in parallel do not see each other's allocations.
     static ON: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
 fn note() {
-    // `try_with`: the thread-local may be gone during thread teardown.
+    // `try_with`: the thread-locals may be gone during thread teardown.
     if ON.try_with(Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
     }
 }
 
 // SAFETY: every method forwards to `System`, which upholds the `GlobalAlloc` contract;
-// the counting around it touches only an atomic and a const-initialised thread-local.
+// the counting around it touches only const-initialised thread-locals.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note();
@@ -63,12 +62,11 @@ static GLOBAL: Counting = Counting;
 
 /// Allocations made by this thread while running `f`.
 fn count<R>(f: impl FnOnce() -> R) -> (u64, R) {
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = ALLOCS.with(Cell::get);
     ON.with(|c| c.set(true));
     let r = f();
     ON.with(|c| c.set(false));
-    // Other threads do not count, so the difference is ours alone.
-    (ALLOCS.load(Ordering::Relaxed) - before, r)
+    (ALLOCS.with(Cell::get) - before, r)
 }
 
 const SRC: Nla = Nla::V4(Ipv4Addr::new(10, 0, 0, 1));

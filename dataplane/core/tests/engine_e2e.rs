@@ -160,3 +160,83 @@ fn ten_percent_loss_full_in_order_delivery() {
     assert!(src.stats().rdata_sent > 0);
     assert!(src.stats().ncf_sent > 0);
 }
+
+/// The same ODATA is lost at every receiver. NCF suppression must keep the NAKs reaching
+/// the source far below the number of receivers, and the sequence is repaired once.
+#[test]
+fn shared_loss_nak_suppression_limits_implosion() {
+    const RECEIVERS: usize = 30;
+    let tsi = Tsi {
+        gsi: Gsi([9, 9, 9, 9, 9, 9]),
+        sport: 4001,
+    };
+    let scfg = SourceConfig {
+        group: GROUP,
+        path_nla: SRC,
+        ..SourceConfig::default()
+    };
+    let rcfg = ReceiverConfig {
+        group: GROUP,
+        ..ReceiverConfig::default()
+    };
+    let mut now = Instant::ZERO;
+    let mut src = Source::new(scfg, tsi, now).unwrap();
+    let mut rxs: Vec<Receiver> = (0..RECEIVERS)
+        .map(|i| Receiver::new(rcfg.clone(), SRC, 100 + i as u64).unwrap())
+        .collect();
+    let mut buf = vec![0u8; 1500];
+    for i in 0..10u8 {
+        src.send(now, &[i; 32]).unwrap();
+    }
+    let mut delivered = vec![0usize; RECEIVERS];
+    let mut odata_seen = 0;
+    // 0.1 ms steps so that back-offs rarely expire in the same step.
+    let step = Duration::from_micros(100);
+    for _ in 0..20_000 {
+        src.handle_timeout(now);
+        for r in &mut rxs {
+            r.handle_timeout(now);
+        }
+        loop {
+            let mut moved = false;
+            while let Some(t) = src.poll_transmit(now, &mut buf) {
+                moved = true;
+                if t.kind == PacketType::Odata {
+                    odata_seen += 1;
+                    if odata_seen == 5 {
+                        continue; // lost everywhere
+                    }
+                }
+                for r in &mut rxs {
+                    r.handle_packet(now, SRC, &buf[..t.len]).unwrap();
+                }
+            }
+            for r in &mut rxs {
+                while let Some(t) = r.poll_transmit(now, &mut buf) {
+                    moved = true;
+                    src.handle_packet(now, SRC, &buf[..t.len]).unwrap();
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        for (r, d) in rxs.iter_mut().zip(delivered.iter_mut()) {
+            while let Some(ev) = r.poll_event() {
+                if let Event::Data { .. } = ev {
+                    *d += 1;
+                }
+            }
+        }
+        now += step;
+    }
+    assert!(delivered.iter().all(|&d| d == 10), "{delivered:?}");
+    let naks = src.stats().naks_received;
+    assert!(
+        (1..=3).contains(&naks),
+        "{naks} NAKs from {RECEIVERS} receivers"
+    );
+    assert_eq!(src.stats().rdata_sent, 1);
+    let sent: u64 = rxs.iter().map(|r| r.stats().naks_sent).sum();
+    assert_eq!(sent, naks);
+}

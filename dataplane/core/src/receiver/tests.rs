@@ -572,6 +572,9 @@ fn rst_is_reported() {
     p.options.rst = Some(false);
     r.handle_repr(ms(0), SRC, &p);
     assert_eq!(events(&mut r), vec![Ev::NewPeer, Ev::Reset]);
+    // Reported once per peer, however many packets carry it.
+    r.handle_repr(ms(1), SRC, &p);
+    assert!(events(&mut r).is_empty());
 }
 
 #[test]
@@ -713,4 +716,24 @@ fn invalid_config_is_refused() {
         ..cfg()
     };
     assert!(Receiver::new(c, LOCAL, 1).is_err());
+}
+
+#[test]
+fn huge_trail_jump_is_reported_in_one_event_cheaply() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    // The trail jumps ~2^31 - 2 ahead (the farthest serial arithmetic allows).
+    let far = 1u32 << 31;
+    r.handle_repr(ms(1), SRC, &spm(1, far - 1, far));
+    let ev = events(&mut r);
+    assert_eq!(
+        ev,
+        vec![
+            Ev::NewPeer,
+            Ev::Data(1, b"a".to_vec()),
+            Ev::Unrec(2, far - 3),
+        ]
+    );
+    assert_eq!(r.stats().unrecoverable, u64::from(far - 3));
 }

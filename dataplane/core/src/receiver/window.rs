@@ -41,7 +41,7 @@ impl Env {
     }
 
     //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
-    //# the receiver ... selects a random back-off interval ... NAK_RB_IVL
+    // (paraphrase) the receiver ... selects a random back-off interval ... NAK_RB_IVL
     fn backoff(&mut self, now: Instant) -> Instant {
         let span = self.cfg.nak_bo_ivl;
         self.random_after(now, span)
@@ -206,6 +206,8 @@ pub(crate) struct Peer {
     lost_until: Sqn,
     fin: Option<Sqn>,
     fin_reported: bool,
+    /// OPT_RST already reported for this peer.
+    pub(crate) reset_reported: bool,
     /// Reassembly progress of the APDU at `next`: (first, next fragment, bytes so far).
     scan: Option<(Sqn, Sqn, u32)>,
 }
@@ -245,6 +247,7 @@ impl Peer {
             lost_until: Sqn(0),
             fin: None,
             fin_reported: false,
+            reset_reported: false,
             scan: None,
         }
     }
@@ -265,6 +268,15 @@ impl Peer {
         let i = self.si(sqn);
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = s;
+        }
+    }
+
+    /// Moves delivery on to `next`, keeping `lost_until` from falling behind it (so
+    /// serial-number comparisons with it stay meaningful however long the session runs).
+    fn advance(&mut self, next: Sqn) {
+        self.next = next;
+        if next.gt(self.lost_until) {
+            self.lost_until = next;
         }
     }
 
@@ -355,7 +367,7 @@ impl Peer {
         };
         self.lost_until = trail;
         //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
-        //# data that has fallen out of the transmit window cannot be repaired
+        // (paraphrase) data that has fallen out of the transmit window cannot be repaired
         let mut s = from;
         while s.lt(trail) && s.le(self.lead) {
             if let Slot::Missing { .. } = self.get(s) {
@@ -401,7 +413,7 @@ impl Peer {
             self.start(start);
             if self.path.is_none() {
                 //= https://www.rfc-editor.org/rfc/rfc3208#section-6.2
-                //# SPMR: data before any SPM -> ask the source for one after a back-off
+                // (paraphrase) SPMR: data before any SPM -> ask the source for one after a back-off
                 let span = env.cfg.spmr_expiry;
                 let at = env.random_after(now, span);
                 self.spmr_at = Some(at);
@@ -479,7 +491,7 @@ impl Peer {
     pub(crate) fn on_spm(&mut self, env: &mut Env, now: Instant, spm: &Spm, opts: &Options) {
         env.stats.spm_received += 1;
         //= https://www.rfc-editor.org/rfc/rfc3208#section-6.2
-        //# receivers ... discard SPMs whose sequence number is not newer
+        // (paraphrase) receivers ... discard SPMs whose sequence number is not newer
         if let Some(last) = self.spm_sqn
             && !spm.sqn.gt(last)
         {
@@ -519,7 +531,7 @@ impl Peer {
                 self.extend(env, now, sqn);
             }
             //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
-            //# an NCF for a sequence in BACK_OFF suppresses this receiver's NAK
+            // (paraphrase) an NCF for a sequence in BACK_OFF suppresses this receiver's NAK
             if let Slot::Missing {
                 phase: Phase::BackOff | Phase::WaitNcf,
                 ncf_retries,
@@ -599,7 +611,7 @@ impl Peer {
             let (ncf_retries, data_retries) = match phase {
                 Phase::BackOff => {
                     //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
-                    //# back-off expired: send the NAK, then wait NAK_RPT_IVL for an NCF
+                    // (paraphrase) back-off expired: send the NAK, then wait NAK_RPT_IVL for an NCF
                     self.add_to_nak(env, tx, sqn);
                     self.set(
                         sqn,
@@ -691,13 +703,17 @@ impl Peer {
 
     fn unrecoverable(&mut self, env: &mut Env, count: u32) -> Option<Deliver> {
         let first = self.next;
-        for i in 0..count {
-            let s = first.add(i);
-            if s.le(self.lead) {
-                self.take_buf(env, s);
-            }
+        // Only the part inside the ring holds slots; a run past the lead (a trail that
+        // jumped far ahead) costs nothing per sequence.
+        let held = if self.lead.ge(first) {
+            count.min(self.lead.distance(first) as u32 + 1)
+        } else {
+            0
+        };
+        for i in 0..held {
+            self.take_buf(env, first.add(i));
         }
-        self.next = first.add(count);
+        self.advance(first.add(count));
         if self.next.gt(self.lead.next()) {
             self.lead = self.next.prev();
         }
@@ -769,7 +785,7 @@ impl Peer {
                 };
                 if single {
                     self.set(sqn, Slot::Empty);
-                    self.next = sqn.next();
+                    self.advance(sqn.next());
                     self.scan = None;
                     env.stats.delivered += 1;
                     return Some(Deliver::Buf {
@@ -826,7 +842,7 @@ impl Peer {
         let count = q.distance(first) as u32;
         if broken {
             //= https://www.rfc-editor.org/rfc/rfc3208#section-9.2
-            //# an APDU with a missing fragment is unrecoverable; never deliver it partly
+            // (paraphrase) an APDU with a missing fragment is unrecoverable; never deliver it partly
             return self.unrecoverable(env, count);
         }
         apdu.clear();
@@ -837,7 +853,7 @@ impl Peer {
             }
             self.take_buf(env, s);
         }
-        self.next = q;
+        self.advance(q);
         self.scan = None;
         env.stats.delivered += 1;
         Some(Deliver::Apdu {
@@ -857,4 +873,19 @@ fn fragment_ok(f: &Fragment, sqn: Sqn, len: usize, max_apdu: usize) -> bool {
         && back >= 0
         && (back as u64) <= u64::from(f.offset)
         && (back != 0 || f.offset == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_stay_small() {
+        // docs/defaults.md sizes the per-peer ring with this.
+        assert!(
+            core::mem::size_of::<Slot>() <= 24,
+            "{}",
+            core::mem::size_of::<Slot>()
+        );
+    }
 }

@@ -550,3 +550,25 @@ fn invalid_config_is_refused() {
         Err(ConfigError::WindowSqns(0))
     ));
 }
+
+#[test]
+fn ambient_spms_continue_under_continuous_data() {
+    let c = SourceConfig {
+        txw_secs: Duration::from_secs(3600),
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    let mut spms = 0;
+    // One APDU every 10 ms for 65 s: heartbeats never come due, ambient SPMs must.
+    for i in 0..6500u64 {
+        let now = ms(i * 10);
+        s.send(now, b"x").unwrap();
+        s.handle_timeout(now);
+        spms += drain(&mut s, now)
+            .iter()
+            .filter(|o| matches!(o, Out::Spm { .. }))
+            .count();
+    }
+    // The initial SPM plus ambient ones at 30 s and 60 s.
+    assert_eq!(spms, 3);
+}

@@ -9,6 +9,7 @@ use super::{
 use crate::seq::Sqn;
 
 /// Verifies the checksum, then decodes.
+#[inline]
 pub(crate) fn parse(bytes: &[u8]) -> Result<PacketRepr<'_>, Error> {
     let p = Packet::new_checked(bytes)?;
     //= https://www.rfc-editor.org/rfc/rfc3208#section-8
@@ -21,6 +22,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<PacketRepr<'_>, Error> {
 }
 
 /// Decodes without looking at the checksum.
+#[inline]
 pub(crate) fn parse_body(bytes: &[u8]) -> Result<PacketRepr<'_>, Error> {
     let p = Packet::new_checked(bytes)?;
     let code = p.packet_type();
@@ -28,27 +30,23 @@ pub(crate) fn parse_body(bytes: &[u8]) -> Result<PacketRepr<'_>, Error> {
     let mut r = Reader::new(bytes.get(HEADER_LEN..).unwrap_or(&[]));
     let body = parse_fixed(kind, &mut r)?;
     let flag_byte = p.options();
-    let mut options = Options {
-        parity: flag_byte & flags::OPT_PARITY != 0,
-        var_pktlen: flag_byte & flags::OPT_VAR_PKTLEN != 0,
-        ..Options::default()
-    };
-    if flag_byte & flags::OPT_PRESENT != 0 {
-        let total = options::parse(r.rest(), &mut options)?;
-        r.take(total)?;
-    }
-    let body = match body {
-        Body::Odata(d) => Body::Odata(with_payload(d, p.tsdu_len(), r.rest())?),
-        Body::Rdata(d) => Body::Rdata(with_payload(d, p.tsdu_len(), r.rest())?),
-        other => other,
-    };
-    Ok(PacketRepr {
+    let mut repr = PacketRepr {
         sport: p.src_port(),
         dport: p.dst_port(),
         gsi: p.gsi(),
         body,
-        options,
-    })
+        options: Options::default(),
+    };
+    repr.options.parity = flag_byte & flags::OPT_PARITY != 0;
+    repr.options.var_pktlen = flag_byte & flags::OPT_VAR_PKTLEN != 0;
+    if flag_byte & flags::OPT_PRESENT != 0 {
+        let total = options::parse(r.rest(), &mut repr.options)?;
+        r.take(total)?;
+    }
+    if let Body::Odata(d) | Body::Rdata(d) = &mut repr.body {
+        *d = with_payload(*d, p.tsdu_len(), r.rest())?;
+    }
+    Ok(repr)
 }
 
 /// The TSDU follows the options and must be exactly `tsdu_len` bytes: the PGM packet is

@@ -493,6 +493,7 @@ impl<'a> PacketRepr<'a> {
     /// `bytes` must be exactly the PGM packet (the IP or UDP payload): the checksum
     /// covers all of it. Never panics and never allocates; see `docs/wire.md` for the
     /// error contract.
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<PacketRepr<'a>, Error> {
         crate::wire::codec::parse(bytes)
     }
