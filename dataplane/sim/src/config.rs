@@ -248,9 +248,9 @@ impl SimConfig {
 
     /// Transmit and receive window of the simulator's default configuration: 32768
     /// sequence numbers, 3.3 s at the default 10000 messages/s, room for a dozen
-    /// NAK/RDATA rounds (`NAK_RDATA_IVL` 200 ms + `NAK_BO_IVL` ≤ 50 ms each). The engines'
-    /// own default (4096, 0.4 s here) is shorter than two such rounds, so a repair
-    /// that is lost twice at 10000 messages/s falls out of the window.
+    /// NAK/RDATA rounds (`NAK_RDATA_IVL` 200 ms + `NAK_BO_IVL` ≤ 50 ms each). Set
+    /// explicitly so runs do not depend on the engines' default (it was 4096, 0.4 s
+    /// here, shorter than two rounds: a repair lost twice fell out of the window).
     pub const DEFAULT_WINDOW_SQNS: u32 = 1 << 15;
 
     /// Mean burst length (packets) used by `--burst`.
