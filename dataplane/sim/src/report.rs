@@ -275,6 +275,19 @@ impl Report {
                 "duplicated": self.net.duplicated,
                 "delivered": self.net.delivered,
             },
+            "per_receiver": self.per_receiver.iter().map(|r| serde_json::json!({
+                "delivered": r.delivered,
+                "unrecoverable": r.unrecoverable,
+                "duplicates": r.duplicates,
+                "out_of_order": r.out_of_order,
+                "corrupt": r.corrupt,
+                "join_gap": r.join_gap,
+                "unrecoverable_sqns": r.unrecoverable_sqns,
+                "session_ended": r.session_ended,
+                "naks_sent": r.naks_sent,
+                "dup_packets_dropped": r.dup_packets_dropped,
+                "parse_errors": r.parse_errors,
+            })).collect::<Vec<_>>(),
         });
         j.to_string()
     }

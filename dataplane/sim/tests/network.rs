@@ -245,6 +245,8 @@ fn report_renders_as_json_and_table() {
     assert_eq!(j["receivers"], 2);
     assert_eq!(j["messages"], 50);
     assert_eq!(j["end"], "all_sessions_ended");
+    assert_eq!(j["per_receiver"].as_array().map(Vec::len), Some(2));
+    assert_eq!(j["per_receiver"][1]["delivered"], 50);
     let t = r.to_string();
     assert!(t.contains("delivered") && t.contains("NCF sent") && t.contains("complete"));
 }
