@@ -16,6 +16,11 @@ pub const FRAGMENT_OPTIONS_LEN: usize = 4 + 16;
 pub const MIN_TPDU: usize = DATA_OVERHEAD + FRAGMENT_OPTIONS_LEN + 1;
 /// Largest `max_tpdu` accepted (PGM lengths are 16-bit).
 pub const MAX_TPDU: usize = 65_535;
+/// Largest window accepted, in sequence numbers (16 Mi: far below the 2^31 that
+/// serial-number arithmetic allows, and a bound on the slot arrays allocated up front).
+pub const MAX_WINDOW_SQNS: u32 = 1 << 24;
+/// Largest queue or table bound accepted (queues are allocated up front).
+pub const MAX_QUEUE: usize = 1 << 24;
 
 /// Why a configuration was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +30,7 @@ pub enum ConfigError {
     TpduSize(usize),
     /// `max_apdu` is zero or larger than the window / send queue can hold.
     ApduSize(usize),
-    /// A window size is zero, not a power of two, or above 2^30.
+    /// A window size is zero, not a power of two, or above [`MAX_WINDOW_SQNS`].
     WindowSqns(u32),
     /// Window memory (`sqns × max_tpdu`) exceeds the byte bound.
     WindowBytes(usize),
@@ -33,8 +38,12 @@ pub enum ConfigError {
     ZeroInterval(&'static str),
     /// A queue or table bound is zero (field name given).
     ZeroBound(&'static str),
+    /// A queue or table bound is above [`MAX_QUEUE`] (field name given).
+    BoundTooLarge(&'static str),
     /// `send_queue` is larger than the transmit window (unsent data would be evicted).
     SendQueue(usize),
+    /// `txw_min_secs` is longer than `txw_secs`.
+    MinSecs,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -45,12 +54,17 @@ impl core::fmt::Display for ConfigError {
             }
             ConfigError::ApduSize(n) => write!(f, "max_apdu {n} is zero or too large"),
             ConfigError::WindowSqns(n) => {
-                write!(f, "window of {n} sqns: must be a power of two in 1..=2^30")
+                write!(
+                    f,
+                    "window of {n} sqns: must be a power of two in 1..={MAX_WINDOW_SQNS}"
+                )
             }
             ConfigError::WindowBytes(n) => write!(f, "window needs {n} bytes, above its bound"),
             ConfigError::ZeroInterval(s) => write!(f, "{s} must be positive"),
             ConfigError::ZeroBound(s) => write!(f, "{s} must be positive"),
+            ConfigError::BoundTooLarge(s) => write!(f, "{s} above {MAX_QUEUE}"),
             ConfigError::SendQueue(n) => write!(f, "send_queue {n} exceeds the transmit window"),
+            ConfigError::MinSecs => write!(f, "txw_min_secs exceeds txw_secs"),
         }
     }
 }
@@ -76,6 +90,11 @@ pub struct SourceConfig {
     pub txw_max_bytes: usize,
     /// TXW_SECS: how long a packet stays available for repair.
     pub txw_secs: Duration,
+    /// Least time a transmitted packet stays available for repair: when the window is
+    /// full of packets younger than this, `send` returns `WouldBlock` instead of
+    /// evicting them (flow control: a burst cannot push data out of the window before
+    /// receivers had a chance to NAK it). Zero disables it.
+    pub txw_min_secs: Duration,
     /// TXW_MAX_RTE: bytes per second of original data (0 = unlimited).
     pub txw_max_rte: u64,
     /// Separate budget for repairs (RDATA), bytes per second (0 = unlimited).
@@ -146,6 +165,7 @@ impl Default for SourceConfig {
             txw_sqns: 1 << 15,
             txw_max_bytes: 64 << 20,
             txw_secs: Duration::from_secs(30),
+            txw_min_secs: Duration::from_secs(1),
             txw_max_rte: 0,
             rdata_max_rte: 0,
             spm_ambient_ivl: Duration::from_secs(30),
@@ -191,7 +211,7 @@ impl Default for ReceiverConfig {
 }
 
 fn check_window(sqns: u32, max_tpdu: usize, max_bytes: usize) -> Result<(), ConfigError> {
-    if sqns == 0 || !sqns.is_power_of_two() || sqns > 1 << 30 {
+    if sqns == 0 || !sqns.is_power_of_two() || sqns > MAX_WINDOW_SQNS {
         return Err(ConfigError::WindowSqns(sqns));
     }
     let bytes = (sqns as usize).saturating_mul(max_tpdu);
@@ -212,6 +232,8 @@ fn positive(d: Duration, name: &'static str) -> Result<(), ConfigError> {
 fn nonzero(n: usize, name: &'static str) -> Result<(), ConfigError> {
     if n == 0 {
         Err(ConfigError::ZeroBound(name))
+    } else if n > MAX_QUEUE {
+        Err(ConfigError::BoundTooLarge(name))
     } else {
         Ok(())
     }
@@ -245,6 +267,9 @@ impl SourceConfig {
         }
         check_window(self.txw_sqns, self.max_tpdu, self.txw_max_bytes)?;
         positive(self.txw_secs, "txw_secs")?;
+        if self.txw_min_secs > self.txw_secs {
+            return Err(ConfigError::MinSecs);
+        }
         positive(self.spm_ambient_ivl, "spm_ambient_ivl")?;
         for d in self.spm_heartbeat {
             positive(d, "spm_heartbeat")?;
@@ -271,7 +296,8 @@ impl ReceiverConfig {
         if !(MIN_TPDU..=MAX_TPDU).contains(&self.max_tpdu) {
             return Err(ConfigError::TpduSize(self.max_tpdu));
         }
-        if self.rxw_sqns == 0 || !self.rxw_sqns.is_power_of_two() || self.rxw_sqns > 1 << 30 {
+        if self.rxw_sqns == 0 || !self.rxw_sqns.is_power_of_two() || self.rxw_sqns > MAX_WINDOW_SQNS
+        {
             return Err(ConfigError::WindowSqns(self.rxw_sqns));
         }
         if self.rxw_max_bytes < self.max_tpdu.saturating_mul(4) {
@@ -345,6 +371,11 @@ mod tests {
             c.validate(),
             Err(ConfigError::ZeroInterval("spm_ambient_ivl"))
         );
+        let c = SourceConfig {
+            txw_min_secs: Duration::from_secs(31),
+            ..SourceConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::MinSecs));
         let r = ReceiverConfig {
             nak_rpt_ivl: Duration::ZERO,
             ..ReceiverConfig::default()
@@ -355,6 +386,16 @@ mod tests {
             ..ReceiverConfig::default()
         };
         assert_eq!(r.validate(), Err(ConfigError::ZeroBound("max_peers")));
+        let r = ReceiverConfig {
+            event_queue: usize::MAX,
+            ..ReceiverConfig::default()
+        };
+        assert_eq!(r.validate(), Err(ConfigError::BoundTooLarge("event_queue")));
+        let r = ReceiverConfig {
+            rxw_sqns: 1 << 25,
+            ..ReceiverConfig::default()
+        };
+        assert_eq!(r.validate(), Err(ConfigError::WindowSqns(1 << 25)));
         let r = ReceiverConfig {
             rxw_sqns: 3,
             ..ReceiverConfig::default()

@@ -125,6 +125,8 @@ pub struct ReceiverStats {
     pub events_dropped: u64,
     /// NAK/SPMR packets dropped because `tx_queue` was full.
     pub tx_dropped: u64,
+    /// Tail fragments of an APDU that began before a late join, dropped silently.
+    pub pre_join_fragments: u64,
 }
 
 /// Control events queued for the application.

@@ -737,3 +737,70 @@ fn huge_trail_jump_is_reported_in_one_event_cheaply() {
     );
     assert_eq!(r.stats().unrecoverable, u64::from(far - 3));
 }
+
+#[test]
+fn late_join_mid_apdu_skips_its_tail_silently() {
+    let apdu: Vec<u8> = (0..30u8).collect();
+    // Joined on ODATA: the first packet seen is the middle fragment of APDU 10..=12.
+    let mut r = rx();
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(11, 0, &apdu[10..20], frag(10, 10, 30), false),
+    );
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(12, 0, &apdu[20..], frag(10, 20, 30), false),
+    );
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(13, 0, &apdu[..10], frag(13, 0, 30), false),
+    );
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(14, 0, &apdu[10..20], frag(13, 10, 30), false),
+    );
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(15, 0, &apdu[20..], frag(13, 20, 30), false),
+    );
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(13, apdu.clone())]
+    );
+    assert_eq!(r.stats().pre_join_fragments, 2);
+    assert_eq!(r.stats().unrecoverable, 0);
+    // Joined on an SPM whose lead is the APDU's first fragment.
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 10));
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(11, 0, &apdu[10..20], frag(10, 10, 30), false),
+    );
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(12, 0, &apdu[20..], frag(10, 20, 30), false),
+    );
+    r.handle_repr(ms(0), SRC, &odata(13, 0, b"next"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(13, b"next".to_vec())]
+    );
+    // After the first event, orphans are losses again (reported, never delivered).
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(3, 0, &apdu[10..20], frag(2, 10, 30), false),
+    );
+    let _ = events(&mut r);
+    r.handle_repr(ms(1), SRC, &spm(0, 3, 3));
+    assert_eq!(events(&mut r), vec![Ev::Unrec(2, 2)]);
+}

@@ -208,6 +208,9 @@ pub(crate) struct Peer {
     fin_reported: bool,
     /// OPT_RST already reported for this peer.
     pub(crate) reset_reported: bool,
+    /// No event produced yet since the window started at `join_start`.
+    joining: bool,
+    join_start: Sqn,
     /// Reassembly progress of the APDU at `next`: (first, next fragment, bytes so far).
     scan: Option<(Sqn, Sqn, u32)>,
 }
@@ -248,6 +251,8 @@ impl Peer {
             fin: None,
             fin_reported: false,
             reset_reported: false,
+            joining: false,
+            join_start: Sqn(0),
             scan: None,
         }
     }
@@ -286,6 +291,8 @@ impl Peer {
 
     fn start(&mut self, at: Sqn) {
         self.started = true;
+        self.joining = true;
+        self.join_start = at;
         self.next = at;
         self.lead = at.prev();
         self.lost_until = at;
@@ -757,6 +764,33 @@ impl Peer {
         if !self.started {
             return None;
         }
+        self.skip_join_orphans(env);
+        let d = self.next_event(env, apdu);
+        if d.is_some() {
+            self.joining = false;
+        }
+        d
+    }
+
+    /// A late joiner's first packets may be the tail fragments of an APDU that began
+    /// before it joined: they belong to "before joining" and are dropped silently (the
+    /// application was never going to see that APDU), not reported unrecoverable.
+    fn skip_join_orphans(&mut self, env: &mut Env) {
+        while self.joining && self.next.le(self.lead) {
+            match self.get(self.next) {
+                Slot::Have { frag: Some(f), .. } if f.first_sqn.lt(self.join_start) => {
+                    let s = self.next;
+                    self.take_buf(env, s);
+                    self.advance(s.next());
+                    self.scan = None;
+                    env.stats.pre_join_fragments += 1;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn next_event(&mut self, env: &mut Env, apdu: &mut Vec<u8>) -> Option<Deliver> {
         if let Some(f) = self.fin
             && !self.fin_reported
             && f.lt(self.next)
