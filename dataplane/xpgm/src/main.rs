@@ -1,4 +1,9 @@
-//! The `xpgm` command.
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("usage: xpgm sim ...")
+//! The `xpgm` command. Subcommands live in [`cli`]; today only `sim`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
 }
