@@ -365,6 +365,12 @@ fn run_client<H: Handler>(
                         continue;
                     }
                     line.extend_from_slice(head);
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        // Blank lines are keep-alives, not requests.
+                        line.clear();
+                        partial_since = None;
+                        continue;
+                    }
                     conn.fds = std::mem::take(&mut pending_fds);
                     let reply = dispatch(&line, conn, handler);
                     conn.fds.clear();
