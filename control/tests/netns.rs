@@ -1,0 +1,581 @@
+//! Network-namespace tests of xpgmd: a sender host, a receiver host and a
+//! switch namespace with a Linux bridge doing IGMP/MLD snooping with a
+//! querier. xpgmd runs in the receiver namespace; the test drives it over
+//! its Unix socket (the same protocol xpgmctl uses).
+//!
+//! Needs root; skips with a message otherwise. Every namespace is named
+//! `xpgmt-<pid>-<tag>-*` and removed on drop (also when a test fails).
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use xpgm_control::client::Client;
+
+fn is_root() -> bool {
+    xpgm_control::sys::geteuid() == 0
+}
+
+fn have_ip() -> bool {
+    Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run(args: &[&str]) -> String {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Sender `tx`, receiver `rx` and switch `sw`: tx:eth0 - sw:p-tx [br0] sw:p-rx - rx:eth0,
+/// plus a second receiver link sw:p-rx1 - rx:eth1 (used by deletion tests).
+struct Topo {
+    tx: String,
+    rx: String,
+    sw: String,
+    dir: PathBuf,
+    xpgmd: Option<Child>,
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.xpgmd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in [&self.tx, &self.rx, &self.sw] {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Topo {
+    fn new(tag: &str) -> Self {
+        let p = format!("xpgmt-{}-{tag}", std::process::id());
+        let t = Topo {
+            tx: format!("{p}-tx"),
+            rx: format!("{p}-rx"),
+            sw: format!("{p}-sw"),
+            dir: std::env::temp_dir().join(&p),
+            xpgmd: None,
+        };
+        let _ = std::fs::remove_dir_all(&t.dir);
+        std::fs::create_dir_all(&t.dir).unwrap();
+        for n in [&t.tx, &t.rx, &t.sw] {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+            run(&["ip", "netns", "add", n]);
+            run(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
+        let sw = t.sw.as_str();
+        run(&[
+            "ip",
+            "-n",
+            sw,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "1",
+            "mcast_querier",
+            "1",
+            "mcast_igmp_version",
+            "3",
+            "mcast_mld_version",
+            "2",
+            "mcast_query_interval",
+            "1000",
+            "mcast_query_response_interval",
+            "500",
+            "mcast_last_member_interval",
+            "100",
+        ]);
+        for (port, host, hif) in [
+            ("p-tx", &t.tx, "eth0"),
+            ("p-rx", &t.rx, "eth0"),
+            ("p-rx1", &t.rx, "eth1"),
+        ] {
+            run(&[
+                "ip", "-n", sw, "link", "add", port, "type", "veth", "peer", "name", hif, "netns",
+                host,
+            ]);
+            run(&["ip", "-n", sw, "link", "set", port, "master", "br0", "up"]);
+            run(&["ip", "-n", host, "link", "set", hif, "up"]);
+        }
+        run(&["ip", "-n", sw, "link", "set", "br0", "up"]);
+        for (h, a4, a6) in [
+            (&t.tx, "10.77.0.1/24", "fd77::1/64"),
+            (&t.rx, "10.77.0.2/24", "fd77::2/64"),
+        ] {
+            run(&["ip", "-n", h, "addr", "add", a4, "dev", "eth0"]);
+            run(&["ip", "-n", h, "addr", "add", a6, "dev", "eth0", "nodad"]);
+            run(&[
+                "ip",
+                "-n",
+                h,
+                "route",
+                "add",
+                "239.192.0.0/16",
+                "dev",
+                "eth0",
+            ]);
+        }
+        run(&[
+            "ip",
+            "-n",
+            &t.rx,
+            "addr",
+            "add",
+            "10.77.1.2/24",
+            "dev",
+            "eth1",
+        ]);
+        t
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.join("xpgmd.sock")
+    }
+
+    /// Starts xpgmd in the receiver namespace and connects.
+    fn start_xpgmd(&mut self) -> Client {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.rx, env!("CARGO_BIN_EXE_xpgmd")])
+            .arg("--socket")
+            .arg(self.sock())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn xpgmd");
+        self.xpgmd = Some(child);
+        let s = self.sock();
+        wait_until("xpgmd socket", Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(&s).is_ok()
+        });
+        Client::connect(&s).unwrap()
+    }
+
+    fn ns(&self, ns: &str, args: &[&str]) -> String {
+        let mut v = vec!["ip", "netns", "exec", ns];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    fn mdb(&self) -> String {
+        self.ns(&self.sw, &["bridge", "mdb", "show", "dev", "br0"])
+    }
+}
+
+fn args(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn ok(c: &mut Client, op: &str, a: Value) -> Value {
+    let r = c.request(op, args(a)).unwrap();
+    assert_eq!(r["ok"], json!(true), "{op}: {r}");
+    r
+}
+
+fn err(c: &mut Client, op: &str, a: Value) -> String {
+    let r = c.request(op, args(a)).unwrap();
+    assert_eq!(r["ok"], json!(false), "{op} should fail: {r}");
+    r["error"]["code"].as_str().unwrap_or("").to_owned()
+}
+
+fn mdb_has(mdb: &str, port: &str, group: &str) -> bool {
+    mdb.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.windows(2).any(|p| p == ["port", port]) && w.windows(2).any(|p| p == ["grp", group])
+    })
+}
+
+/// Lines of /proc/net/mcfilter in `ns` for `dev`: (group, source, include, exclude).
+fn mcfilter(t: &Topo, dev: &str) -> Vec<(Ipv4Addr, Ipv4Addr, u32, u32)> {
+    let s = t.ns(&t.rx, &["cat", "/proc/net/mcfilter"]);
+    let hex = |h: &str| {
+        let v = u32::from_str_radix(h.trim_start_matches("0x"), 16).unwrap_or(0);
+        Ipv4Addr::from(v)
+    };
+    s.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.get(1) == Some(&dev)).then(|| {
+                (
+                    hex(w[2]),
+                    hex(w[3]),
+                    w[4].parse().unwrap_or(0),
+                    w[5].parse().unwrap_or(0),
+                )
+            })
+        })
+        .collect()
+}
+
+fn skip() -> bool {
+    if !is_root() {
+        eprintln!("skipping: network-namespace tests need root");
+        return true;
+    }
+    if !have_ip() {
+        eprintln!("skipping: iproute2 (ip) not installed");
+        return true;
+    }
+    false
+}
+
+#[test]
+fn join_and_leave_show_in_the_bridge_mdb_and_kernel_filters() {
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("mdb");
+    let mut c = t.start_xpgmd();
+
+    // Any-source join: the bridge learns the receiver's port.
+    ok(
+        &mut c,
+        "join",
+        json!({"interface": "eth0", "group": "239.192.0.1"}),
+    );
+    wait_until("mdb entry for p-rx", Duration::from_secs(15), || {
+        mdb_has(&t.mdb(), "p-rx", "239.192.0.1")
+    });
+    assert!(!mdb_has(&t.mdb(), "p-tx", "239.192.0.1"));
+    let igmp = t.ns(&t.rx, &["cat", "/proc/net/igmp"]);
+    assert!(
+        igmp.contains("0100C0EF"),
+        "239.192.0.1 in /proc/net/igmp:\n{igmp}"
+    );
+
+    // A second reference keeps the membership after one leave.
+    ok(
+        &mut c,
+        "join",
+        json!({"interface": "eth0", "group": "239.192.0.1"}),
+    );
+    ok(
+        &mut c,
+        "leave",
+        json!({"interface": "eth0", "group": "239.192.0.1"}),
+    );
+    let g = ok(&mut c, "groups", json!({}));
+    assert_eq!(g["groups"][0]["refs"], json!(1), "{g}");
+    assert!(t.ns(&t.rx, &["cat", "/proc/net/igmp"]).contains("0100C0EF"));
+
+    // Last leave: gone from the kernel and, after the querier's
+    // last-member queries, from the bridge.
+    ok(
+        &mut c,
+        "leave",
+        json!({"interface": "eth0", "group": "239.192.0.1"}),
+    );
+    assert!(!t.ns(&t.rx, &["cat", "/proc/net/igmp"]).contains("0100C0EF"));
+    wait_until("mdb entry removed", Duration::from_secs(20), || {
+        !mdb_has(&t.mdb(), "p-rx", "239.192.0.1")
+    });
+    assert_eq!(ok(&mut c, "groups", json!({}))["groups"], json!([]));
+
+    // Source-specific join: INCLUDE filter with the source.
+    ok(
+        &mut c,
+        "join",
+        json!({"interface": "eth0", "group": "239.192.0.2", "sources": ["10.77.0.1"]}),
+    );
+    let f = mcfilter(&t, "eth0");
+    assert!(
+        f.contains(&(
+            "239.192.0.2".parse().unwrap(),
+            "10.77.0.1".parse().unwrap(),
+            1,
+            0
+        )),
+        "{f:?}"
+    );
+    wait_until("mdb entry for SSM group", Duration::from_secs(15), || {
+        mdb_has(&t.mdb(), "p-rx", "239.192.0.2")
+    });
+    // Ordering rules come back as clear errors.
+    assert_eq!(
+        err(
+            &mut c,
+            "join",
+            json!({"interface": "eth0", "group": "239.192.0.2"})
+        ),
+        "invalid_state"
+    );
+    assert_eq!(
+        err(
+            &mut c,
+            "block",
+            json!({"interface": "eth0", "group": "239.192.0.2", "source": "10.77.0.1"})
+        ),
+        "invalid_state"
+    );
+    ok(
+        &mut c,
+        "leave",
+        json!({"interface": "eth0", "group": "239.192.0.2", "sources": ["10.77.0.1"]}),
+    );
+    assert!(mcfilter(&t, "eth0").is_empty());
+
+    // Block/unblock on an any-source join: EXCLUDE filter with the source.
+    ok(
+        &mut c,
+        "join",
+        json!({"interface": "eth0", "group": "239.192.0.3"}),
+    );
+    ok(
+        &mut c,
+        "block",
+        json!({"interface": "eth0", "group": "239.192.0.3", "source": "10.77.0.9"}),
+    );
+    let f = mcfilter(&t, "eth0");
+    assert!(
+        f.contains(&(
+            "239.192.0.3".parse().unwrap(),
+            "10.77.0.9".parse().unwrap(),
+            0,
+            1
+        )),
+        "{f:?}"
+    );
+    let g = ok(&mut c, "groups", json!({}));
+    assert_eq!(g["groups"][0]["filter"], json!("exclude"));
+    assert_eq!(g["groups"][0]["sources"][0]["source"], json!("10.77.0.9"));
+    ok(
+        &mut c,
+        "unblock",
+        json!({"interface": "eth0", "group": "239.192.0.3", "source": "10.77.0.9"}),
+    );
+    assert!(mcfilter(&t, "eth0").is_empty());
+    assert_eq!(
+        err(
+            &mut c,
+            "unblock",
+            json!({"interface": "eth0", "group": "239.192.0.3", "source": "10.77.0.9"})
+        ),
+        "not_found"
+    );
+
+    // IPv6 (MLDv2) any-source join reaches the bridge too.
+    ok(
+        &mut c,
+        "join",
+        json!({"interface": "eth0", "group": "ff15::7701"}),
+    );
+    wait_until("mdb entry for IPv6 group", Duration::from_secs(15), || {
+        mdb_has(&t.mdb(), "p-rx", "ff15::7701")
+    });
+    let m6 = t.ns(&t.rx, &["cat", "/proc/net/igmp6"]);
+    assert!(m6.contains("ff150000000000000000000000007701"), "{m6}");
+
+    // Paging through groups with a cursor.
+    for i in 10..20 {
+        ok(
+            &mut c,
+            "join",
+            json!({"interface": "eth1", "group": format!("239.192.1.{i}")}),
+        );
+    }
+    let mut seen = 0;
+    let mut cursor = Value::Null;
+    loop {
+        let r = ok(&mut c, "groups", json!({"limit": 3, "cursor": cursor}));
+        let n = r["groups"].as_array().map_or(0, Vec::len);
+        assert!(n <= 3);
+        seen += n;
+        cursor = r["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, 12, "10 on eth1 + 239.192.0.3 + ff15::7701 on eth0");
+}
+
+/// Sends `n` UDP-encapsulated PGM ODATA packets from `ns` to `dst:3056`.
+fn send_pgm_udp(ns: &str, dst: Ipv4Addr, n: usize) {
+    let path = format!("/run/netns/{ns}");
+    let h = std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        setns(f.as_raw_fd());
+        let s = UdpSocket::bind("10.77.0.1:0").unwrap();
+        let mut pgm = vec![0u8; 16 + 32];
+        pgm[0..2].copy_from_slice(&40001u16.to_be_bytes());
+        pgm[2..4].copy_from_slice(&7500u16.to_be_bytes());
+        pgm[4] = 0x04; // ODATA
+        pgm[8..14].copy_from_slice(&[1, 2, 3, 4, 5, 6]);
+        pgm[14..16].copy_from_slice(&32u16.to_be_bytes());
+        for _ in 0..n {
+            s.send_to(&pgm, SocketAddrV4::new(dst, 3056)).unwrap();
+        }
+    });
+    h.join().unwrap();
+}
+
+fn setns(fd: i32) {
+    // SAFETY: fd is an open /run/netns file; setns only changes this
+    // (dedicated, short-lived) thread's network namespace.
+    let r = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+fn counters(c: &mut Client, ifname: &str) -> Value {
+    let r = ok(c, "interfaces", json!({}));
+    r["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == json!(ifname)).cloned())
+        .map(|i| i["xdp"]["counters"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn classifier_passes_other_traffic_and_counts_pgm() {
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("xdp");
+    let mut c = t.start_xpgmd();
+
+    let r = ok(
+        &mut c,
+        "attach",
+        json!({"interface": "eth0", "mode": "native"}),
+    );
+    assert_eq!(r["mode"], json!("native"));
+    let i = ok(&mut c, "interfaces", json!({}));
+    let e = i["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == json!("eth0"))
+        .unwrap()
+        .clone();
+    assert_eq!(e["xdp"]["owner"], json!("xpgmd"));
+    assert_eq!(e["xdp"]["mode"], json!("native"));
+    assert_eq!(e["state"], json!("up"));
+    assert!(
+        e["addresses"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("10.77.0.2/24"))
+    );
+    let ip_link = t.ns(&t.rx, &["ip", "link", "show", "dev", "eth0"]);
+    assert!(ip_link.contains("xdp"), "{ip_link}");
+
+    // Ordinary traffic still flows both ways.
+    t.ns(
+        &t.tx,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"],
+    );
+    t.ns(
+        &t.tx,
+        &["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "fd77::2"],
+    );
+    let before = counters(&mut c, "eth0");
+    assert!(before["non_pgm"].as_u64().unwrap() >= 3, "{before}");
+    assert_eq!(before["pgm"], json!(0));
+
+    // Hand-sent PGM (UDP-encapsulated, no session): counted exactly.
+    ok(
+        &mut c,
+        "join",
+        json!({"interface": "eth0", "group": "239.192.0.5"}),
+    );
+    send_pgm_udp(&t.tx, "239.192.0.5".parse().unwrap(), 7);
+    send_pgm_udp(&t.tx, "10.77.0.2".parse().unwrap(), 3);
+    wait_until("PGM counted", Duration::from_secs(5), || {
+        counters(&mut c, "eth0")["pgm"] == json!(10)
+    });
+    let after = counters(&mut c, "eth0");
+    assert_eq!(after["udp_encap"], json!(10), "{after}");
+    assert_eq!(after["passed"], json!(10), "{after}");
+    assert_eq!(after["redirected"], json!(0));
+    assert_eq!(after["malformed"], json!(0));
+
+    // A second attach is idempotent; another program is refused without --force.
+    assert_eq!(
+        ok(&mut c, "attach", json!({"interface": "eth0"}))["already"],
+        json!(true)
+    );
+    ok(&mut c, "detach", json!({"interface": "eth0"}));
+    assert!(
+        !t.ns(&t.rx, &["ip", "link", "show", "dev", "eth0"])
+            .contains("prog/xdp")
+    );
+
+    // A program attached by someone else (here: iproute2, over netlink).
+    let other = foreign_xdp(&t, "eth1");
+    assert_eq!(err(&mut c, "attach", json!({"interface": "eth1"})), "busy");
+    assert_eq!(
+        err(&mut c, "detach", json!({"interface": "eth1"})),
+        "not_owner"
+    );
+    let r = ok(
+        &mut c,
+        "attach",
+        json!({"interface": "eth1", "mode": "generic", "force": true}),
+    );
+    assert_eq!(r["replaced"]["prog_id"], json!(other), "{r}");
+    assert_eq!(r["mode"], json!("generic"));
+    ok(&mut c, "detach", json!({"interface": "eth1"}));
+    assert_eq!(
+        err(&mut c, "detach", json!({"interface": "eth1"})),
+        "not_found"
+    );
+}
+
+/// Attaches the classifier object with `ip link ... xdpgeneric` (netlink,
+/// outside xpgmd) and returns the program id.
+fn foreign_xdp(t: &Topo, dev: &str) -> u64 {
+    let obj = t.dir.join("foreign.o");
+    std::fs::write(&obj, xpgm_ebpf::OBJECT).unwrap();
+    t.ns(
+        &t.rx,
+        &[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            dev,
+            "xdpgeneric",
+            "obj",
+            obj.to_str().unwrap(),
+            "sec",
+            "xdp",
+        ],
+    );
+    let j: Value =
+        serde_json::from_str(&t.ns(&t.rx, &["ip", "-j", "-d", "link", "show", "dev", dev]))
+            .unwrap();
+    j[0]["xdp"]["prog"]["id"]
+        .as_u64()
+        .expect("prog id in ip -j link")
+}
