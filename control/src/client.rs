@@ -40,6 +40,17 @@ impl Client {
 
     /// Sends `op` with `args`, returns the reply object (ok or error).
     pub fn request(&mut self, op: &str, args: Map<String, Value>) -> io::Result<Value> {
+        self.request_with_fds(op, args, &[])
+    }
+
+    /// Like [`Client::request`], passing `fds` with the request (SCM_RIGHTS),
+    /// as `register` expects for AF_XDP sockets.
+    pub fn request_with_fds(
+        &mut self,
+        op: &str,
+        args: Map<String, Value>,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> io::Result<Value> {
         let id = self.next_id;
         self.next_id += 1;
         let mut m = args;
@@ -47,7 +58,14 @@ impl Client {
         m.insert("op".into(), Value::from(op));
         let mut line = serde_json::to_vec(&Value::Object(m)).map_err(io::Error::other)?;
         line.push(b'\n');
-        self.writer.write_all(&line)?;
+        if fds.is_empty() {
+            self.writer.write_all(&line)?;
+        } else {
+            use std::os::fd::AsFd;
+            // The descriptors ride on the first byte; the rest follows.
+            let n = crate::sys::send_with_fds(self.writer.as_fd(), &line, fds)?;
+            self.writer.write_all(line.get(n..).unwrap_or(&[]))?;
+        }
         loop {
             let v = self.read_message()?;
             // Skip pushed events; a reply carries our id (or null for

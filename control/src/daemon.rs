@@ -1,10 +1,11 @@
 //! xpgmd's state and request handlers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::os::fd::OwnedFd;
 
 use serde_json::{Map, Value, json};
-use xpgm_ebpf::abi::{Config, Counter};
+use xpgm_ebpf::abi::{self, Config, Counter, Direction, SteerKey, SteerValue};
 use xpgm_ebpf::{AttachMode, AttachedMode, Classifier};
 
 use crate::mcast::{self, Memberships, OsKernel};
@@ -48,6 +49,41 @@ pub struct Daemon {
     attached: HashMap<u32, Attached>,
     subscribers: Vec<(u64, Writer)>,
     links: HashMap<u32, (String, bool)>,
+    sessions: BTreeMap<u64, Session>,
+    next_session: u64,
+}
+
+/// One AF_XDP socket handed over by a data-plane process.
+#[derive(Debug)]
+struct SockEntry {
+    ifindex: u32,
+    ifname: String,
+    queue: u32,
+    slot: u32,
+    // Kept open while the session lives; the XSKMAP holds its own reference.
+    _fd: OwnedFd,
+}
+
+/// A data-plane session registered over a control connection.
+#[derive(Debug)]
+struct Session {
+    id: u64,
+    conn: u64,
+    pid: i32,
+    uid: u32,
+    role: &'static str,
+    tsi: Option<String>,
+    group: IpAddr,
+    port: u16,
+    source_port: Option<u16>,
+    local_address: Option<IpAddr>,
+    sources: Vec<IpAddr>,
+    send_if: Option<(u32, String)>,
+    recv_ifs: Vec<(u32, String)>,
+    sockets: Vec<SockEntry>,
+    steer: Vec<(u32, SteerKey)>,
+    joined: Vec<(u32, Option<IpAddr>)>,
+    writer: Writer,
 }
 
 type Reply = Result<Map<String, Value>, ApiError>;
@@ -101,6 +137,43 @@ fn bool_arg(req: &Map<String, Value>, key: &str) -> Result<bool, ApiError> {
     }
 }
 
+fn port_arg(req: &Map<String, Value>, key: &str) -> Result<Option<u16>, ApiError> {
+    match req.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::new("bad_request", format!("\"{key}\" must be a port number"))
+            }),
+    }
+}
+
+fn array_arg<'a>(req: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], ApiError> {
+    match req.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) if a.len() <= 256 => Ok(a),
+        Some(Value::Array(_)) => Err(ApiError::new("limit", format!("\"{key}\" is too long"))),
+        Some(_) => Err(ApiError::new(
+            "bad_request",
+            format!("\"{key}\" must be an array"),
+        )),
+    }
+}
+
+fn session_view(s: &Session) -> Value {
+    json!({
+        "session": s.id, "pid": s.pid, "uid": s.uid, "role": s.role, "tsi": s.tsi,
+        "group": s.group.to_string(), "port": s.port, "source_port": s.source_port,
+        "local_address": s.local_address.map(|a| a.to_string()),
+        "sources": s.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "send_interface": s.send_if.as_ref().map(|(_, n)| n.clone()),
+        "interfaces": s.recv_ifs.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(),
+        "sockets": s.sockets.iter().map(|k| json!({"interface": k.ifname, "queue": k.queue, "slot": k.slot})).collect::<Vec<_>>(),
+    })
+}
+
 fn os_err(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::new("os_error", format!("{what}: {e}"))
 }
@@ -132,6 +205,8 @@ impl Daemon {
                         .collect()
                 })
                 .unwrap_or_default(),
+            sessions: BTreeMap::new(),
+            next_session: 1,
         }
     }
 
@@ -185,18 +260,23 @@ impl Daemon {
                     return;
                 }
                 // The kernel already dropped the program and memberships.
-                let had_classifier = self.attached.remove(&index).is_some();
+                let had_classifier = self.attached.contains_key(&index);
                 let groups: Vec<String> = self
                     .members
-                    .forget_interface(index)
+                    .page(None, usize::MAX)
+                    .0
                     .iter()
-                    .map(ToString::to_string)
+                    .filter(|v| v.ifindex == index)
+                    .map(|v| v.group.to_string())
                     .collect();
                 self.emit(
                     "interface_removed",
                     obj(json!({"interface": name, "index": index,
                         "classifier_removed": had_classifier, "groups_forgotten": groups})),
                 );
+                self.sessions_lost_interface(index, &name, "interface_removed");
+                self.members.forget_interface(index);
+                self.attached.remove(&index);
             }
         }
     }
@@ -416,6 +496,439 @@ impl Daemon {
         ))
     }
 
+    fn up_link(&self, name: &str) -> Result<Link, ApiError> {
+        let l = self.link(name)?;
+        if !l.is_up() {
+            return Err(ApiError::new(
+                "interface_down",
+                format!("interface {name} is down"),
+            ));
+        }
+        Ok(l)
+    }
+
+    fn ensure_attached(&mut self, link: &Link) -> Result<(), ApiError> {
+        if self.attached.contains_key(&link.index) {
+            return Ok(());
+        }
+        let mut req = Map::new();
+        req.insert("interface".into(), json!(link.name));
+        self.attach(&req).map(|_| ())
+    }
+
+    fn free_slot(&self, ifindex: u32) -> Option<u32> {
+        let used: std::collections::BTreeSet<u32> = self
+            .sessions
+            .values()
+            .flat_map(|s| s.sockets.iter())
+            .filter(|k| k.ifindex == ifindex)
+            .map(|k| k.slot)
+            .collect();
+        (0..abi::MAX_SLOTS).find(|s| !used.contains(s))
+    }
+
+    fn steer_owner(&self, ifindex: u32, key: &SteerKey) -> Option<u64> {
+        self.sessions
+            .values()
+            .find(|s| s.steer.iter().any(|(i, k)| *i == ifindex && k == key))
+            .map(|s| s.id)
+    }
+
+    /// Undoes everything a session holds: steering entries, socket slots,
+    /// memberships.
+    fn teardown(&mut self, s: &mut Session) {
+        for (ifindex, key) in s.steer.drain(..) {
+            if let Some(at) = self.attached.get_mut(&ifindex) {
+                let _ = at.classifier.remove_steer(&key);
+            }
+        }
+        for k in s.sockets.drain(..) {
+            if let Some(at) = self.attached.get_mut(&k.ifindex) {
+                let _ = at.classifier.clear_socket(k.slot);
+            }
+        }
+        for (ifindex, src) in s.joined.drain(..) {
+            let _ = self.members.leave(ifindex, s.group, src);
+        }
+    }
+
+    /// Joins the session's group on `ifindex` (each source, or any-source).
+    fn session_join(&mut self, s: &mut Session, ifindex: u32) -> Result<(), ApiError> {
+        let srcs: Vec<Option<IpAddr>> = if s.sources.is_empty() {
+            vec![None]
+        } else {
+            s.sources.iter().copied().map(Some).collect()
+        };
+        for src in srcs {
+            self.members
+                .join(ifindex, s.group, src)
+                .map_err(mcast_err)?;
+            s.joined.push((ifindex, src));
+        }
+        Ok(())
+    }
+
+    fn session_leave_if(&mut self, s: &mut Session, ifindex: u32) {
+        let (gone, keep): (Vec<_>, Vec<_>) = s.joined.drain(..).partition(|(i, _)| *i == ifindex);
+        s.joined = keep;
+        for (i, src) in gone {
+            let _ = self.members.leave(i, s.group, src);
+        }
+        let (gone, keep): (Vec<_>, Vec<_>) = s.steer.drain(..).partition(|(i, _)| *i == ifindex);
+        s.steer = keep;
+        for (i, key) in gone {
+            if let Some(at) = self.attached.get_mut(&i) {
+                let _ = at.classifier.remove_steer(&key);
+            }
+        }
+        let (gone, keep): (Vec<_>, Vec<_>) =
+            s.sockets.drain(..).partition(|k| k.ifindex == ifindex);
+        s.sockets = keep;
+        for k in gone {
+            if let Some(at) = self.attached.get_mut(&k.ifindex) {
+                let _ = at.classifier.clear_socket(k.slot);
+            }
+        }
+    }
+
+    /// Installs the sockets passed with a request (one per `sockets[i]`
+    /// descriptor) and their steering entries.
+    fn session_sockets(
+        &mut self,
+        s: &mut Session,
+        specs: &[Value],
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<(), ApiError> {
+        if specs.len() != fds.len() {
+            return Err(ApiError::new(
+                "bad_request",
+                format!(
+                    "{} socket descriptions but {} descriptors passed with SCM_RIGHTS",
+                    specs.len(),
+                    fds.len()
+                ),
+            ));
+        }
+        for (spec, fd) in specs.iter().zip(fds.drain(..)) {
+            let Value::Object(spec) = spec else {
+                return Err(ApiError::new("bad_request", "each socket is an object"));
+            };
+            let ifname = str_arg(spec, "interface")?;
+            let queue = spec
+                .get("queue")
+                .and_then(Value::as_u64)
+                .and_then(|q| u32::try_from(q).ok())
+                .ok_or_else(|| {
+                    ApiError::new("bad_request", "socket \"queue\" must be an integer")
+                })?;
+            let link = self.up_link(ifname)?;
+            if queue >= link.rx_queues {
+                return Err(ApiError::new(
+                    "invalid_argument",
+                    format!(
+                        "{ifname} has {} receive queues; no queue {queue}",
+                        link.rx_queues
+                    ),
+                ));
+            }
+            let used = s.recv_ifs.iter().any(|(i, _)| *i == link.index)
+                || s.send_if.as_ref().is_some_and(|(i, _)| *i == link.index);
+            if !used {
+                return Err(ApiError::new(
+                    "invalid_argument",
+                    format!("session does not use interface {ifname}"),
+                ));
+            }
+            self.ensure_attached(&link)?;
+            let slot = self.free_slot(link.index).ok_or_else(|| {
+                ApiError::new("limit", format!("no free socket slot on {ifname}"))
+            })?;
+            let key = if s.role == "source" {
+                let local = s.local_address.ok_or_else(|| {
+                    ApiError::new("bad_request", "a source needs \"local_address\"")
+                })?;
+                let sp = s.source_port.ok_or_else(|| {
+                    ApiError::new("bad_request", "a source needs \"source_port\"")
+                })?;
+                SteerKey::new(queue, local, sp, Direction::Upstream)
+            } else {
+                SteerKey::new(queue, s.group, s.port, Direction::Downstream)
+            };
+            if let Some(other) = self.steer_owner(link.index, &key) {
+                return Err(ApiError::new(
+                    "exists",
+                    format!(
+                        "session {other} already receives this traffic on {ifname} queue {queue}"
+                    ),
+                ));
+            }
+            let Some(at) = self.attached.get_mut(&link.index) else {
+                return Err(ApiError::new("internal", "classifier vanished"));
+            };
+            at.classifier
+                .set_socket(slot, std::os::fd::AsRawFd::as_raw_fd(&fd))
+                .map_err(|e| {
+                    ApiError::new(
+                        "bpf_error",
+                        format!("socket for {ifname} queue {queue}: {e}"),
+                    )
+                })?;
+            if let Err(e) = at.classifier.insert_steer(
+                key,
+                SteerValue {
+                    slot,
+                    session: u32::try_from(s.id).unwrap_or(u32::MAX),
+                },
+            ) {
+                let _ = at.classifier.clear_socket(slot);
+                return Err(ApiError::new("bpf_error", e.to_string()));
+            }
+            s.steer.push((link.index, key));
+            s.sockets.push(SockEntry {
+                ifindex: link.index,
+                ifname: ifname.to_owned(),
+                queue,
+                slot,
+                _fd: fd,
+            });
+        }
+        Ok(())
+    }
+
+    fn register(&mut self, req: &Map<String, Value>, conn: &mut Conn) -> Reply {
+        let role = match str_arg(req, "role")? {
+            "source" => "source",
+            "receiver" => "receiver",
+            r => {
+                return Err(ApiError::new(
+                    "invalid_argument",
+                    format!("role {r:?} is not source or receiver"),
+                ));
+            }
+        };
+        let group = ip_arg(str_arg(req, "group")?, "group")?;
+        if !group.is_multicast() {
+            return Err(ApiError::new(
+                "invalid_argument",
+                format!("{group} is not a multicast group"),
+            ));
+        }
+        let port = port_arg(req, "port")?
+            .ok_or_else(|| ApiError::new("bad_request", "missing \"port\""))?;
+        let source_port = port_arg(req, "source_port")?;
+        let mut sources = Vec::new();
+        for v in array_arg(req, "sources")? {
+            let Value::String(x) = v else {
+                return Err(ApiError::new("bad_request", "\"sources\" must be strings"));
+            };
+            sources.push(ip_arg(x, "source")?);
+        }
+        let mut s = Session {
+            id: self.next_session,
+            conn: conn.id,
+            pid: conn.peer.pid,
+            uid: conn.peer.uid,
+            role,
+            tsi: opt_str(req, "tsi")?.map(str::to_owned),
+            group,
+            port,
+            source_port,
+            local_address: opt_str(req, "local_address")?
+                .map(|a| ip_arg(a, "local_address"))
+                .transpose()?,
+            sources,
+            send_if: None,
+            recv_ifs: Vec::new(),
+            sockets: Vec::new(),
+            steer: Vec::new(),
+            joined: Vec::new(),
+            writer: conn.writer.clone(),
+        };
+        let r = self.register_inner(&mut s, req, conn);
+        if let Err(e) = r {
+            self.teardown(&mut s);
+            return Err(e);
+        }
+        self.next_session += 1;
+        conn.long_lived = true;
+        let view = session_view(&s);
+        let id = s.id;
+        self.sessions.insert(id, s);
+        self.emit("session_registered", obj(view.clone()));
+        Ok(obj(json!({"session": id, "detail": view})))
+    }
+
+    fn register_inner(
+        &mut self,
+        s: &mut Session,
+        req: &Map<String, Value>,
+        conn: &mut Conn,
+    ) -> Result<(), ApiError> {
+        if s.role == "source" {
+            let name = str_arg(req, "send_interface")?;
+            let l = self.up_link(name)?;
+            s.send_if = Some((l.index, l.name.clone()));
+            if s.local_address.is_none() {
+                let addrs = netlink::addresses().map_err(|e| os_err("listing addresses", e))?;
+                s.local_address = addrs
+                    .iter()
+                    .find(|(i, a, _)| *i == l.index && a.is_ipv4() == s.group.is_ipv4())
+                    .map(|(_, a, _)| *a);
+            }
+        } else {
+            for v in array_arg(req, "interfaces")? {
+                let Value::String(name) = v else {
+                    return Err(ApiError::new(
+                        "bad_request",
+                        "\"interfaces\" must be strings",
+                    ));
+                };
+                let l = self.up_link(name)?;
+                if s.recv_ifs.iter().any(|(i, _)| *i == l.index) {
+                    continue;
+                }
+                s.recv_ifs.push((l.index, l.name.clone()));
+                self.session_join(s, l.index)?;
+            }
+            if s.recv_ifs.is_empty() {
+                return Err(ApiError::new(
+                    "bad_request",
+                    "a receiver needs at least one of \"interfaces\"",
+                ));
+            }
+        }
+        let specs = array_arg(req, "sockets")?.to_vec();
+        self.session_sockets(s, &specs, &mut conn.fds)
+    }
+
+    fn own_session(&mut self, req: &Map<String, Value>, conn: &Conn) -> Result<Session, ApiError> {
+        let id = req
+            .get("session")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ApiError::new("bad_request", "missing \"session\" (integer)"))?;
+        match self.sessions.get(&id) {
+            Some(s) if s.conn == conn.id => {}
+            Some(_) => {
+                return Err(ApiError::new(
+                    "not_owner",
+                    format!("session {id} belongs to another connection"),
+                ));
+            }
+            None => return Err(ApiError::new("not_found", format!("no session {id}"))),
+        }
+        self.sessions
+            .remove(&id)
+            .ok_or_else(|| ApiError::new("not_found", format!("no session {id}")))
+    }
+
+    /// `set_send_interface`, `add_interface`, `remove_interface` on an own session.
+    fn session_update(&mut self, op: &str, req: &Map<String, Value>, conn: &mut Conn) -> Reply {
+        let mut s = self.own_session(req, conn)?;
+        let r = self.session_update_inner(op, &mut s, req, conn);
+        let view = session_view(&s);
+        self.sessions.insert(s.id, s);
+        r?;
+        self.emit("session_updated", obj(view.clone()));
+        Ok(obj(json!({"detail": view})))
+    }
+
+    fn session_update_inner(
+        &mut self,
+        op: &str,
+        s: &mut Session,
+        req: &Map<String, Value>,
+        conn: &mut Conn,
+    ) -> Result<(), ApiError> {
+        let name = str_arg(req, "interface")?;
+        match op {
+            "set_send_interface" => {
+                if s.role != "source" {
+                    return Err(ApiError::new(
+                        "invalid_state",
+                        "only a source has a send interface",
+                    ));
+                }
+                let l = self.up_link(name)?;
+                if let Some((old, _)) = s.send_if.take()
+                    && old != l.index
+                {
+                    self.session_leave_if(s, old);
+                }
+                s.send_if = Some((l.index, l.name.clone()));
+            }
+            "add_interface" => {
+                if s.role != "receiver" {
+                    return Err(ApiError::new(
+                        "invalid_state",
+                        "only a receiver listens on several interfaces",
+                    ));
+                }
+                let l = self.up_link(name)?;
+                if !s.recv_ifs.iter().any(|(i, _)| *i == l.index) {
+                    s.recv_ifs.push((l.index, l.name.clone()));
+                    if let Err(e) = self.session_join(s, l.index) {
+                        self.session_leave_if(s, l.index);
+                        s.recv_ifs.retain(|(i, _)| *i != l.index);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => {
+                let l = self.link(name)?;
+                if !s.recv_ifs.iter().any(|(i, _)| *i == l.index) {
+                    return Err(ApiError::new(
+                        "not_found",
+                        format!("session does not listen on {name}"),
+                    ));
+                }
+                self.session_leave_if(s, l.index);
+                s.recv_ifs.retain(|(i, _)| *i != l.index);
+                return Ok(());
+            }
+        }
+        let specs = array_arg(req, "sockets")?.to_vec();
+        self.session_sockets(s, &specs, &mut conn.fds)
+    }
+
+    fn unregister(&mut self, req: &Map<String, Value>, conn: &Conn) -> Reply {
+        let mut s = self.own_session(req, conn)?;
+        self.teardown(&mut s);
+        self.emit("session_unregistered", obj(json!({"session": s.id})));
+        Ok(obj(json!({"session": s.id})))
+    }
+
+    fn sessions_list(&self) -> Reply {
+        let v: Vec<Value> = self.sessions.values().map(session_view).collect();
+        Ok(obj(json!({"sessions": v})))
+    }
+
+    /// Drops every session using `ifindex` (it disappeared or went down):
+    /// tells the owner on its connection, emits an event, cleans up.
+    fn sessions_lost_interface(&mut self, ifindex: u32, name: &str, reason: &str) {
+        let ids: Vec<u64> = self
+            .sessions
+            .values()
+            .filter(|s| {
+                s.recv_ifs.iter().any(|(i, _)| *i == ifindex)
+                    || s.send_if.as_ref().is_some_and(|(i, _)| *i == ifindex)
+            })
+            .map(|s| s.id)
+            .collect();
+        for id in ids {
+            let Some(mut s) = self.sessions.remove(&id) else {
+                continue;
+            };
+            self.teardown(&mut s);
+            let msg = json!({"event": "session_error", "session": id,
+                "error": {"code": reason, "message": format!("interface {name} {}", reason.trim_start_matches("interface_"))}});
+            let _ = send_line(&s.writer, &msg);
+            self.emit(
+                "session_disconnected",
+                obj(json!({"session": id, "reason": reason, "interface": name})),
+            );
+        }
+    }
+
     fn groups(&self, req: &Map<String, Value>) -> Reply {
         let limit = match req.get("limit") {
             None | Some(Value::Null) => 1000,
@@ -477,6 +990,12 @@ impl Handler for Daemon {
             "detach" => self.detach(req),
             "join" | "leave" | "block" | "unblock" => self.membership(op, req),
             "groups" => self.groups(req),
+            "register" => self.register(req, conn),
+            "unregister" => self.unregister(req, conn),
+            "set_send_interface" | "add_interface" | "remove_interface" => {
+                self.session_update(op, req, conn)
+            }
+            "sessions" => self.sessions_list(),
             "events" => {
                 conn.long_lived = true;
                 if !self.subscribers.iter().any(|(id, _)| *id == conn.id) {
@@ -490,5 +1009,20 @@ impl Handler for Daemon {
 
     fn disconnected(&mut self, conn: &Conn) {
         self.subscribers.retain(|(id, _)| *id != conn.id);
+        let ids: Vec<u64> = self
+            .sessions
+            .values()
+            .filter(|s| s.conn == conn.id)
+            .map(|s| s.id)
+            .collect();
+        for id in ids {
+            if let Some(mut s) = self.sessions.remove(&id) {
+                self.teardown(&mut s);
+                self.emit(
+                    "session_disconnected",
+                    obj(json!({"session": id, "reason": "connection_closed", "pid": s.pid})),
+                );
+            }
+        }
     }
 }

@@ -579,3 +579,273 @@ fn foreign_xdp(t: &Topo, dev: &str) -> u64 {
         .as_u64()
         .expect("prog id in ip -j link")
 }
+
+/// A minimal AF_XDP socket (copy mode, RX ring only) bound to `dev` queue 0
+/// in namespace `ns` — what a data-plane worker would hand to xpgmd.
+fn xsk_socket(ns: &str, dev: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let path = format!("/run/netns/{ns}");
+    let dev = dev.to_owned();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        setns(f.as_raw_fd());
+        let ifindex = xpgm_control::netlink::link_by_name(&dev)
+            .unwrap()
+            .expect("device")
+            .index;
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        assert!(
+            fd >= 0,
+            "AF_XDP socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: fd was just created and is owned by nobody else.
+        let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        const FRAMES: usize = 64;
+        const FRAME: usize = 2048;
+        // SAFETY: anonymous private mapping; never unmapped (the kernel pins
+        // it for the socket's life; leaking it is fine in a test).
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                FRAMES * FRAME,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(mem, libc::MAP_FAILED);
+        let reg = libc::xdp_umem_reg {
+            addr: mem as u64,
+            len: (FRAMES * FRAME) as u64,
+            chunk_size: FRAME as u32,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        let setopt = |name: libc::c_int, val: *const libc::c_void, len: usize| {
+            // SAFETY: fd is live; val points to `len` readable bytes.
+            let r =
+                unsafe { libc::setsockopt(fd, libc::SOL_XDP, name, val, len as libc::socklen_t) };
+            assert_eq!(
+                r,
+                0,
+                "setsockopt {name}: {}",
+                std::io::Error::last_os_error()
+            );
+        };
+        setopt(
+            libc::XDP_UMEM_REG,
+            (&raw const reg).cast(),
+            std::mem::size_of_val(&reg),
+        );
+        let n: u32 = 64;
+        for o in [
+            libc::XDP_UMEM_FILL_RING,
+            libc::XDP_UMEM_COMPLETION_RING,
+            libc::XDP_RX_RING,
+        ] {
+            setopt(o, (&raw const n).cast(), 4);
+        }
+        // SAFETY: sockaddr_xdp is plain data; all-zero is valid.
+        let mut sa: libc::sockaddr_xdp = unsafe { std::mem::zeroed() };
+        sa.sxdp_family = libc::AF_XDP as u16;
+        sa.sxdp_flags = libc::XDP_COPY;
+        sa.sxdp_ifindex = ifindex;
+        sa.sxdp_queue_id = 0;
+        // SAFETY: fd is live; sa is an initialised sockaddr_xdp.
+        let r = unsafe {
+            libc::bind(
+                fd,
+                (&raw const sa).cast(),
+                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "bind AF_XDP: {}", std::io::Error::last_os_error());
+        sock
+    })
+    .join()
+    .unwrap()
+}
+
+/// Sends `n` UDP-encapsulated ODATA packets for data port `dport` to `dst`.
+fn send_odata(ns: &str, dst: Ipv4Addr, dport: u16, n: usize) {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        setns(f.as_raw_fd());
+        let s = UdpSocket::bind("10.77.0.1:0").unwrap();
+        let mut pgm = vec![0u8; 16 + 8];
+        pgm[0..2].copy_from_slice(&40001u16.to_be_bytes());
+        pgm[2..4].copy_from_slice(&dport.to_be_bytes());
+        pgm[4] = 0x04;
+        pgm[14..16].copy_from_slice(&8u16.to_be_bytes());
+        for _ in 0..n {
+            s.send_to(&pgm, SocketAddrV4::new(dst, 3056)).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+fn next_event(ev: &mut Client, kind: &str) -> Value {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(15) {
+        let v = ev.read_message().expect("event stream");
+        if v["event"] == json!(kind) {
+            return v;
+        }
+    }
+    panic!("no {kind} event");
+}
+
+#[test]
+fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
+    use std::os::fd::AsFd;
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("sess");
+    let mut admin = t.start_xpgmd();
+    let mut ev = Client::connect(&t.sock()).unwrap();
+    ok(&mut ev, "events", json!({}));
+
+    // A receiver on eth0 and eth1 hands over its eth0 queue-0 socket.
+    let xsk = xsk_socket(&t.rx, "eth0");
+    let mut sess = Client::connect(&t.sock()).unwrap();
+    let r = sess
+        .request_with_fds(
+            "register",
+            args(
+                json!({"role": "receiver", "group": "239.192.0.7", "port": 7500,
+                "tsi": "01:02:03:04:05:06.40001", "interfaces": ["eth0", "eth1"],
+                "sockets": [{"interface": "eth0", "queue": 0}]}),
+            ),
+            &[xsk.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["ok"], json!(true), "{r}");
+    let id = r["session"].clone();
+    let e = next_event(&mut ev, "session_registered");
+    assert_eq!(e["session"], id);
+
+    let l = ok(&mut admin, "sessions", json!({}));
+    let s = &l["sessions"][0];
+    assert_eq!(s["role"], json!("receiver"));
+    assert_eq!(s["pid"], json!(std::process::id()));
+    assert_eq!(s["interfaces"], json!(["eth0", "eth1"]));
+    assert_eq!(
+        s["sockets"][0],
+        json!({"interface": "eth0", "queue": 0, "slot": 0})
+    );
+    let g = ok(&mut admin, "groups", json!({}));
+    assert_eq!(g["groups"].as_array().unwrap().len(), 2, "{g}");
+    wait_until(
+        "mdb entry for session group",
+        Duration::from_secs(15),
+        || mdb_has(&t.mdb(), "p-rx", "239.192.0.7"),
+    );
+    // The classifier was attached for the socket and steers the feed to it.
+    send_odata(&t.tx, "239.192.0.7".parse().unwrap(), 7500, 5);
+    send_odata(&t.tx, "239.192.0.7".parse().unwrap(), 7501, 2);
+    wait_until("redirected", Duration::from_secs(5), || {
+        counters(&mut admin, "eth0")["redirected"] == json!(5)
+    });
+    assert_eq!(counters(&mut admin, "eth0")["passed"], json!(2));
+
+    // Another session may not take the same (queue, group, port). (The
+    // conflict is found before the descriptor is looked at.)
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let mut other = Client::connect(&t.sock()).unwrap();
+    let r = other
+        .request_with_fds(
+            "register",
+            args(
+                json!({"role": "receiver", "group": "239.192.0.7", "port": 7500,
+                "interfaces": ["eth0"], "sockets": [{"interface": "eth0", "queue": 0}]}),
+            ),
+            &[devnull.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["error"]["code"], json!("exists"), "{r}");
+    // A descriptor that is not an AF_XDP socket is refused by the XSKMAP.
+    let r = other
+        .request_with_fds(
+            "register",
+            args(
+                json!({"role": "receiver", "group": "239.192.0.9", "port": 7500,
+                "interfaces": ["eth0"], "sockets": [{"interface": "eth0", "queue": 0}]}),
+            ),
+            &[devnull.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["error"]["code"], json!("bpf_error"), "{r}");
+    // ... and the failed registration left no extra membership reference.
+    let g = ok(&mut admin, "groups", json!({}));
+    assert!(
+        g["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["refs"] == json!(1)),
+        "{g}"
+    );
+    // Descriptor count must match.
+    let r = other
+        .request(
+            "register",
+            args(
+                json!({"role": "receiver", "group": "239.192.0.8", "port": 1,
+            "interfaces": ["eth0"], "sockets": [{"interface": "eth0", "queue": 0}]}),
+            ),
+        )
+        .unwrap();
+    assert_eq!(r["error"]["code"], json!("bad_request"), "{r}");
+
+    // Deleting the veth under eth1: event, error on the session's
+    // connection, and everything of the session is cleaned up.
+    t.ns(&t.sw, &["ip", "link", "del", "p-rx1"]);
+    let e = next_event(&mut ev, "interface_removed");
+    assert_eq!(e["interface"], json!("eth1"));
+    let e = next_event(&mut ev, "session_disconnected");
+    assert_eq!(e["session"], id);
+    assert_eq!(e["reason"], json!("interface_removed"));
+    let m = sess.read_message().unwrap();
+    assert_eq!(m["event"], json!("session_error"), "{m}");
+    assert_eq!(m["error"]["code"], json!("interface_removed"));
+    assert_eq!(ok(&mut admin, "sessions", json!({}))["sessions"], json!([]));
+    assert_eq!(ok(&mut admin, "groups", json!({}))["groups"], json!([]));
+    send_odata(&t.tx, "239.192.0.7".parse().unwrap(), 7500, 4);
+    wait_until("passed after cleanup", Duration::from_secs(5), || {
+        counters(&mut admin, "eth0")["passed"] == json!(6)
+    });
+    assert_eq!(counters(&mut admin, "eth0")["redirected"], json!(5));
+
+    // A session whose connection closes is cleaned up too (same socket,
+    // still bound to eth0 queue 0, handed over again).
+    let r = other
+        .request_with_fds(
+            "register",
+            args(
+                json!({"role": "receiver", "group": "239.192.0.7", "port": 7500,
+                "interfaces": ["eth0"], "sockets": [{"interface": "eth0", "queue": 0}]}),
+            ),
+            &[xsk.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["ok"], json!(true), "{r}");
+    assert_eq!(
+        ok(&mut admin, "groups", json!({}))["groups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    drop(other);
+    let e = next_event(&mut ev, "session_disconnected");
+    assert_eq!(e["reason"], json!("connection_closed"));
+    assert_eq!(ok(&mut admin, "groups", json!({}))["groups"], json!([]));
+    assert_eq!(ok(&mut admin, "sessions", json!({}))["sessions"], json!([]));
+}
