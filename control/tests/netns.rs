@@ -164,11 +164,16 @@ impl Topo {
 
     /// Starts xpgmd in the receiver namespace and connects.
     fn start_xpgmd(&mut self) -> Client {
+        self.start_xpgmd_logging(Stdio::inherit())
+    }
+
+    fn start_xpgmd_logging(&mut self, stderr: Stdio) -> Client {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.rx, env!("CARGO_BIN_EXE_xpgmd")])
             .arg("--socket")
             .arg(self.sock())
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn xpgmd");
         self.xpgmd = Some(child);
@@ -848,4 +853,42 @@ fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
     assert_eq!(e["reason"], json!("connection_closed"));
     assert_eq!(ok(&mut admin, "groups", json!({}))["groups"], json!([]));
     assert_eq!(ok(&mut admin, "sessions", json!({}))["sessions"], json!([]));
+}
+
+#[test]
+fn restart_removes_what_a_previous_instance_left_attached() {
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("restart");
+    // What a crashed xpgmd that had attached over netlink would leave: the
+    // classifier program on eth0 with nobody owning it. (bpf_link
+    // attachments die with their process; netlink ones do not.)
+    let stale = foreign_xdp(&t, "eth0");
+    // ... and its socket file, with nobody listening.
+    drop(std::os::unix::net::UnixListener::bind(t.sock()).unwrap());
+    assert!(t.sock().exists());
+    let log = t.dir.join("xpgmd.log");
+    let f = std::fs::File::create(&log).unwrap();
+    let mut c = t.start_xpgmd_logging(Stdio::from(f));
+    let i = ok(&mut c, "interfaces", json!({}));
+    let e = i["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == json!("eth0"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        e["xdp"],
+        Value::Null,
+        "stale classifier still attached: {e}"
+    );
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("removed classifier") && said.contains(&format!("program {stale}")),
+        "xpgmd did not say what it removed:\n{said}"
+    );
+    // And a fresh attach works.
+    ok(&mut c, "attach", json!({"interface": "eth0"}));
 }
