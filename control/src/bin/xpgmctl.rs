@@ -18,6 +18,8 @@ commands:
   block IF GROUP SOURCE
   unblock IF GROUP SOURCE
   groups [--limit N] [--cursor C]
+  sessions
+  flows
   events
 socket: --socket, else $XPGM_SOCKET, else /run/xpgm/xpgmd.sock";
 
@@ -84,7 +86,7 @@ fn run() -> Result<ExitCode> {
     };
     let mut args = Map::new();
     match cmd.as_str() {
-        "ping" | "interfaces" => {}
+        "ping" | "interfaces" | "sessions" | "flows" => {}
         "attach" | "detach" => {
             args.insert("interface".into(), json!(p(1, "IF")?));
             if let Some(m) = &o.mode {
@@ -198,6 +200,57 @@ fn print_human(cmd: &str, r: &Value) {
             }
         }
         "groups" => {}
+        "sessions" => {
+            println!(
+                "{:>4} {:>7} {:<8} {:<24} {:<20} {:>5}  {:<10} {:<16} SOCKETS(if/queue/slot)",
+                "ID", "PID", "ROLE", "TSI", "GROUP", "PORT", "SEND-IF", "RECV-IFS"
+            );
+            for x in r.get("sessions").and_then(Value::as_array).into_iter().flatten() {
+                let list = |k: &str| -> Vec<String> {
+                    x.get(k)
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|v| match v {
+                            Value::String(s) => s.clone(),
+                            o => format!("{}/{}/{}", s(o, "interface"), s(o, "queue"), s(o, "slot")),
+                        })
+                        .collect()
+                };
+                println!(
+                    "{:>4} {:>7} {:<8} {:<24} {:<20} {:>5}  {:<10} {:<16} {}",
+                    s(x, "session"),
+                    s(x, "pid"),
+                    s(x, "role"),
+                    s(x, "tsi"),
+                    s(x, "group"),
+                    s(x, "port"),
+                    s(x, "send_interface"),
+                    list("interfaces").join(","),
+                    list("sockets").join(" ")
+                );
+            }
+        }
+        "flows" => {
+            println!(
+                "{:<20} {:<20} {:>5} {:<10} {:>10} {:>12} {:>6} {:>7} {:>7}",
+                "SOURCE", "GROUP", "PORT", "IN-IF", "PACKETS", "BYTES", "NAKS", "REPAIRS", "WRONG-IF"
+            );
+            for x in r.get("flows").and_then(Value::as_array).into_iter().flatten() {
+                println!(
+                    "{:<20} {:<20} {:>5} {:<10} {:>10} {:>12} {:>6} {:>7} {:>7}",
+                    s(x, "source"),
+                    s(x, "group"),
+                    s(x, "port"),
+                    s(x, "interface"),
+                    s(x, "packets"),
+                    s(x, "bytes"),
+                    s(x, "naks"),
+                    s(x, "repairs"),
+                    s(x, "wrong_interface")
+                );
+            }
+        }
         _ => {
             let mut m = r.as_object().cloned().unwrap_or_default();
             m.remove("id");
