@@ -65,6 +65,13 @@ struct {
 	__type(value, struct xpgm_config);
 } xpgm_config SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, XPGM_MAX_FLOWS);
+	__type(key, struct xpgm_flow_key);
+	__type(value, struct xpgm_flow_stats);
+} xpgm_flows SEC(".maps");
+
 struct vlan_hdr_ {
 	__be16 tci;
 	__be16 proto;
@@ -117,18 +124,101 @@ static __always_inline int is_encap_port(__u16 dport)
 	return dport == cfg->udp_ucast_port || dport == cfg->udp_mcast_port;
 }
 
+static __always_inline struct xpgm_flow_stats *flow_stats(struct xpgm_flow_key *fk)
+{
+	struct xpgm_flow_stats *st = bpf_map_lookup_elem(&xpgm_flows, fk);
+
+	if (!st) {
+		struct xpgm_flow_stats zero = {};
+
+		bpf_map_update_elem(&xpgm_flows, fk, &zero, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&xpgm_flows, fk);
+	}
+	return st;
+}
+
+/* Copies an NLA (AFI 1 = IPv4 -> v4-mapped, 2 = IPv6) at p into out;
+ * returns its length in bytes (4 or 16), or 0 if unknown or truncated. */
+static __always_inline int read_nla(__u8 *p, void *data_end, __u8 *out, __u8 family)
+{
+	if ((void *)(p + 4) > data_end)
+		return 0;
+	__u16 afi = ((__u16)p[0] << 8) | p[1];
+
+	if (afi == 1 && family == XPGM_FAMILY_V4) {
+		if ((void *)(p + 8) > data_end)
+			return 0;
+		out[10] = 0xff;
+		out[11] = 0xff;
+		__builtin_memcpy(&out[12], p + 4, 4);
+		return 4;
+	}
+	if (afi == 2 && family == XPGM_FAMILY_V6) {
+		if ((void *)(p + 20) > data_end)
+			return 0;
+		__builtin_memcpy(out, p + 4, 16);
+		return 16;
+	}
+	return 0;
+}
+
+/* Accounts one PGM packet in the flow table. */
+static __always_inline void account(__u8 *pgm, void *data_end, __u8 type,
+				    const __u8 *src, const __u8 *dst, __u8 family,
+				    __u64 len)
+{
+	struct xpgm_flow_key fk;
+	struct xpgm_flow_stats *st;
+
+	__builtin_memset(&fk, 0, sizeof(fk));
+	fk.family = family;
+	if (is_downstream(type)) {
+		__builtin_memcpy(fk.source, src, 16);
+		__builtin_memcpy(fk.group, dst, 16);
+		fk.port = ((__u16)pgm[2] << 8) | pgm[3];
+		st = flow_stats(&fk);
+		if (!st)
+			return;
+		st->packets += 1;
+		st->bytes += len;
+		if (type == 0x05)
+			st->repairs += 1;
+		return;
+	}
+	if (type != 0x08 && type != 0x09)
+		return;
+	/* NAK body: sqn(4) src_afi(2) rsv(2) src(4|16) grp_afi(2) rsv(2) grp(4|16) */
+	__u8 *nla = pgm + 16 + 4;
+	int n = read_nla(nla, data_end, fk.source, family);
+
+	if (n == 0)
+		return;
+	if (n == 4)
+		n = read_nla(nla + 8, data_end, fk.group, family);
+	else
+		n = read_nla(nla + 20, data_end, fk.group, family);
+	if (n == 0)
+		return;
+	fk.port = ((__u16)pgm[0] << 8) | pgm[1];
+	st = flow_stats(&fk);
+	if (st)
+		st->naks += 1;
+}
+
 SEC("xdp")
 int xpgm_classify(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct xpgm_steer_key key;
+	__u8 saddr[16];
 	struct ethhdr *eth = data;
 	void *cur;
 	__u16 proto;
 	__u8 l4;
 
 	__builtin_memset(&key, 0, sizeof(key));
+	__builtin_memset(saddr, 0, sizeof(saddr));
 
 	if ((void *)(eth + 1) > data_end) {
 		count(XPGM_CNT_NON_PGM);
@@ -174,6 +264,9 @@ int xpgm_classify(struct xdp_md *ctx)
 		key.addr[10] = 0xff;
 		key.addr[11] = 0xff;
 		__builtin_memcpy(&key.addr[12], &ip->daddr, 4);
+		saddr[10] = 0xff;
+		saddr[11] = 0xff;
+		__builtin_memcpy(&saddr[12], &ip->saddr, 4);
 		cur = (void *)ip + ihl;
 		if (cur > data_end) {
 			count(XPGM_CNT_MALFORMED);
@@ -194,6 +287,7 @@ int xpgm_classify(struct xdp_md *ctx)
 		}
 		key.family = XPGM_FAMILY_V6;
 		__builtin_memcpy(key.addr, &ip6->daddr, 16);
+		__builtin_memcpy(saddr, &ip6->saddr, 16);
 		cur = ip6 + 1;
 	} else {
 		count(XPGM_CNT_NON_PGM);
@@ -225,6 +319,9 @@ int xpgm_classify(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	__u8 type = pgm[4];
+
+	account(pgm, data_end, type, saddr, key.addr, key.family,
+		(__u64)((long)data_end - (long)data));
 
 	if (is_downstream(type)) {
 		key.dir = XPGM_DIR_DOWNSTREAM;

@@ -16,9 +16,11 @@
 #define XPGM_MAP_COUNTERS "xpgm_counters"
 #define XPGM_MAP_SLOT_HITS "xpgm_slot_hits"
 #define XPGM_MAP_CONFIG "xpgm_config"
+#define XPGM_MAP_FLOWS "xpgm_flows"
 
 #define XPGM_MAX_STEER 16384
 #define XPGM_MAX_SLOTS 256
+#define XPGM_MAX_FLOWS 4096
 
 /* Key family: the address is always 16 bytes; IPv4 is stored v4-mapped
  * (::ffff:a.b.c.d) so one key type serves both families. */
@@ -65,6 +67,28 @@ struct xpgm_config {
 	__u16 udp_ucast_port; /* UDP encapsulation port for unicast (upstream), 0 = off */
 	__u16 udp_mcast_port; /* UDP encapsulation port for multicast (downstream), 0 = off */
 	__u32 flags;          /* reserved, 0 */
+};
+
+/*
+ * Flow table (per-CPU LRU hash): one entry per (source, group, data port).
+ * Downstream packets are keyed by their IP source, IP destination and PGM
+ * dport; NAKs/NNAKs by the source and group NLAs they carry and their PGM
+ * sport (the data port, swapped upstream).
+ */
+struct xpgm_flow_key {
+	__u8 source[16]; /* v4-mapped for IPv4 */
+	__u8 group[16];
+	__u16 port;      /* data-destination port, host order */
+	__u8 family;
+	__u8 pad;
+	__u32 pad2;
+};                       /* 40 bytes */
+
+struct xpgm_flow_stats {
+	__u64 packets;   /* downstream packets (SPM, POLL, ODATA, RDATA, NCF) */
+	__u64 bytes;     /* their frame lengths */
+	__u64 naks;      /* NAKs and NNAKs */
+	__u64 repairs;   /* RDATA */
 };
 
 #endif /* XPGM_ABI_H */

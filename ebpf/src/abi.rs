@@ -19,6 +19,8 @@ pub const MAP_COUNTERS: &str = "xpgm_counters";
 pub const MAP_SLOT_HITS: &str = "xpgm_slot_hits";
 /// Name of the configuration array (one entry).
 pub const MAP_CONFIG: &str = "xpgm_config";
+/// Name of the per-CPU LRU flow table.
+pub const MAP_FLOWS: &str = "xpgm_flows";
 /// Name of the XDP program in the object.
 pub const PROGRAM_NAME: &str = "xpgm_classify";
 
@@ -26,6 +28,8 @@ pub const PROGRAM_NAME: &str = "xpgm_classify";
 pub const MAX_STEER: u32 = 16384;
 /// Number of XSKMAP slots.
 pub const MAX_SLOTS: u32 = 256;
+/// Capacity of the flow table (LRU: old flows are evicted).
+pub const MAX_FLOWS: u32 = 4096;
 
 /// `family` value for IPv4 keys (address stored v4-mapped).
 pub const FAMILY_V4: u8 = 4;
@@ -120,6 +124,73 @@ impl Default for Config {
     }
 }
 
+/// Flow table key (`struct xpgm_flow_key`, 40 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(C)]
+pub struct FlowKey {
+    /// Source address (v4-mapped for IPv4).
+    pub source: [u8; 16],
+    /// Group address (v4-mapped for IPv4).
+    pub group: [u8; 16],
+    /// Data-destination port, host order.
+    pub port: u16,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Zero.
+    pub pad: u8,
+    /// Zero.
+    pub pad2: u32,
+}
+
+fn addr(family: u8, a: [u8; 16]) -> IpAddr {
+    if family == FAMILY_V4 {
+        IpAddr::V4(Ipv4Addr::new(a[12], a[13], a[14], a[15]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(a))
+    }
+}
+
+impl FlowKey {
+    /// The flow's source.
+    pub fn source_ip(&self) -> IpAddr {
+        addr(self.family, self.source)
+    }
+    /// The flow's group.
+    pub fn group_ip(&self) -> IpAddr {
+        addr(self.family, self.group)
+    }
+}
+
+/// Flow counters (`struct xpgm_flow_stats`), per CPU in the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct FlowStats {
+    /// Downstream packets (SPM, POLL, ODATA, RDATA, NCF).
+    pub packets: u64,
+    /// Their frame bytes.
+    pub bytes: u64,
+    /// NAKs and NNAKs naming this flow.
+    pub naks: u64,
+    /// RDATA packets.
+    pub repairs: u64,
+}
+
+impl FlowStats {
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &FlowStats) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.naks += o.naks;
+        self.repairs += o.repairs;
+    }
+}
+
+// SAFETY: repr(C), integer arrays and integers, explicit padding fields, no
+// implicit padding (40 bytes, checked by a test); every bit pattern is valid.
+unsafe impl aya::Pod for FlowKey {}
+// SAFETY: repr(C), four u64, no padding, every bit pattern is valid.
+unsafe impl aya::Pod for FlowStats {}
+
 // SAFETY: repr(C), only integer fields and arrays of integers, no padding
 // (24 = 4 + 16 + 2 + 1 + 1, checked by a test), every bit pattern is valid.
 unsafe impl aya::Pod for SteerKey {}
@@ -197,6 +268,11 @@ mod tests {
         assert_eq!(size_of::<SteerValue>(), 8);
         assert_eq!(size_of::<Config>(), 8);
         assert_eq!(offset_of!(Config, udp_mcast_port), 2);
+        assert_eq!(size_of::<FlowKey>(), 40);
+        assert_eq!(offset_of!(FlowKey, group), 16);
+        assert_eq!(offset_of!(FlowKey, port), 32);
+        assert_eq!(offset_of!(FlowKey, family), 34);
+        assert_eq!(size_of::<FlowStats>(), 32);
     }
 
     #[test]
@@ -205,6 +281,7 @@ mod tests {
         for (name, v) in [
             ("XPGM_MAX_STEER", MAX_STEER),
             ("XPGM_MAX_SLOTS", MAX_SLOTS),
+            ("XPGM_MAX_FLOWS", MAX_FLOWS),
             ("XPGM_CNT_MAX", COUNTER_MAX),
         ] {
             assert!(h.contains(&format!("#define {name} {v}")), "{name} != {v}");

@@ -2,11 +2,11 @@
 
 use std::os::fd::AsRawFd;
 
-use aya::maps::{Array, HashMap, MapError, PerCpuArray, XskMap};
+use aya::maps::{Array, HashMap, MapError, PerCpuArray, PerCpuHashMap, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId};
 use aya::{Ebpf, EbpfError};
 
-use crate::abi::{self, Config, Counter, SteerKey, SteerValue};
+use crate::abi::{self, Config, Counter, FlowKey, FlowStats, SteerKey, SteerValue};
 
 /// Errors from loading, attaching or updating the classifier.
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +266,31 @@ impl Classifier {
             let idx = u32::try_from(i).unwrap_or(u32::MAX);
             *slot = arr.get(&idx, 0)?.iter().copied().sum();
         }
+        Ok(out)
+    }
+
+    /// Every flow in the flow table with its counters summed over CPUs.
+    pub fn flows(&self) -> Result<Vec<(FlowKey, FlowStats)>, Error> {
+        let map = self
+            .ebpf
+            .map(abi::MAP_FLOWS)
+            .ok_or(Error::Missing("flows map"))?;
+        let h: PerCpuHashMap<_, FlowKey, FlowStats> = PerCpuHashMap::try_from(map)?;
+        let mut out = Vec::new();
+        for r in h.iter() {
+            let (k, per_cpu) = match r {
+                Ok(x) => x,
+                // An entry evicted between key walk and lookup.
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let mut sum = FlowStats::default();
+            for v in per_cpu.iter() {
+                sum.add(v);
+            }
+            out.push((k, sum));
+        }
+        out.sort_by_key(|a| a.0);
         Ok(out)
     }
 

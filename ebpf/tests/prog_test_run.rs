@@ -469,3 +469,74 @@ fn slot_range_is_checked() {
     assert!(c.slot_hits(xpgm_ebpf::abi::MAX_SLOTS).is_err());
     assert!(c.steer_entries().unwrap().is_empty());
 }
+
+fn nak_body(src: IpAddr, grp: IpAddr) -> Vec<u8> {
+    let mut b = vec![0, 0, 0, 42]; // NAK sequence number
+    for a in [src, grp] {
+        match a {
+            IpAddr::V4(x) => {
+                b.extend_from_slice(&[0, 1, 0, 0]);
+                b.extend_from_slice(&x.octets());
+            }
+            IpAddr::V6(x) => {
+                b.extend_from_slice(&[0, 2, 0, 0]);
+                b.extend_from_slice(&x.octets());
+            }
+        }
+    }
+    b
+}
+
+#[test]
+fn flows_count_packets_bytes_repairs_and_naks() {
+    let Some(c) = load() else { return };
+    let odata = v4_pgm(GROUP4, ODATA, SPORT, DPORT);
+    let rdata = v4_pgm(GROUP4, RDATA, SPORT, DPORT);
+    c.test_run(&odata).unwrap();
+    c.test_run(&odata).unwrap();
+    c.test_run(&rdata).unwrap();
+    // A NAK from a receiver to the source's unicast address: ports swapped,
+    // the flow named by the NLAs in its body.
+    let mut nak = pgm(DPORT, SPORT, NAK, 0);
+    nak.truncate(16);
+    nak.extend_from_slice(&nak_body(SRC4.into(), GROUP4.into()));
+    let nak_frame = eth(0x0800, None, &ipv4(LOCAL4, SRC4, 113, 0, &nak));
+    c.test_run(&nak_frame).unwrap();
+    // A NAK whose body is cut short names no flow.
+    let short = eth(0x0800, None, &ipv4(LOCAL4, SRC4, 113, 0, &nak[..16 + 10]));
+    c.test_run(&short).unwrap();
+
+    let flows = c.flows().unwrap();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let (k, s) = flows[0];
+    assert_eq!(k.source_ip(), IpAddr::from(SRC4));
+    assert_eq!(k.group_ip(), IpAddr::from(GROUP4));
+    assert_eq!(k.port, DPORT);
+    assert_eq!(s.packets, 3);
+    assert_eq!(s.repairs, 1);
+    assert_eq!(s.naks, 1);
+    assert_eq!(s.bytes, (2 * odata.len() + rdata.len()) as u64);
+
+    // IPv6: a data packet and a NAK for it.
+    let src6: Ipv6Addr = "fd77::1".parse().unwrap();
+    let rcv6: Ipv6Addr = "fd77::2".parse().unwrap();
+    let d6 = eth(
+        0x86dd,
+        None,
+        &ipv6(src6, group6(), 113, &pgm(SPORT, DPORT, ODATA, 10)),
+    );
+    c.test_run(&d6).unwrap();
+    let mut nak6 = pgm(DPORT, SPORT, NAK, 0);
+    nak6.truncate(16);
+    nak6.extend_from_slice(&nak_body(src6.into(), group6().into()));
+    c.test_run(&eth(0x86dd, None, &ipv6(rcv6, src6, 113, &nak6)))
+        .unwrap();
+    let flows = c.flows().unwrap();
+    let f6 = flows
+        .iter()
+        .find(|(k, _)| k.family == xpgm_ebpf::abi::FAMILY_V6)
+        .expect("IPv6 flow");
+    assert_eq!(f6.0.source_ip(), IpAddr::from(src6));
+    assert_eq!(f6.0.group_ip(), IpAddr::from(group6()));
+    assert_eq!((f6.1.packets, f6.1.naks, f6.1.repairs), (1, 1, 0));
+}
