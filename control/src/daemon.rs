@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 
 use serde_json::{Map, Value, json};
-use xpgm_ebpf::abi::{self, Config, Counter, Direction, SteerKey, SteerValue};
+use xpgm_ebpf::abi::{self, Config, Counter, Direction, FlowKey, FlowStats, SteerKey, SteerValue};
 use xpgm_ebpf::{AttachMode, AttachedMode, Classifier};
 
 use crate::mcast::{self, Memberships, OsKernel};
@@ -51,6 +51,9 @@ pub struct Daemon {
     links: HashMap<u32, (String, bool)>,
     sessions: BTreeMap<u64, Session>,
     next_session: u64,
+    /// Flows already announced (`source_seen`) and their last wrong-interface
+    /// packet count, per (ifindex, flow). Bounded by the flow tables' size.
+    seen_flows: HashMap<(u32, FlowKey), u64>,
 }
 
 /// One AF_XDP socket handed over by a data-plane process.
@@ -207,6 +210,7 @@ impl Daemon {
                 .unwrap_or_default(),
             sessions: BTreeMap::new(),
             next_session: 1,
+            seen_flows: HashMap::new(),
         }
     }
 
@@ -929,6 +933,80 @@ impl Daemon {
         }
     }
 
+    /// Packets of a flow seen on `ifindex` count as "wrong interface" when
+    /// some receiver session wants (group, port) and none of those listens on
+    /// `ifindex`.
+    fn wrong_interface(&self, ifindex: u32, k: &FlowKey) -> bool {
+        let group = k.group_ip();
+        let mut wanted = false;
+        for s in self.sessions.values() {
+            if s.role == "receiver" && s.group == group && s.port == k.port {
+                if s.recv_ifs.iter().any(|(i, _)| *i == ifindex) {
+                    return false;
+                }
+                wanted = true;
+            }
+        }
+        wanted
+    }
+
+    fn all_flows(&self) -> Vec<(u32, String, FlowKey, FlowStats)> {
+        let mut out = Vec::new();
+        for (i, at) in &self.attached {
+            if let Ok(fs) = at.classifier.flows() {
+                out.extend(fs.into_iter().map(|(k, st)| (*i, at.name.clone(), k, st)));
+            }
+        }
+        out.sort_by_key(|a| (a.2, a.0));
+        out
+    }
+
+    fn flows(&self) -> Reply {
+        let v: Vec<Value> = self
+            .all_flows()
+            .iter()
+            .map(|(i, name, k, st)| {
+                json!({
+                    "source": k.source_ip().to_string(), "group": k.group_ip().to_string(),
+                    "port": k.port, "interface": name, "packets": st.packets,
+                    "bytes": st.bytes, "naks": st.naks, "repairs": st.repairs,
+                    "unrecoverable": Value::Null,
+                    "wrong_interface": if self.wrong_interface(*i, k) { st.packets } else { 0 },
+                })
+            })
+            .collect();
+        Ok(obj(json!({"flows": v})))
+    }
+
+    /// Called periodically: emits `source_seen` for new flows and
+    /// `wrong_interface` when a flow's misdirected packet count grew.
+    pub fn poll_flows(&mut self) {
+        let flows = self.all_flows();
+        let mut live = std::collections::HashSet::new();
+        for (i, name, k, st) in flows {
+            live.insert((i, k));
+            let wrong = if self.wrong_interface(i, &k) {
+                st.packets
+            } else {
+                0
+            };
+            let base = json!({"source": k.source_ip().to_string(), "group": k.group_ip().to_string(),
+                "port": k.port, "interface": name});
+            if let std::collections::hash_map::Entry::Vacant(e) = self.seen_flows.entry((i, k)) {
+                e.insert(0);
+                self.emit("source_seen", obj(base.clone()));
+            }
+            let prev = self.seen_flows.get(&(i, k)).copied().unwrap_or(0);
+            if wrong > prev {
+                self.seen_flows.insert((i, k), wrong);
+                let mut m = obj(base);
+                m.insert("packets".into(), json!(wrong));
+                self.emit("wrong_interface", m);
+            }
+        }
+        self.seen_flows.retain(|k, _| live.contains(k));
+    }
+
     fn groups(&self, req: &Map<String, Value>) -> Reply {
         let limit = match req.get("limit") {
             None | Some(Value::Null) => 1000,
@@ -996,6 +1074,7 @@ impl Handler for Daemon {
                 self.session_update(op, req, conn)
             }
             "sessions" => self.sessions_list(),
+            "flows" => self.flows(),
             "events" => {
                 conn.long_lived = true;
                 if !self.subscribers.iter().any(|(id, _)| *id == conn.id) {

@@ -892,3 +892,67 @@ fn restart_removes_what_a_previous_instance_left_attached() {
     // And a fresh attach works.
     ok(&mut c, "attach", json!({"interface": "eth0"}));
 }
+
+#[test]
+fn flows_report_sources_and_packets_on_the_wrong_interface() {
+    use std::os::fd::AsFd;
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("flows");
+    let mut admin = t.start_xpgmd();
+    let mut ev = Client::connect(&t.sock()).unwrap();
+    ok(&mut ev, "events", json!({}));
+    let xsk = xsk_socket(&t.rx, "eth0");
+    let mut sess = Client::connect(&t.sock()).unwrap();
+    let r = sess
+        .request_with_fds(
+            "register",
+            args(
+                json!({"role": "receiver", "group": "239.192.0.7", "port": 7500,
+                "interfaces": ["eth0"], "sockets": [{"interface": "eth0", "queue": 0}]}),
+            ),
+            &[xsk.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["ok"], json!(true), "{r}");
+    // The same feed also reaches eth1, where the session does not listen.
+    ok(&mut admin, "attach", json!({"interface": "eth1"}));
+    ok(
+        &mut admin,
+        "join",
+        json!({"interface": "eth1", "group": "239.192.0.7"}),
+    );
+    wait_until(
+        "both receiver ports in the mdb",
+        Duration::from_secs(15),
+        || {
+            let m = t.mdb();
+            mdb_has(&m, "p-rx", "239.192.0.7") && mdb_has(&m, "p-rx1", "239.192.0.7")
+        },
+    );
+    send_odata(&t.tx, "239.192.0.7".parse().unwrap(), 7500, 5);
+    let flow = |c: &mut Client, ifname: &str| -> Value {
+        let r = ok(c, "flows", json!({}));
+        r["flows"]
+            .as_array()
+            .and_then(|a| a.iter().find(|f| f["interface"] == json!(ifname)).cloned())
+            .unwrap_or(Value::Null)
+    };
+    wait_until("flows on both interfaces", Duration::from_secs(5), || {
+        flow(&mut admin, "eth0")["packets"] == json!(5)
+            && flow(&mut admin, "eth1")["packets"] == json!(5)
+    });
+    let f0 = flow(&mut admin, "eth0");
+    assert_eq!(f0["source"], json!("10.77.0.1"));
+    assert_eq!(f0["group"], json!("239.192.0.7"));
+    assert_eq!(f0["port"], json!(7500));
+    assert_eq!(f0["wrong_interface"], json!(0));
+    assert_eq!(f0["bytes"], json!(5 * (14 + 20 + 8 + 24)));
+    assert_eq!(flow(&mut admin, "eth1")["wrong_interface"], json!(5));
+    let e = next_event(&mut ev, "source_seen");
+    assert_eq!(e["source"], json!("10.77.0.1"));
+    let e = next_event(&mut ev, "wrong_interface");
+    assert_eq!(e["interface"], json!("eth1"));
+    assert_eq!(e["packets"], json!(5));
+}

@@ -205,7 +205,12 @@ fn print_human(cmd: &str, r: &Value) {
                 "{:>4} {:>7} {:<8} {:<24} {:<20} {:>5}  {:<10} {:<16} SOCKETS(if/queue/slot)",
                 "ID", "PID", "ROLE", "TSI", "GROUP", "PORT", "SEND-IF", "RECV-IFS"
             );
-            for x in r.get("sessions").and_then(Value::as_array).into_iter().flatten() {
+            for x in r
+                .get("sessions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let list = |k: &str| -> Vec<String> {
                     x.get(k)
                         .and_then(Value::as_array)
@@ -213,7 +218,9 @@ fn print_human(cmd: &str, r: &Value) {
                         .flatten()
                         .map(|v| match v {
                             Value::String(s) => s.clone(),
-                            o => format!("{}/{}/{}", s(o, "interface"), s(o, "queue"), s(o, "slot")),
+                            o => {
+                                format!("{}/{}/{}", s(o, "interface"), s(o, "queue"), s(o, "slot"))
+                            }
                         })
                         .collect()
                 };
@@ -234,9 +241,22 @@ fn print_human(cmd: &str, r: &Value) {
         "flows" => {
             println!(
                 "{:<20} {:<20} {:>5} {:<10} {:>10} {:>12} {:>6} {:>7} {:>7}",
-                "SOURCE", "GROUP", "PORT", "IN-IF", "PACKETS", "BYTES", "NAKS", "REPAIRS", "WRONG-IF"
+                "SOURCE",
+                "GROUP",
+                "PORT",
+                "IN-IF",
+                "PACKETS",
+                "BYTES",
+                "NAKS",
+                "REPAIRS",
+                "WRONG-IF"
             );
-            for x in r.get("flows").and_then(Value::as_array).into_iter().flatten() {
+            for x in r
+                .get("flows")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 println!(
                     "{:<20} {:<20} {:>5} {:<10} {:>10} {:>12} {:>6} {:>7} {:>7}",
                     s(x, "source"),

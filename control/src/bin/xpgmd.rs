@@ -106,6 +106,20 @@ fn main() -> Result<()> {
         })
         .context("spawning link monitor")?;
 
+    // Flow watcher: new sources and packets on the wrong interface.
+    let d = daemon.clone();
+    std::thread::Builder::new()
+        .name("xpgmd-flows".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                if let Ok(mut d) = d.lock() {
+                    d.poll_flows();
+                }
+            }
+        })
+        .context("spawning flow watcher")?;
+
     server::serve(listener, daemon, Arc::new(scfg), stop)?;
     Ok(())
 }
