@@ -63,6 +63,7 @@ struct SockEntry {
     ifname: String,
     queue: u32,
     slot: u32,
+    zero_copy: bool,
     // Kept open while the session lives; the XSKMAP holds its own reference.
     _fd: OwnedFd,
 }
@@ -173,7 +174,7 @@ fn session_view(s: &Session) -> Value {
         "sources": s.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "send_interface": s.send_if.as_ref().map(|(_, n)| n.clone()),
         "interfaces": s.recv_ifs.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(),
-        "sockets": s.sockets.iter().map(|k| json!({"interface": k.ifname, "queue": k.queue, "slot": k.slot})).collect::<Vec<_>>(),
+        "sockets": s.sockets.iter().map(|k| json!({"interface": k.ifname, "queue": k.queue, "slot": k.slot, "zero_copy": k.zero_copy})).collect::<Vec<_>>(),
     })
 }
 
@@ -320,8 +321,17 @@ impl Daemon {
                         }
                         Value::Object(m)
                     });
+                    let socks: Vec<bool> = self
+                        .sessions
+                        .values()
+                        .flat_map(|s| s.sockets.iter())
+                        .filter(|k| k.ifindex == l.index)
+                        .map(|k| k.zero_copy)
+                        .collect();
                     json!({"mode": at.mode.name(), "prog_id": at.prog_id, "owner": "xpgmd",
-                           "program": xpgm_ebpf::abi::PROGRAM_NAME, "counters": counters})
+                           "program": xpgm_ebpf::abi::PROGRAM_NAME, "counters": counters,
+                           "sockets": socks.len(),
+                           "zero_copy": !socks.is_empty() && socks.iter().all(|z| *z)})
                 }
                 (Some((mode, id)), None) => json!({"mode": mode.name(), "prog_id": id,
                     "owner": "other", "program": program_name(*id)}),
@@ -643,6 +653,16 @@ impl Daemon {
                     format!("session does not use interface {ifname}"),
                 ));
             }
+            // The kernel only redirects to a socket bound to the queue the
+            // frame arrived on; it cannot tell us which queue a socket is
+            // bound to, so that is the caller's declaration. Check at least
+            // that it is an AF_XDP socket.
+            let info = crate::sys::xsk_info(std::os::fd::AsFd::as_fd(&fd)).map_err(|e| {
+                ApiError::new(
+                    "invalid_argument",
+                    format!("descriptor for {ifname} queue {queue} is not an AF_XDP socket: {e}"),
+                )
+            })?;
             self.ensure_attached(&link)?;
             let slot = self.free_slot(link.index).ok_or_else(|| {
                 ApiError::new("limit", format!("no free socket slot on {ifname}"))
@@ -693,6 +713,7 @@ impl Daemon {
                 ifname: ifname.to_owned(),
                 queue,
                 slot,
+                zero_copy: info.zero_copy,
                 _fd: fd,
             });
         }

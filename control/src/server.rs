@@ -22,6 +22,9 @@ use serde_json::{Map, Value, json};
 
 use crate::sys::{self, PeerCred};
 
+/// Most descriptors kept for one request (SCM_RIGHTS); extra ones are closed.
+pub const MAX_PENDING_FDS: usize = 64;
+
 /// An error reply: a stable code and a human message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -311,7 +314,9 @@ fn run_client<H: Handler>(
                 return;
             }
             Ok((n, fds)) => {
-                pending_fds.extend(fds);
+                // Bounded: descriptors beyond the cap are closed on drop.
+                let room = MAX_PENDING_FDS.saturating_sub(pending_fds.len());
+                pending_fds.extend(fds.into_iter().take(room));
                 n
             }
             Err(e)
@@ -362,6 +367,7 @@ fn run_client<H: Handler>(
                     if line.len() + head.len() > cfg.max_request {
                         too_large(conn, cfg);
                         line.clear();
+                        pending_fds.clear();
                         continue;
                     }
                     line.extend_from_slice(head);
@@ -385,6 +391,7 @@ fn run_client<H: Handler>(
                         if line.len() + data.len() > cfg.max_request {
                             too_large(conn, cfg);
                             line.clear();
+                            pending_fds.clear();
                             discarding = true;
                             partial_since = None;
                         } else {

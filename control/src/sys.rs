@@ -358,3 +358,51 @@ pub fn send_with_fds(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) ->
     // SAFETY: fd is live; msg describes valid buffers for the call.
     cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })
 }
+
+/// What the kernel says about an AF_XDP socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XskInfo {
+    /// Bound in zero-copy mode.
+    pub zero_copy: bool,
+}
+
+/// Checks that `fd` is an AF_XDP socket (`SO_DOMAIN`) and reads its
+/// `XDP_OPTIONS`. The kernel offers no way to read back the interface and
+/// queue an AF_XDP socket is bound to (no getsockname; sock_diag only with
+/// CONFIG_XDP_SOCKETS_DIAG), so those stay the caller's declaration.
+pub fn xsk_info(fd: BorrowedFd<'_>) -> io::Result<XskInfo> {
+    let mut domain: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: fd is live for the call; domain/len describe a writable c_int.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&raw mut domain).cast(),
+            &mut len,
+        )
+    })?;
+    if domain != libc::AF_XDP {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an AF_XDP socket",
+        ));
+    }
+    // SAFETY: xdp_options is plain data; all-zero is valid.
+    let mut opts: libc::xdp_options = unsafe { zeroed() };
+    let mut olen = size_of::<libc::xdp_options>() as libc::socklen_t;
+    // SAFETY: fd is live; opts/olen describe a writable xdp_options.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            libc::XDP_OPTIONS,
+            (&raw mut opts).cast(),
+            &mut olen,
+        )
+    })?;
+    Ok(XskInfo {
+        zero_copy: opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0,
+    })
+}

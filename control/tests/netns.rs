@@ -743,7 +743,7 @@ fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
     assert_eq!(s["interfaces"], json!(["eth0", "eth1"]));
     assert_eq!(
         s["sockets"][0],
-        json!({"interface": "eth0", "queue": 0, "slot": 0})
+        json!({"interface": "eth0", "queue": 0, "slot": 0, "zero_copy": false})
     );
     let g = ok(&mut admin, "groups", json!({}));
     assert_eq!(g["groups"].as_array().unwrap().len(), 2, "{g}");
@@ -760,8 +760,8 @@ fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
     });
     assert_eq!(counters(&mut admin, "eth0")["passed"], json!(2));
 
-    // Another session may not take the same (queue, group, port). (The
-    // conflict is found before the descriptor is looked at.)
+    // Another session may not take the same (queue, group, port), here
+    // with the very same socket handed over again.
     let devnull = std::fs::File::open("/dev/null").unwrap();
     let mut other = Client::connect(&t.sock()).unwrap();
     let r = other
@@ -771,11 +771,23 @@ fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
                 json!({"role": "receiver", "group": "239.192.0.7", "port": 7500,
                 "interfaces": ["eth0"], "sockets": [{"interface": "eth0", "queue": 0}]}),
             ),
-            &[devnull.as_fd()],
+            &[xsk.as_fd()],
         )
         .unwrap();
     assert_eq!(r["error"]["code"], json!("exists"), "{r}");
-    // A descriptor that is not an AF_XDP socket is refused by the XSKMAP.
+    // A queue the interface does not have is refused.
+    let r = other
+        .request_with_fds(
+            "register",
+            args(
+                json!({"role": "receiver", "group": "239.192.0.9", "port": 7500,
+                "interfaces": ["eth0"], "sockets": [{"interface": "eth0", "queue": 9}]}),
+            ),
+            &[xsk.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["error"]["code"], json!("invalid_argument"), "{r}");
+    // A descriptor that is not an AF_XDP socket is refused.
     let r = other
         .request_with_fds(
             "register",
@@ -786,7 +798,7 @@ fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
             &[devnull.as_fd()],
         )
         .unwrap();
-    assert_eq!(r["error"]["code"], json!("bpf_error"), "{r}");
+    assert_eq!(r["error"]["code"], json!("invalid_argument"), "{r}");
     // ... and the failed registration left no extra membership reference.
     let g = ok(&mut admin, "groups", json!({}));
     assert!(
