@@ -968,3 +968,195 @@ fn flows_report_sources_and_packets_on_the_wrong_interface() {
     assert_eq!(e["interface"], json!("eth1"));
     assert_eq!(e["packets"], json!(5));
 }
+
+/// Sends `n` UDP-encapsulated PGM packets of `ty` from `ns` (10.77.0.1) to
+/// `dst:udp_port` with PGM ports `sport`/`dport`.
+fn send_pgm(ns: &str, dst: Ipv4Addr, udp_port: u16, sport: u16, dport: u16, ty: u8, n: usize) {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        setns(f.as_raw_fd());
+        let s = UdpSocket::bind("10.77.0.1:0").unwrap();
+        let mut pgm = vec![0u8; 16 + 20];
+        pgm[0..2].copy_from_slice(&sport.to_be_bytes());
+        pgm[2..4].copy_from_slice(&dport.to_be_bytes());
+        pgm[4] = ty;
+        for _ in 0..n {
+            s.send_to(&pgm, SocketAddrV4::new(dst, udp_port)).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn send_and_receive_interfaces_are_selected_and_changed() {
+    use std::os::fd::AsFd;
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("ifsel");
+    let mut admin = t.start_xpgmd();
+
+    // A source on eth0: NAKs to its unicast address and TSI port reach its socket.
+    let xsk = xsk_socket(&t.rx, "eth0");
+    let mut src = Client::connect(&t.sock()).unwrap();
+    let r = src
+        .request_with_fds(
+            "register",
+            args(
+                json!({"role": "source", "group": "239.192.0.7", "port": 7500,
+                "source_port": 40001, "send_interface": "eth0",
+                "sockets": [{"interface": "eth0", "queue": 0}]}),
+            ),
+            &[xsk.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["ok"], json!(true), "{r}");
+    let sid = r["session"].clone();
+    assert_eq!(r["detail"]["local_address"], json!("10.77.0.2"));
+    assert_eq!(r["detail"]["send_interface"], json!("eth0"));
+    // A source does not join its own group.
+    assert_eq!(ok(&mut admin, "groups", json!({}))["groups"], json!([]));
+    // Resolve the neighbour first so no hand-sent frame waits on ARP.
+    t.ns(&t.tx, &["ping", "-c", "1", "-W", "2", "10.77.0.2"]);
+    send_pgm(
+        &t.tx,
+        "10.77.0.2".parse().unwrap(),
+        3055,
+        7500,
+        40001,
+        0x08,
+        4,
+    );
+    send_pgm(
+        &t.tx,
+        "10.77.0.2".parse().unwrap(),
+        3055,
+        7500,
+        40002,
+        0x08,
+        1,
+    );
+    wait_until("NAKs redirected", Duration::from_secs(5), || {
+        counters(&mut admin, "eth0")["redirected"] == json!(4)
+    });
+    assert_eq!(counters(&mut admin, "eth0")["passed"], json!(1));
+
+    // Setting the send interface again replaces it (and drops eth0's steering).
+    let r = ok(
+        &mut src,
+        "set_send_interface",
+        json!({"session": sid, "interface": "eth1"}),
+    );
+    assert_eq!(r["detail"]["send_interface"], json!("eth1"));
+    assert_eq!(r["detail"]["sockets"], json!([]));
+    send_pgm(
+        &t.tx,
+        "10.77.0.2".parse().unwrap(),
+        3055,
+        7500,
+        40001,
+        0x08,
+        2,
+    );
+    wait_until(
+        "NAKs passed after the change",
+        Duration::from_secs(5),
+        || counters(&mut admin, "eth0")["passed"] == json!(3),
+    );
+    assert_eq!(counters(&mut admin, "eth0")["redirected"], json!(4));
+    // Missing or down interfaces fail and leave the session as it was.
+    assert_eq!(
+        err(
+            &mut src,
+            "set_send_interface",
+            json!({"session": sid, "interface": "nope0"})
+        ),
+        "no_such_interface"
+    );
+    t.ns(&t.rx, &["ip", "link", "set", "eth1", "down"]);
+    assert_eq!(
+        err(
+            &mut src,
+            "set_send_interface",
+            json!({"session": sid, "interface": "eth1"})
+        ),
+        "interface_down"
+    );
+    let l = ok(&mut admin, "sessions", json!({}));
+    assert_eq!(l["sessions"][0]["send_interface"], json!("eth1"));
+    // Only the owning connection may change a session.
+    assert_eq!(
+        err(
+            &mut admin,
+            "set_send_interface",
+            json!({"session": sid, "interface": "eth0"})
+        ),
+        "not_owner"
+    );
+    // A receiver cannot use a down interface.
+    let mut rcv = Client::connect(&t.sock()).unwrap();
+    assert_eq!(
+        err(
+            &mut rcv,
+            "register",
+            json!({"role": "receiver", "group": "239.192.0.8",
+            "port": 7500, "interfaces": ["eth0", "eth1"]})
+        ),
+        "interface_down"
+    );
+    assert_eq!(
+        ok(&mut admin, "groups", json!({}))["groups"],
+        json!([]),
+        "rolled back"
+    );
+    t.ns(&t.rx, &["ip", "link", "set", "eth1", "up"]);
+
+    // A receiver adds and removes listening interfaces while running.
+    let r = ok(
+        &mut rcv,
+        "register",
+        json!({"role": "receiver", "group": "239.192.0.8",
+        "port": 7500, "interfaces": ["eth0"]}),
+    );
+    let rid = r["session"].clone();
+    let r = ok(
+        &mut rcv,
+        "add_interface",
+        json!({"session": rid, "interface": "eth1"}),
+    );
+    assert_eq!(r["detail"]["interfaces"], json!(["eth0", "eth1"]));
+    let g = ok(&mut admin, "groups", json!({}));
+    assert_eq!(g["groups"].as_array().unwrap().len(), 2, "{g}");
+    assert_eq!(
+        err(
+            &mut rcv,
+            "set_send_interface",
+            json!({"session": rid, "interface": "eth0"})
+        ),
+        "invalid_state"
+    );
+    let r = ok(
+        &mut rcv,
+        "remove_interface",
+        json!({"session": rid, "interface": "eth0"}),
+    );
+    assert_eq!(r["detail"]["interfaces"], json!(["eth1"]));
+    let g = ok(&mut admin, "groups", json!({}));
+    assert_eq!(g["groups"][0]["interface"], json!("eth1"), "{g}");
+    assert_eq!(
+        err(
+            &mut rcv,
+            "remove_interface",
+            json!({"session": rid, "interface": "eth0"})
+        ),
+        "not_found"
+    );
+    ok(&mut rcv, "unregister", json!({"session": rid}));
+    assert_eq!(ok(&mut admin, "groups", json!({}))["groups"], json!([]));
+    assert_eq!(
+        err(&mut rcv, "unregister", json!({"session": rid})),
+        "not_found"
+    );
+}
