@@ -304,3 +304,78 @@ fn peer_credentials_are_checked() {
     // Root is always allowed.
     Raw::connect(&s.sock).ping(1);
 }
+
+fn xpgmctl(env_sock: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_xpgmctl"));
+    c.args(args);
+    match env_sock {
+        Some(p) => c.env("XPGM_SOCKET", p),
+        None => c.env_remove("XPGM_SOCKET"),
+    };
+    c.output().unwrap()
+}
+
+#[test]
+fn xpgmctl_commands_exit_codes_and_socket_rule() {
+    let s = start("ctl", |_| {});
+    let sock = s.sock.to_str().unwrap();
+    // --socket
+    let o = xpgmctl(None, &["--socket", sock, "ping"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ping: ok"));
+    // XPGM_SOCKET, and --json prints the reply line.
+    let o = xpgmctl(Some(&s.sock), &["--json", "interfaces"]);
+    assert!(o.status.success(), "{o:?}");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == json!("lo"))
+    );
+    // --socket wins over XPGM_SOCKET.
+    let o = xpgmctl(
+        Some(Path::new("/nonexistent/x.sock")),
+        &["--socket", sock, "ping"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = xpgmctl(Some(Path::new("/nonexistent/x.sock")), &["ping"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/x.sock"));
+    // Human table.
+    let o = xpgmctl(Some(&s.sock), &["interfaces"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("NAME"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("lo ")), "{out}");
+    // An error reply exits 1 with the code on stderr.
+    let o = xpgmctl(Some(&s.sock), &["join", "nonexistent0", "239.192.0.1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no_such_interface"));
+    let o = xpgmctl(
+        Some(&s.sock),
+        &["--json", "block", "lo", "10.0.0.1", "10.0.0.2"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["code"], json!("invalid_argument"), "{v}");
+    // Usage errors exit 2.
+    assert_eq!(
+        xpgmctl(Some(&s.sock), &["frobnicate"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        xpgmctl(Some(&s.sock), &["join", "lo"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(xpgmctl(Some(&s.sock), &[]).status.code(), Some(2));
+    // Empty listings print just the header.
+    let o = xpgmctl(Some(&s.sock), &["groups"]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+    let o = xpgmctl(Some(&s.sock), &["sessions"]);
+    assert!(o.status.success());
+    let o = xpgmctl(Some(&s.sock), &["--json", "flows"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["flows"], json!([]));
+}
