@@ -13,6 +13,9 @@ pub struct Client {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     next_id: u64,
+    /// Events that arrived while waiting for a reply, returned first by
+    /// [`Client::read_message`].
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Client {
@@ -30,6 +33,7 @@ impl Client {
             reader: BufReader::new(s),
             writer,
             next_id: 1,
+            pending: std::collections::VecDeque::new(),
         })
     }
 
@@ -67,10 +71,13 @@ impl Client {
             self.writer.write_all(line.get(n..).unwrap_or(&[]))?;
         }
         loop {
-            let v = self.read_message()?;
-            // Skip pushed events; a reply carries our id (or null for
-            // connection-level errors).
+            let v = self.read_line()?;
+            // Keep pushed events for read_message; a reply carries our id
+            // (or null for connection-level errors).
             if v.get("event").is_some() {
+                if self.pending.len() < 4096 {
+                    self.pending.push_back(v);
+                }
                 continue;
             }
             match v.get("id") {
@@ -81,8 +88,16 @@ impl Client {
         }
     }
 
-    /// Reads the next message line (reply or event).
+    /// Reads the next message: a buffered event first, else the next line
+    /// (reply or event).
     pub fn read_message(&mut self) -> io::Result<Value> {
+        if let Some(v) = self.pending.pop_front() {
+            return Ok(v);
+        }
+        self.read_line()
+    }
+
+    fn read_line(&mut self) -> io::Result<Value> {
         let mut s = String::new();
         let n = self.reader.read_line(&mut s)?;
         if n == 0 {

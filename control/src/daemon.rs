@@ -47,7 +47,9 @@ pub struct Daemon {
     cfg: DaemonConfig,
     members: Memberships<OsKernel>,
     attached: HashMap<u32, Attached>,
-    subscribers: Vec<(u64, Writer)>,
+    /// Event subscribers: connection id and the bounded queue its writer
+    /// thread drains.
+    subscribers: Vec<(u64, std::sync::mpsc::SyncSender<Value>)>,
     links: HashMap<u32, (String, bool)>,
     sessions: BTreeMap<u64, Session>,
     next_session: u64,
@@ -178,6 +180,23 @@ fn session_view(s: &Session) -> Value {
     })
 }
 
+/// Events queued per subscriber before it is considered stuck.
+pub const EVENT_QUEUE: usize = 1024;
+
+fn event_writer(rx: &std::sync::mpsc::Receiver<Value>, w: &Writer) {
+    while let Ok(v) = rx.recv() {
+        if send_line(w, &v).is_err() {
+            return;
+        }
+    }
+    // The sender is gone: connection closed (write fails harmlessly) or the
+    // queue overflowed.
+    let _ = send_line(
+        w,
+        &json!({"event": "events_lost", "message": "event queue overflowed; subscription ended"}),
+    );
+}
+
 fn os_err(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::new("os_error", format!("{what}: {e}"))
 }
@@ -290,7 +309,10 @@ impl Daemon {
     pub fn emit(&mut self, kind: &str, mut fields: Map<String, Value>) {
         fields.insert("event".into(), Value::String(kind.to_owned()));
         let v = Value::Object(fields);
-        self.subscribers.retain(|(_, w)| send_line(w, &v).is_ok());
+        // Never block the daemon on a slow reader: a subscriber whose queue
+        // is full is unsubscribed (its writer thread then says so).
+        self.subscribers
+            .retain(|(_, q)| q.try_send(v.clone()).is_ok());
     }
 
     fn link(&self, name: &str) -> Result<Link, ApiError> {
@@ -478,14 +500,19 @@ impl Daemon {
             "leave" if sources.len() <= 1 => m
                 .leave(i, group, sources.first().copied())
                 .map_err(mcast_err)?,
-            "block" | "unblock" if sources.len() != 1 => {
-                return Err(ApiError::new(
-                    "bad_request",
-                    format!("{op} needs exactly one \"source\""),
-                ));
+            "block" | "unblock" => {
+                let [src] = sources.as_slice() else {
+                    return Err(ApiError::new(
+                        "bad_request",
+                        format!("{op} needs exactly one \"source\""),
+                    ));
+                };
+                if op == "block" {
+                    m.block(i, group, *src).map_err(mcast_err)?
+                } else {
+                    m.unblock(i, group, *src).map_err(mcast_err)?
+                }
             }
-            "block" => m.block(i, group, sources[0]).map_err(mcast_err)?,
-            "unblock" => m.unblock(i, group, sources[0]).map_err(mcast_err)?,
             _ => {
                 return Err(ApiError::new(
                     "bad_request",
@@ -1099,7 +1126,13 @@ impl Handler for Daemon {
             "events" => {
                 conn.long_lived = true;
                 if !self.subscribers.iter().any(|(id, _)| *id == conn.id) {
-                    self.subscribers.push((conn.id, conn.writer.clone()));
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Value>(EVENT_QUEUE);
+                    let w = conn.writer.clone();
+                    std::thread::Builder::new()
+                        .name(format!("xpgmd-events-{}", conn.id))
+                        .spawn(move || event_writer(&rx, &w))
+                        .map_err(|e| os_err("spawning event writer", e))?;
+                    self.subscribers.push((conn.id, tx));
                 }
                 Ok(obj(json!({"subscribed": true})))
             }

@@ -296,7 +296,7 @@ fn run_client<H: Handler>(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let r = sys::recv_with_fds(stream.as_fd(), &mut chunk, 16);
+        let r = sys::recv_with_fds(stream.as_fd(), &mut chunk, MAX_PENDING_FDS);
         let n = match r {
             Ok((0, _)) => {
                 if !line.is_empty() && !discarding {

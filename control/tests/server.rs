@@ -379,3 +379,33 @@ fn xpgmctl_commands_exit_codes_and_socket_rule() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["flows"], json!([]));
 }
+
+#[test]
+fn a_stuck_event_subscriber_does_not_stall_the_daemon() {
+    let s = start("stuck", |_| {});
+    // Subscribes, then never reads.
+    let mut stuck = Raw::connect(&s.sock);
+    stuck.send(b"{\"id\":1,\"op\":\"events\"}\n");
+    assert_eq!(stuck.reply()["ok"], json!(true));
+    // Anyone may join groups on lo; each join/leave emits an event.
+    let mut c = Client::connect(&s.sock).unwrap();
+    let mut a = Map::new();
+    a.insert("interface".into(), json!("lo"));
+    a.insert("group".into(), json!("239.192.9.9"));
+    for _ in 0..4000 {
+        let r = c.request("join", a.clone()).unwrap();
+        assert_eq!(r["ok"], json!(true), "{r}");
+        let r = c.request("leave", a.clone()).unwrap();
+        assert_eq!(r["ok"], json!(true), "{r}");
+    }
+    // The subscriber was dropped, and is told so at the end of what it got.
+    let mut lost = false;
+    for _ in 0..20_000 {
+        let v = stuck.reply();
+        if v["event"] == json!("events_lost") {
+            lost = true;
+            break;
+        }
+    }
+    assert!(lost, "no events_lost after the queue overflowed");
+}
