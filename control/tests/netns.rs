@@ -155,6 +155,20 @@ impl Topo {
             "dev",
             "eth1",
         ]);
+        // Operational state follows asynchronously; xpgmd refuses interfaces
+        // that are not up, so wait for carrier everywhere.
+        for (ns, dev) in [
+            (&t.tx, "eth0"),
+            (&t.rx, "eth0"),
+            (&t.rx, "eth1"),
+            (&t.sw, "br0"),
+        ] {
+            wait_until(
+                &format!("{dev} up in {ns}"),
+                Duration::from_secs(10),
+                || run(&["ip", "-n", ns, "-o", "link", "show", "dev", dev]).contains("state UP"),
+            );
+        }
         t
     }
 
@@ -1075,7 +1089,13 @@ fn send_and_receive_interfaces_are_selected_and_changed() {
         ),
         "no_such_interface"
     );
+    let mut ev = Client::connect(&t.sock()).unwrap();
+    ok(&mut ev, "events", json!({}));
     t.ns(&t.rx, &["ip", "link", "set", "eth1", "down"]);
+    assert_eq!(
+        next_event(&mut ev, "interface_down")["interface"],
+        json!("eth1")
+    );
     assert_eq!(
         err(
             &mut src,
@@ -1112,6 +1132,18 @@ fn send_and_receive_interfaces_are_selected_and_changed() {
         "rolled back"
     );
     t.ns(&t.rx, &["ip", "link", "set", "eth1", "up"]);
+    // Operational state follows admin state asynchronously (linkwatch).
+    wait_until("eth1 up again", Duration::from_secs(10), || {
+        let r = ok(&mut admin, "interfaces", json!({}));
+        r["interfaces"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i["name"] == json!("eth1") && i["state"] == json!("up"))
+        })
+    });
+    assert_eq!(
+        next_event(&mut ev, "interface_up")["interface"],
+        json!("eth1")
+    );
 
     // A receiver adds and removes listening interfaces while running.
     let r = ok(
