@@ -459,6 +459,52 @@ fn send_pgm_udp(ns: &str, dst: Ipv4Addr, n: usize) {
     h.join().unwrap();
 }
 
+/// Sends `n` raw PGM packets (IP protocol 113) of `len` bytes (ODATA header
+/// first, cut at `len`) from `ns` to `dst`.
+fn send_pgm_raw(ns: &str, dst: Ipv4Addr, len: usize, n: usize) {
+    use std::os::fd::FromRawFd;
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        setns(f.as_raw_fd());
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 113) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        // SAFETY: fd was just created and is owned by nobody else.
+        let _owner = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut pgm = vec![0u8; 24];
+        pgm[0..2].copy_from_slice(&40001u16.to_be_bytes());
+        pgm[2..4].copy_from_slice(&7500u16.to_be_bytes());
+        pgm[4] = 0x04;
+        pgm.truncate(len);
+        // SAFETY: sockaddr_in is plain data; all-zero is valid.
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from_ne_bytes(dst.octets());
+        for _ in 0..n {
+            // SAFETY: fd is live; pgm and sa are valid for the call.
+            let r = unsafe {
+                libc::sendto(
+                    fd,
+                    pgm.as_ptr().cast(),
+                    pgm.len(),
+                    0,
+                    (&raw const sa).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(
+                r,
+                pgm.len() as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    })
+    .join()
+    .unwrap();
+}
+
 fn setns(fd: i32) {
     // SAFETY: fd is an open /run/netns file; setns only changes this
     // (dedicated, short-lived) thread's network namespace.
@@ -538,6 +584,19 @@ fn classifier_passes_other_traffic_and_counts_pgm() {
     assert_eq!(after["passed"], json!(10), "{after}");
     assert_eq!(after["redirected"], json!(0));
     assert_eq!(after["malformed"], json!(0));
+
+    // Raw PGM (IP protocol 113): 4 whole ones and 2 cut short.
+    send_pgm_raw(&t.tx, "239.192.0.5".parse().unwrap(), 24, 4);
+    send_pgm_raw(&t.tx, "239.192.0.5".parse().unwrap(), 9, 2);
+    wait_until("raw PGM counted", Duration::from_secs(5), || {
+        counters(&mut c, "eth0")["pgm"] == json!(16)
+    });
+    let raw = counters(&mut c, "eth0");
+    assert_eq!(raw["udp_encap"], json!(10), "{raw}");
+    assert_eq!(raw["passed"], json!(14), "{raw}");
+    assert_eq!(raw["malformed"], json!(2), "{raw}");
+    // Ordinary traffic still works after all that.
+    t.ns(&t.tx, &["ping", "-c", "1", "-W", "2", "10.77.0.2"]);
 
     // A second attach is idempotent; another program is refused without --force.
     assert_eq!(

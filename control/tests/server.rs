@@ -409,3 +409,49 @@ fn a_stuck_event_subscriber_does_not_stall_the_daemon() {
     }
     assert!(lost, "no events_lost after the queue overflowed");
 }
+
+#[test]
+fn random_bytes_never_kill_the_server() {
+    let s = start("fuzz", |_| {});
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..40 {
+        let mut c = Raw::connect(&s.sock);
+        let len = (next() % 3000) as usize;
+        let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Mix in JSON-ish fragments and newlines.
+        if round % 3 == 0 {
+            buf.extend_from_slice(
+                b"{\"id\":[1,{\"op\":\"join\"}],\"op\":\"groups\",\"cursor\":\"x/y\"}\n",
+            );
+        }
+        if round % 4 == 0 {
+            buf.extend_from_slice(b"{\"op\":\"register\",\"role\":\"receiver\",\"group\":\"239.1.1.1\",\"port\":99999}\n");
+        }
+        buf.push(b'\n');
+        c.send(&buf);
+        c.w.shutdown(std::net::Shutdown::Write).unwrap();
+        // Every reply is a JSON object; the server closes at EOF.
+        let mut n = 0;
+        loop {
+            let mut line = String::new();
+            match c.r.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    let v: Value = serde_json::from_str(&line).expect("reply is JSON");
+                    assert!(v.is_object());
+                    n += 1;
+                }
+                // Non-UTF-8 cannot happen: replies are JSON text.
+                Err(e) => panic!("reading replies: {e}"),
+            }
+        }
+        assert!(n >= 1, "round {round}: no reply at all");
+    }
+    Raw::connect(&s.sock).ping(1);
+}
