@@ -323,6 +323,28 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// Runs the program `repeat` times on `frame` (`BPF_PROG_TEST_RUN`) and
+    /// returns the verdict and the kernel's average time per run.
+    pub fn test_run_timed(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), Error> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(abi::PROGRAM_NAME)
+            .ok_or(Error::Missing("program"))?
+            .try_into()?;
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
+        Ok((r.return_value, r.duration))
+    }
+}
+
 impl Drop for Classifier {
     fn drop(&mut self) {
         // Detach explicitly so a netlink-attached program does not outlive us.
