@@ -56,6 +56,10 @@ pub struct Daemon {
     /// Flows already announced (`source_seen`) and their last wrong-interface
     /// packet count, per (ifindex, flow). Bounded by the flow tables' size.
     seen_flows: HashMap<(u32, FlowKey), u64>,
+    /// References taken by `join`/`block` requests (as opposed to sessions),
+    /// per (ifindex, group, source, is_block): a `leave`/`unblock` request
+    /// may only drop these, never a session's.
+    admin_refs: HashMap<(u32, IpAddr, Option<IpAddr>, bool), u32>,
 }
 
 /// One AF_XDP socket handed over by a data-plane process.
@@ -231,6 +235,7 @@ impl Daemon {
             sessions: BTreeMap::new(),
             next_session: 1,
             seen_flows: HashMap::new(),
+            admin_refs: HashMap::new(),
         }
     }
 
@@ -300,6 +305,7 @@ impl Daemon {
                 );
                 self.sessions_lost_interface(index, &name, "interface_removed");
                 self.members.forget_interface(index);
+                self.admin_refs.retain(|k, _| k.0 != index);
                 self.attached.remove(&index);
             }
         }
@@ -483,42 +489,91 @@ impl Daemon {
             sources.push(ip_arg(s, "source")?);
         }
         let i = link.index;
-        let m = &mut self.members;
-        match op {
-            "join" if sources.is_empty() => m.join(i, group, None).map_err(mcast_err)?,
-            "join" => {
-                // All or nothing: undo the sources already joined on failure.
-                for (n, s) in sources.iter().enumerate() {
-                    if let Err(e) = m.join(i, group, Some(*s)) {
-                        for d in sources.iter().take(n) {
-                            let _ = m.leave(i, group, Some(*d));
-                        }
-                        return Err(mcast_err(e));
-                    }
-                }
-            }
-            "leave" if sources.len() <= 1 => m
-                .leave(i, group, sources.first().copied())
-                .map_err(mcast_err)?,
-            "block" | "unblock" => {
-                let [src] = sources.as_slice() else {
+        // (source, is_block) keys this request adds or drops.
+        let keys: Vec<(Option<IpAddr>, bool)> = match op {
+            "join" if sources.is_empty() => vec![(None, false)],
+            "join" => sources.iter().map(|s| (Some(*s), false)).collect(),
+            "leave" if sources.len() <= 1 => vec![(sources.first().copied(), false)],
+            "block" | "unblock" => match sources.as_slice() {
+                [src] => vec![(Some(*src), true)],
+                _ => {
                     return Err(ApiError::new(
                         "bad_request",
                         format!("{op} needs exactly one \"source\""),
                     ));
-                };
-                if op == "block" {
-                    m.block(i, group, *src).map_err(mcast_err)?
-                } else {
-                    m.unblock(i, group, *src).map_err(mcast_err)?
                 }
-            }
+            },
             _ => {
                 return Err(ApiError::new(
                     "bad_request",
                     format!("{op} takes at most one source"),
                 ));
             }
+        };
+        if op == "leave" || op == "unblock" {
+            for &(src, blk) in &keys {
+                let mine = self
+                    .admin_refs
+                    .get(&(i, group, src, blk))
+                    .copied()
+                    .unwrap_or(0);
+                if mine == 0 && self.members.holds(i, group, src, blk) {
+                    return Err(ApiError::new(
+                        "not_owner",
+                        format!(
+                            "{group} on {name} is held only by data-plane sessions; they leave it when they end"
+                        ),
+                    ));
+                }
+            }
+        }
+        let m = &mut self.members;
+        match op {
+            "join" => {
+                // All or nothing: undo the sources already joined on failure.
+                for (n, (src, _)) in keys.iter().enumerate() {
+                    if let Err(e) = m.join(i, group, *src) {
+                        for (d, _) in keys.iter().take(n) {
+                            let _ = m.leave(i, group, *d);
+                        }
+                        return Err(mcast_err(e));
+                    }
+                }
+            }
+            "leave" => {
+                for (src, _) in &keys {
+                    m.leave(i, group, *src).map_err(mcast_err)?;
+                }
+            }
+            "block" => {
+                for (src, _) in &keys {
+                    if let Some(s) = src {
+                        m.block(i, group, *s).map_err(mcast_err)?;
+                    }
+                }
+            }
+            _ => {
+                for (src, _) in &keys {
+                    if let Some(s) = src {
+                        m.unblock(i, group, *s).map_err(mcast_err)?;
+                    }
+                }
+            }
+        }
+        let add = op == "join" || op == "block";
+        for (src, blk) in keys {
+            let e = self.admin_refs.entry((i, group, src, blk)).or_insert(0);
+            if add {
+                *e = e.saturating_add(1);
+            } else {
+                *e = e.saturating_sub(1);
+            }
+        }
+        self.admin_refs.retain(|_, n| *n > 0);
+        if op == "leave" && !self.members.holds(i, group, None, false) {
+            // The group's last any-source reference is gone and its blocks with it.
+            self.admin_refs
+                .retain(|k, _| !(k.0 == i && k.1 == group && k.3));
         }
         let srcs: Vec<String> = sources.iter().map(ToString::to_string).collect();
         let mut ev = Map::new();

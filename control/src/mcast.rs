@@ -480,6 +480,23 @@ impl<K: Kernel> Memberships<K> {
             .collect()
     }
 
+    /// Whether a membership is held: any-source (`source` None), a
+    /// source-specific source, or (`blocked`) a block of `source`.
+    pub fn holds(
+        &self,
+        ifindex: u32,
+        group: IpAddr,
+        source: Option<IpAddr>,
+        blocked: bool,
+    ) -> bool {
+        match (self.table.get(&(ifindex, group)).map(|e| &e.mode), source) {
+            (Some(Mode::Asm { .. }), None) => !blocked,
+            (Some(Mode::Asm { blocked: b, .. }), Some(s)) => blocked && b.contains_key(&s),
+            (Some(Mode::Ssm { sources }), Some(s)) => !blocked && sources.contains_key(&s),
+            _ => false,
+        }
+    }
+
     /// Number of (interface, group) entries.
     pub fn len(&self) -> usize {
         self.table.len()

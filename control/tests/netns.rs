@@ -820,6 +820,16 @@ fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
     );
     let g = ok(&mut admin, "groups", json!({}));
     assert_eq!(g["groups"].as_array().unwrap().len(), 2, "{g}");
+    // xpgmctl cannot take a session's membership away, but can share it.
+    let eth0g = json!({"interface": "eth0", "group": "239.192.0.7"});
+    assert_eq!(err(&mut admin, "leave", eth0g.clone()), "not_owner");
+    ok(&mut admin, "join", eth0g.clone());
+    assert_eq!(
+        ok(&mut admin, "groups", json!({}))["groups"][0]["refs"],
+        json!(2)
+    );
+    ok(&mut admin, "leave", eth0g.clone());
+    assert_eq!(err(&mut admin, "leave", eth0g), "not_owner");
     wait_until(
         "mdb entry for session group",
         Duration::from_secs(15),
