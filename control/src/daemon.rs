@@ -267,6 +267,28 @@ impl Daemon {
         out
     }
 
+    /// Detaches every classifier and drops every membership and session;
+    /// returns one line per interface detached.
+    pub fn shutdown(&mut self) -> Vec<String> {
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            if let Some(mut s) = self.sessions.remove(&id) {
+                self.teardown(&mut s);
+            }
+        }
+        self.subscribers.clear();
+        let mut out = Vec::new();
+        for (_, mut at) in self.attached.drain() {
+            match at.classifier.detach() {
+                Ok(()) => out.push(format!("detached classifier from {}", at.name)),
+                Err(e) => out.push(format!("detaching from {}: {e}", at.name)),
+            }
+        }
+        self.members = Memberships::new(OsKernel, self.cfg.max_groups, self.cfg.max_sources);
+        self.admin_refs.clear();
+        out
+    }
+
     /// Applies a link event from the netlink monitor.
     pub fn link_event(&mut self, ev: netlink::LinkEvent) {
         match ev {

@@ -406,3 +406,30 @@ pub fn xsk_info(fd: BorrowedFd<'_>) -> io::Result<XskInfo> {
         zero_copy: opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0,
     })
 }
+
+static TERMINATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_terminate(_sig: libc::c_int) {
+    // Async-signal-safe: a single atomic store.
+    TERMINATE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Installs SIGTERM/SIGINT handlers that only set a flag, read with
+/// [`terminate_requested`]. SIGPIPE is ignored (writes report EPIPE).
+pub fn install_termination_handlers() -> io::Result<()> {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: sigaction is plain data; all-zero is valid (empty mask).
+        let mut sa: libc::sigaction = unsafe { zeroed() };
+        sa.sa_sigaction = on_terminate as *const () as libc::sighandler_t;
+        // SAFETY: sa is initialised; the handler is async-signal-safe.
+        cvt(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) })?;
+    }
+    // SAFETY: setting SIGPIPE to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    Ok(())
+}
+
+/// Whether SIGTERM or SIGINT arrived since [`install_termination_handlers`].
+pub fn terminate_requested() -> bool {
+    TERMINATE.load(std::sync::atomic::Ordering::Relaxed)
+}

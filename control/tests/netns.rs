@@ -986,6 +986,26 @@ fn restart_removes_what_a_previous_instance_left_attached() {
     );
     // And a fresh attach works.
     ok(&mut c, "attach", json!({"interface": "eth0"}));
+    ok(
+        &mut c,
+        "join",
+        json!({"interface": "eth0", "group": "239.192.0.1"}),
+    );
+    assert!(t.ns(&t.rx, &["cat", "/proc/net/igmp"]).contains("0100C0EF"));
+
+    // SIGTERM: an orderly exit that leaves nothing behind.
+    let mut child = t.xpgmd.take().expect("xpgmd running");
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: plain kill(2) of our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!t.sock().exists(), "socket file left behind");
+    let link = t.ns(&t.rx, &["ip", "link", "show", "dev", "eth0"]);
+    assert!(!link.contains("prog/xdp"), "{link}");
+    assert!(!t.ns(&t.rx, &["cat", "/proc/net/igmp"]).contains("0100C0EF"));
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("detached classifier from eth0"), "{said}");
 }
 
 #[test]

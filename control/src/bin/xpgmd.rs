@@ -81,6 +81,17 @@ fn main() -> Result<()> {
     eprintln!("xpgmd: listening on {}", scfg.socket.display());
     let daemon = Arc::new(Mutex::new(daemon));
     let stop = Arc::new(AtomicBool::new(false));
+    xpgm_control::sys::install_termination_handlers().context("signal handlers")?;
+    let st = stop.clone();
+    std::thread::Builder::new()
+        .name("xpgmd-signals".into())
+        .spawn(move || {
+            while !xpgm_control::sys::terminate_requested() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            st.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+        .context("spawning signal watcher")?;
 
     // Link watcher: interface up/down/removal events and cleanup.
     let d = daemon.clone();
@@ -120,6 +131,16 @@ fn main() -> Result<()> {
         })
         .context("spawning flow watcher")?;
 
-    server::serve(listener, daemon, Arc::new(scfg), stop)?;
+    let socket = scfg.socket.clone();
+    server::serve(listener, daemon.clone(), Arc::new(scfg), stop)?;
+    // Orderly exit: remove the socket, detach classifiers, drop memberships
+    // (dropping the daemon closes their sockets).
+    let _ = std::fs::remove_file(&socket);
+    if let Ok(mut d) = daemon.lock() {
+        for line in d.shutdown() {
+            eprintln!("xpgmd: {line}");
+        }
+    }
+    eprintln!("xpgmd: stopped");
     Ok(())
 }
