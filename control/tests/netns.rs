@@ -415,6 +415,32 @@ fn join_and_leave_show_in_the_bridge_mdb_and_kernel_filters() {
     });
     let m6 = t.ns(&t.rx, &["cat", "/proc/net/igmp6"]);
     assert!(m6.contains("ff150000000000000000000000007701"), "{m6}");
+    // IPv6 source-specific (MLDv2 INCLUDE) in /proc/net/mcfilter6.
+    ok(
+        &mut c,
+        "join",
+        json!({"interface": "eth0", "group": "ff35::7702", "sources": ["fd77::1"]}),
+    );
+    let f6 = t.ns(&t.rx, &["cat", "/proc/net/mcfilter6"]);
+    assert!(
+        f6.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.get(1) == Some(&"eth0")
+                && w.get(2) == Some(&"ff350000000000000000000000007702")
+                && w.get(3) == Some(&"fd770000000000000000000000000001")
+                && w.get(4) == Some(&"1")
+        }),
+        "{f6}"
+    );
+    ok(
+        &mut c,
+        "leave",
+        json!({"interface": "eth0", "group": "ff35::7702", "source": "fd77::1"}),
+    );
+    assert!(
+        !t.ns(&t.rx, &["cat", "/proc/net/mcfilter6"])
+            .contains("ff350000000000000000000000007702")
+    );
 
     // Paging through groups with a cursor.
     for i in 10..20 {
