@@ -93,8 +93,14 @@ struct Session {
     sockets: Vec<SockEntry>,
     steer: Vec<(u32, SteerKey)>,
     joined: Vec<(u32, Option<IpAddr>)>,
+    /// Unrecoverable losses per source, as last reported by the data plane
+    /// (cumulative totals; at most [`MAX_REPORTED_SOURCES`]).
+    unrecoverable: BTreeMap<IpAddr, u64>,
     writer: Writer,
 }
+
+/// Sources a session may report losses for.
+pub const MAX_REPORTED_SOURCES: usize = 256;
 
 type Reply = Result<Map<String, Value>, ApiError>;
 
@@ -665,9 +671,27 @@ impl Daemon {
                 let _ = at.classifier.clear_socket(k.slot);
             }
         }
-        for (ifindex, src) in s.joined.drain(..) {
-            let _ = self.members.leave(ifindex, s.group, src);
+        let joined: Vec<_> = s.joined.drain(..).collect();
+        for (ifindex, src) in joined {
+            if self.members.leave(ifindex, s.group, src).is_ok() {
+                self.membership_event("membership_left", s, ifindex, src);
+            }
         }
+    }
+
+    fn ifname(&self, ifindex: u32) -> String {
+        self.links
+            .get(&ifindex)
+            .map_or_else(|| ifindex.to_string(), |(n, _)| n.clone())
+    }
+
+    fn membership_event(&mut self, kind: &str, s: &Session, ifindex: u32, src: Option<IpAddr>) {
+        let srcs: Vec<String> = src.iter().map(ToString::to_string).collect();
+        let ev = obj(
+            json!({"interface": self.ifname(ifindex), "group": s.group.to_string(),
+            "sources": srcs, "session": s.id}),
+        );
+        self.emit(kind, ev);
     }
 
     /// Joins the session's group on `ifindex` (each source, or any-source).
@@ -682,6 +706,7 @@ impl Daemon {
                 .join(ifindex, s.group, src)
                 .map_err(mcast_err)?;
             s.joined.push((ifindex, src));
+            self.membership_event("membership_joined", s, ifindex, src);
         }
         Ok(())
     }
@@ -690,7 +715,9 @@ impl Daemon {
         let (gone, keep): (Vec<_>, Vec<_>) = s.joined.drain(..).partition(|(i, _)| *i == ifindex);
         s.joined = keep;
         for (i, src) in gone {
-            let _ = self.members.leave(i, s.group, src);
+            if self.members.leave(i, s.group, src).is_ok() {
+                self.membership_event("membership_left", s, i, src);
+            }
         }
         let (gone, keep): (Vec<_>, Vec<_>) = s.steer.drain(..).partition(|(i, _)| *i == ifindex);
         s.steer = keep;
@@ -871,6 +898,7 @@ impl Daemon {
             sockets: Vec::new(),
             steer: Vec::new(),
             joined: Vec::new(),
+            unrecoverable: BTreeMap::new(),
             writer: conn.writer.clone(),
         };
         let r = self.register_inner(&mut s, req, conn);
@@ -1019,6 +1047,40 @@ impl Daemon {
         self.session_sockets(s, &specs, &mut conn.fds)
     }
 
+    /// `report`: the data plane's loss counts per source, shown by `flows`.
+    fn report(&mut self, req: &Map<String, Value>, conn: &Conn) -> Reply {
+        let mut s = self.own_session(req, conn)?;
+        let r = (|| -> Result<usize, ApiError> {
+            let mut n = 0;
+            for f in array_arg(req, "flows")? {
+                let Value::Object(f) = f else {
+                    return Err(ApiError::new("bad_request", "each flow is an object"));
+                };
+                let src = ip_arg(str_arg(f, "source")?, "source")?;
+                let lost = f
+                    .get("unrecoverable")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            "bad_request",
+                            "\"unrecoverable\" must be a non-negative integer",
+                        )
+                    })?;
+                if !s.unrecoverable.contains_key(&src)
+                    && s.unrecoverable.len() >= MAX_REPORTED_SOURCES
+                {
+                    return Err(ApiError::new("limit", "too many reported sources"));
+                }
+                s.unrecoverable.insert(src, lost);
+                n += 1;
+            }
+            Ok(n)
+        })();
+        let id = s.id;
+        self.sessions.insert(id, s);
+        Ok(obj(json!({"session": id, "flows": r?})))
+    }
+
     fn unregister(&mut self, req: &Map<String, Value>, conn: &Conn) -> Reply {
         let mut s = self.own_session(req, conn)?;
         self.teardown(&mut s);
@@ -1075,6 +1137,23 @@ impl Daemon {
         wanted
     }
 
+    /// Losses reported by the receiver sessions of this flow on `ifindex`
+    /// (`null` when none reported).
+    fn unrecoverable(&self, ifindex: u32, k: &FlowKey) -> Value {
+        let (group, source) = (k.group_ip(), k.source_ip());
+        let mut total: Option<u64> = None;
+        for s in self.sessions.values() {
+            if s.group == group
+                && s.port == k.port
+                && s.recv_ifs.iter().any(|(i, _)| *i == ifindex)
+                && let Some(n) = s.unrecoverable.get(&source)
+            {
+                total = Some(total.unwrap_or(0).saturating_add(*n));
+            }
+        }
+        total.map_or(Value::Null, Value::from)
+    }
+
     fn all_flows(&self) -> Vec<(u32, String, FlowKey, FlowStats)> {
         let mut out = Vec::new();
         for (i, at) in &self.attached {
@@ -1095,7 +1174,7 @@ impl Daemon {
                     "source": k.source_ip().to_string(), "group": k.group_ip().to_string(),
                     "port": k.port, "interface": name, "packets": st.packets,
                     "bytes": st.bytes, "naks": st.naks, "repairs": st.repairs,
-                    "unrecoverable": Value::Null,
+                    "unrecoverable": self.unrecoverable(*i, k),
                     "wrong_interface": if self.wrong_interface(*i, k) { st.packets } else { 0 },
                 })
             })
@@ -1200,6 +1279,7 @@ impl Handler for Daemon {
             }
             "sessions" => self.sessions_list(),
             "flows" => self.flows(),
+            "report" => self.report(req, conn),
             "events" => {
                 conn.long_lived = true;
                 if !self.subscribers.iter().any(|(id, _)| *id == conn.id) {

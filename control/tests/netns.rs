@@ -1057,6 +1057,7 @@ fn flows_report_sources_and_packets_on_the_wrong_interface() {
         )
         .unwrap();
     assert_eq!(r["ok"], json!(true), "{r}");
+    let sid = r["session"].clone();
     // The same feed also reaches eth1, where the session does not listen.
     ok(&mut admin, "attach", json!({"interface": "eth1"}));
     ok(
@@ -1091,6 +1092,32 @@ fn flows_report_sources_and_packets_on_the_wrong_interface() {
     assert_eq!(f0["wrong_interface"], json!(0));
     assert_eq!(f0["bytes"], json!(5 * (14 + 20 + 8 + 24)));
     assert_eq!(flow(&mut admin, "eth1")["wrong_interface"], json!(5));
+    assert_eq!(f0["unrecoverable"], Value::Null);
+    // The receiving data plane reports what it could not repair.
+    let r = ok(
+        &mut sess,
+        "report",
+        json!({"session": sid, "flows": [{"source": "10.77.0.1", "unrecoverable": 3}]}),
+    );
+    assert_eq!(r["flows"], json!(1));
+    assert_eq!(flow(&mut admin, "eth0")["unrecoverable"], json!(3));
+    assert_eq!(flow(&mut admin, "eth1")["unrecoverable"], Value::Null);
+    assert_eq!(
+        err(&mut admin, "report", json!({"session": sid, "flows": []})),
+        "not_owner"
+    );
+    assert_eq!(
+        err(
+            &mut sess,
+            "report",
+            json!({"session": sid, "flows": [{"source": "10.77.0.1"}]})
+        ),
+        "bad_request"
+    );
+    // Membership events name the session that caused them.
+    let e = next_event(&mut ev, "membership_joined");
+    assert_eq!(e["session"], sid);
+    assert_eq!(e["interface"], json!("eth0"));
     let e = next_event(&mut ev, "source_seen");
     assert_eq!(e["source"], json!("10.77.0.1"));
     let e = next_event(&mut ev, "wrong_interface");
