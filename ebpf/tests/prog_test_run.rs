@@ -540,3 +540,78 @@ fn flows_count_packets_bytes_repairs_and_naks() {
     assert_eq!(f6.0.group_ip(), IpAddr::from(group6()));
     assert_eq!((f6.1.packets, f6.1.naks, f6.1.repairs), (1, 1, 0));
 }
+
+/// Mutated and truncated frames: the verdict is always XDP_PASS (no session
+/// has a socket) and every frame lands in exactly one accounting class.
+#[test]
+fn random_frames_are_each_accounted_once() {
+    let Some(mut c) = load() else { return };
+    steer(&mut c, GROUP4.into(), DPORT, Direction::Downstream, 0, 1);
+    steer(&mut c, group6().into(), DPORT, Direction::Downstream, 0, 2);
+    let seeds = [
+        v4_pgm(GROUP4, ODATA, SPORT, DPORT),
+        eth(
+            0x86dd,
+            None,
+            &ipv6(
+                "fd77::1".parse().unwrap(),
+                group6(),
+                113,
+                &pgm(SPORT, DPORT, ODATA, 40),
+            ),
+        ),
+        eth(
+            0x0800,
+            Some(7),
+            &ipv4(
+                SRC4,
+                GROUP4,
+                17,
+                0,
+                &udp(3055, 3056, &pgm(SPORT, DPORT, RDATA, 8)),
+            ),
+        ),
+        eth(0x0800, None, &ipv4(SRC4, LOCAL4, 6, 0, &[0u8; 20])),
+        eth(0x0806, None, &[0u8; 28]),
+    ];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..3000 {
+        let mut f = seeds[i % seeds.len()].clone();
+        for _ in 0..(rnd() % 4) {
+            let at = (rnd() as usize) % f.len();
+            f[at] ^= 1 << (rnd() % 8);
+        }
+        // Target the interesting bytes (EtherType, IP version/IHL/proto, ports, type) often.
+        if rnd() % 2 == 0 {
+            let hot = [12usize, 13, 14, 20, 23, 36, 37, 38, 39, 40, 54];
+            let at = hot[(rnd() as usize) % hot.len()];
+            if at < f.len() {
+                f[at] = rnd() as u8;
+            }
+        }
+        let keep = 14 + (rnd() as usize) % (f.len() - 13);
+        f.truncate(keep);
+        let (v, d) = run(&c, &f);
+        assert_eq!(v, verdict::PASS, "frame {i}: {f:02x?}");
+        let g = |k| d.get(k);
+        let outcomes = g(Counter::Passed)
+            + g(Counter::Malformed)
+            + g(Counter::NoSocket)
+            + g(Counter::Redirected);
+        let ok = if g(Counter::Pgm) == 1 {
+            outcomes == 1 && g(Counter::NonPgm) == 0 && g(Counter::Fragment) == 0
+        } else {
+            g(Counter::Pgm) == 0
+                && g(Counter::UdpEncap) == 0
+                && g(Counter::NonPgm) + g(Counter::Fragment) + g(Counter::Malformed) == 1
+                && g(Counter::Passed) + g(Counter::NoSocket) + g(Counter::Redirected) == 0
+        };
+        assert!(ok, "frame {i} accounted as {d:?}: {f:02x?}");
+    }
+}
