@@ -99,6 +99,11 @@ struct Session {
     writer: Writer,
 }
 
+/// Sessions xpgmd keeps at most.
+pub const MAX_SESSIONS: usize = 4096;
+/// Sessions one control connection may register.
+pub const MAX_SESSIONS_PER_CONN: usize = 256;
+
 /// Sources a session may report losses for.
 pub const MAX_REPORTED_SOURCES: usize = 256;
 
@@ -867,6 +872,15 @@ impl Daemon {
             return Err(ApiError::new(
                 "invalid_argument",
                 format!("{group} is not a multicast group"),
+            ));
+        }
+        if self.sessions.len() >= MAX_SESSIONS {
+            return Err(ApiError::new("limit", "too many sessions"));
+        }
+        if self.sessions.values().filter(|x| x.conn == conn.id).count() >= MAX_SESSIONS_PER_CONN {
+            return Err(ApiError::new(
+                "limit",
+                "too many sessions on this connection",
             ));
         }
         let port = port_arg(req, "port")?
