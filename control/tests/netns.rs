@@ -204,6 +204,18 @@ impl Topo {
         run(&v)
     }
 
+    /// Runs `xpgmctl --socket SOCK ARGS...`, asserts success, returns stdout.
+    fn ctl(&self, args: &[&str]) -> String {
+        let sock = self.sock();
+        let mut v = vec![
+            env!("CARGO_BIN_EXE_xpgmctl"),
+            "--socket",
+            sock.to_str().unwrap(),
+        ];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
     fn mdb(&self) -> String {
         self.ns(&self.sw, &["bridge", "mdb", "show", "dev", "br0"])
     }
@@ -278,12 +290,8 @@ fn join_and_leave_show_in_the_bridge_mdb_and_kernel_filters() {
     let mut t = Topo::new("mdb");
     let mut c = t.start_xpgmd();
 
-    // Any-source join: the bridge learns the receiver's port.
-    ok(
-        &mut c,
-        "join",
-        json!({"interface": "eth0", "group": "239.192.0.1"}),
-    );
+    // Any-source join with xpgmctl: the bridge learns the receiver's port.
+    t.ctl(&["join", "eth0", "239.192.0.1"]);
     wait_until("mdb entry for p-rx", Duration::from_secs(15), || {
         mdb_has(&t.mdb(), "p-rx", "239.192.0.1")
     });
@@ -309,13 +317,16 @@ fn join_and_leave_show_in_the_bridge_mdb_and_kernel_filters() {
     assert_eq!(g["groups"][0]["refs"], json!(1), "{g}");
     assert!(t.ns(&t.rx, &["cat", "/proc/net/igmp"]).contains("0100C0EF"));
 
-    // Last leave: gone from the kernel and, after the querier's
-    // last-member queries, from the bridge.
-    ok(
-        &mut c,
-        "leave",
-        json!({"interface": "eth0", "group": "239.192.0.1"}),
+    // Last leave (xpgmctl again): gone from the kernel and, after the
+    // querier's last-member queries, from the bridge.
+    let table = t.ctl(&["groups"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("eth0") && l.contains("239.192.0.1")),
+        "{table}"
     );
+    t.ctl(&["leave", "eth0", "239.192.0.1"]);
     assert!(!t.ns(&t.rx, &["cat", "/proc/net/igmp"]).contains("0100C0EF"));
     wait_until("mdb entry removed", Duration::from_secs(20), || {
         !mdb_has(&t.mdb(), "p-rx", "239.192.0.1")
