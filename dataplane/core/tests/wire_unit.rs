@@ -399,3 +399,39 @@ fn view_and_option_iter() {
     assert!(v.verify_checksum());
     assert_eq!(PacketRepr::parse(&m).unwrap().sport, 9);
 }
+
+/// An SPM announcing FEC the way OpenPGM's source builds it: options byte
+/// PRESENT|NETWORK, OPT_LENGTH total 12, OPT_PARITY_PRM|END with PRO|OND flags.
+#[test]
+fn spm_with_parity_prm_as_openpgm_builds_it() {
+    let mut b = vec![0x9c, 0x40, 0x1d, 0x4c, 0x00, 0x03, 0, 0];
+    b.extend_from_slice(&GSI);
+    b.extend_from_slice(&[0, 0]);
+    b.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 2]); // sqn, trail, lead
+    b.extend_from_slice(&[0, 1, 0, 0, 192, 0, 2, 7]); // path NLA
+    b.extend_from_slice(&[0x00, 0x04, 0x00, 12]);
+    b.extend_from_slice(&[0x88, 0x08, 0x00, 0x03, 0, 0, 0, 8]);
+    let b = seal(b);
+    let p = PacketRepr::parse(&b).unwrap();
+    assert_eq!(
+        p.body,
+        Body::Spm(Spm {
+            sqn: Sqn(3),
+            trail: Sqn(1),
+            lead: Sqn(2),
+            path: Nla::V4(Ipv4Addr::new(192, 0, 2, 7)),
+        })
+    );
+    let prm = p.options.parity_prm.unwrap();
+    assert!(prm.proactive && prm.on_demand);
+    assert_eq!(prm.tgs, 8);
+    // Pro-active only is OpenPGM's 0x01.
+    let mut pro = b.clone();
+    pro[43] = 0x01;
+    let pro = seal(pro);
+    let q = PacketRepr::parse(&pro).unwrap().options.parity_prm.unwrap();
+    assert!(q.proactive && !q.on_demand);
+    let mut out = [0u8; 64];
+    let n = p.emit(&mut out).unwrap();
+    assert_eq!(&out[..n], &b[..]);
+}
