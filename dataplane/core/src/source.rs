@@ -440,8 +440,9 @@ impl Source {
             // NAKs for data outside the transmit window cannot be repaired. An NCF would
             // promise a repair that never comes (and move receivers to WAIT_DATA), so
             // they get neither NCF nor RDATA; receivers learn the loss from the trail
-            // advertised in SPM/ODATA/RDATA. OpenPGM's source likewise only queues
-            // retransmissions for sequences in its window.
+            // advertised in SPM/ODATA/RDATA. (OpenPGM's source confirms every NAK but
+            // queues retransmissions only for sequences in its window; we deliberately
+            // do not confirm what we cannot repair. See docs/engine.md.)
             if !self.in_window(sqn) {
                 self.stats.naks_outside_window += 1;
                 continue;
