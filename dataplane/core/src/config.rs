@@ -181,7 +181,7 @@ impl Default for SourceConfig {
             ],
             spmr_holdoff: Duration::from_millis(100),
             send_queue: 1024,
-            repair_queue: 4096,
+            repair_queue: 1 << 15,
             ncf_queue: 256,
         }
     }
