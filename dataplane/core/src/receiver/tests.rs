@@ -292,6 +292,8 @@ fn ncf_retries_exhausted_is_unrecoverable_then_delivery_continues() {
         ]
     );
     assert_eq!(r.stats().unrecoverable, 1);
+    assert_eq!(r.stats().retries_exhausted, 1);
+    assert_eq!(r.stats().lost_to_trail, 0);
     // A late repair of a sequence already reported is a duplicate.
     r.handle_repr(ms(2001), SRC, &rdata(2, 0, b"b"));
     assert_eq!(r.stats().duplicates, 1);
@@ -444,6 +446,7 @@ fn trail_advance_makes_missing_unrecoverable_at_once() {
     // The source's window moved past 2..=3; 4 may still come.
     r.handle_repr(ms(1), SRC, &spm(1, 4, 5));
     assert_eq!(events(&mut r), vec![Ev::Unrec(2, 2)]);
+    assert_eq!(r.stats().lost_to_trail, 2);
     r.handle_repr(ms(2), SRC, &rdata(4, 4, b"d"));
     assert_eq!(
         events(&mut r),

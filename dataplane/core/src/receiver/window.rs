@@ -363,7 +363,7 @@ impl Peer {
 
     /// The source's trail moved to `trail`: what is still missing before it is lost.
     /// `limit` is the highest trail the packet can validly carry.
-    fn apply_trail(&mut self, trail: Sqn, limit: Sqn) {
+    fn apply_trail(&mut self, env: &mut Env, trail: Sqn, limit: Sqn) {
         if !self.started || !trail.le(limit) || !trail.gt(self.lost_until) {
             return;
         }
@@ -379,6 +379,7 @@ impl Peer {
         while s.lt(trail) && s.le(self.lead) {
             if let Slot::Missing { .. } = self.get(s) {
                 self.set(s, Slot::Lost);
+                env.stats.lost_to_trail += 1;
             }
             s = s.next();
         }
@@ -432,7 +433,7 @@ impl Peer {
                 }));
             }
         }
-        self.apply_trail(d.trail, sqn);
+        self.apply_trail(env, d.trail, sqn);
         if opts.fin && self.fin.is_none() {
             self.fin = Some(sqn);
         }
@@ -511,7 +512,7 @@ impl Peer {
             // Late join from an SPM: the window starts after the advertised lead.
             self.start(spm.lead.next());
         }
-        self.apply_trail(spm.trail, spm.lead.next());
+        self.apply_trail(env, spm.trail, spm.lead.next());
         if spm.lead.gt(self.lead) {
             let last = self.next.add(self.cap() - 1);
             let to = if spm.lead.gt(last) { last } else { spm.lead };
@@ -637,6 +638,7 @@ impl Peer {
             };
             if ncf_retries > env.cfg.nak_ncf_retries || data_retries > env.cfg.nak_data_retries {
                 self.set(sqn, Slot::Lost);
+                env.stats.retries_exhausted += 1;
                 continue;
             }
             let b = match bo_at {
