@@ -820,3 +820,34 @@ fn suppressed_nak_leaves_no_idle_wakeup() {
     r.handle_repr(ms(1), SRC, &ncf(2, &[]));
     assert_eq!(r.poll_timeout(), Some(ms(201)));
 }
+
+#[test]
+fn ring_grows_with_the_window_and_keeps_its_contents() {
+    // Start near the wrap point so growth re-indexes across it.
+    let base = u32::MAX - 100;
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, base, base.wrapping_sub(1)));
+    // 1000 packets with base + 5 missing: the window spans 1000 sequences (> the initial
+    // 256-slot ring) while nothing after the gap can be delivered.
+    for k in 0..1000u32 {
+        if k != 5 {
+            let s = base.wrapping_add(k);
+            r.handle_repr(ms(0), SRC, &odata(s, base, &k.to_be_bytes()));
+        }
+    }
+    let ev = events(&mut r);
+    assert_eq!(ev.len(), 1 + 5);
+    r.handle_repr(
+        ms(1),
+        SRC,
+        &rdata(base.wrapping_add(5), base, &5u32.to_be_bytes()),
+    );
+    let ev = events(&mut r);
+    assert_eq!(ev.len(), 995);
+    for (i, e) in ev.iter().enumerate() {
+        let k = i as u32 + 5;
+        assert_eq!(e, &Ev::Data(base.wrapping_add(k), k.to_be_bytes().to_vec()));
+    }
+    assert_eq!(r.stats().duplicates, 0);
+    assert_eq!(r.stats().window_full_drops, 0);
+}

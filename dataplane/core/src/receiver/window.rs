@@ -11,6 +11,9 @@ use crate::seq::Sqn;
 use crate::time::Instant;
 use crate::wire::{Data, Fragment, Nak, NakList, Nla, Options, Spm, Tsi};
 
+/// Initial ring size of a new peer (grows by doubling up to `rxw_sqns`).
+const INITIAL_RING: u32 = 256;
+
 /// State shared by all peers (split from the peer table so both can be borrowed).
 #[derive(Debug)]
 pub(crate) struct Env {
@@ -196,8 +199,10 @@ pub(crate) struct Peer {
     pub(crate) nak_build: Option<(Sqn, NakList)>,
     spm_sqn: Option<Sqn>,
     started: bool,
+    /// Ring of slots (power of two, at most `max_sqns`), indexed by `sqn & mask`.
     slots: Vec<Slot>,
     mask: u32,
+    max_sqns: u32,
     /// Next sequence to deliver (or report).
     next: Sqn,
     /// Highest sequence in the window (`next - 1` when empty).
@@ -224,7 +229,9 @@ impl Peer {
         src: Nla,
         now: Instant,
     ) -> Self {
-        let n = env.cfg.rxw_sqns as usize;
+        // The ring starts small and doubles as the window actually spans more (up to
+        // rxw_sqns), so memory follows use, not the configured maximum.
+        let n = env.cfg.rxw_sqns.min(INITIAL_RING) as usize;
         env.timers.push(Reverse(TimerEntry {
             at: now + env.cfg.peer_expiry,
             peer: idx,
@@ -244,7 +251,8 @@ impl Peer {
             spm_sqn: None,
             started: false,
             slots: vec![Slot::Empty; n],
-            mask: env.cfg.rxw_sqns - 1,
+            mask: (n as u32).saturating_sub(1),
+            max_sqns: env.cfg.rxw_sqns,
             next: Sqn(0),
             lead: Sqn(0).prev(),
             lost_until: Sqn(0),
@@ -257,8 +265,38 @@ impl Peer {
         }
     }
 
+    /// The window bound (rxw_sqns): at most this many sequences from `next`.
     fn cap(&self) -> u32 {
-        self.mask + 1
+        self.max_sqns
+    }
+
+    /// Grows the ring so that `[next, to]` fits (caller ensures `to - next < cap`).
+    /// Allocates only while the window grows (warm-up), never in steady state.
+    fn reserve(&mut self, to: Sqn) {
+        let span = to.distance(self.next);
+        if span < 0 {
+            return;
+        }
+        let need = span as u32 + 1;
+        let len = self.slots.len() as u32;
+        if need <= len {
+            return;
+        }
+        let new_len = need
+            .next_power_of_two()
+            .max(len.saturating_mul(2))
+            .min(self.max_sqns);
+        let new_mask = new_len - 1;
+        let mut slots = vec![Slot::Empty; new_len as usize];
+        let mut s = self.next;
+        while s.le(self.lead) {
+            if let Some(dst) = slots.get_mut((s.0 & new_mask) as usize) {
+                *dst = self.get(s);
+            }
+            s = s.next();
+        }
+        self.slots = slots;
+        self.mask = new_mask;
     }
 
     fn si(&self, sqn: Sqn) -> usize {
@@ -334,6 +372,7 @@ impl Peer {
         if !to.gt(self.lead) {
             return;
         }
+        self.reserve(to);
         let at = env.backoff(now);
         let mut run = None;
         let mut s = self.lead.next();
@@ -453,6 +492,7 @@ impl Peer {
         }
         let fresh = sqn.gt(self.lead);
         if fresh {
+            self.reserve(sqn);
             self.extend(env, now, sqn.prev());
         } else if let Slot::Have { .. } = self.get(sqn) {
             env.stats.duplicates += 1;
@@ -914,6 +954,30 @@ fn fragment_ok(f: &Fragment, sqn: Sqn, len: usize, max_apdu: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ring_starts_small_and_doubles_up_to_the_window() {
+        let cfg = ReceiverConfig {
+            rxw_sqns: 1024,
+            ..ReceiverConfig::default()
+        };
+        let mut env = Env::new(cfg, Rng::new(1));
+        let mut p = Peer::new(
+            &mut env,
+            0,
+            0,
+            Tsi::default(),
+            Nla::default(),
+            Instant::ZERO,
+        );
+        assert_eq!(p.slots.len(), 256);
+        p.start(Sqn(10));
+        p.extend(&mut env, Instant::ZERO, Sqn(10 + 299));
+        assert_eq!(p.slots.len(), 512);
+        p.extend(&mut env, Instant::ZERO, Sqn(10 + 1023));
+        assert_eq!(p.slots.len(), 1024, "capped at rxw_sqns");
+        assert!((0..1024).all(|i| matches!(p.get(Sqn(10 + i)), Slot::Missing { .. })));
+    }
 
     #[test]
     fn slots_stay_small() {
