@@ -127,6 +127,10 @@ pub struct ReceiverStats {
     pub tx_dropped: u64,
     /// Tail fragments of an APDU that began before a late join, dropped silently.
     pub pre_join_fragments: u64,
+    /// Missing sequences given up because the source's trail passed them.
+    pub lost_to_trail: u64,
+    /// Missing sequences given up after NAK_NCF_RETRIES or NAK_DATA_RETRIES.
+    pub retries_exhausted: u64,
 }
 
 /// Control events queued for the application.
@@ -285,6 +289,22 @@ impl Receiver {
         if self.env.timers.len() > self.compact_at {
             self.compact_timers();
         }
+        self.prune_stale_head();
+    }
+
+    /// Drops stale entries from the top of the timer heap so that `poll_timeout`
+    /// reports a deadline at which something is really due (fewer idle wake-ups).
+    fn prune_stale_head(&mut self) {
+        while let Some(Reverse(top)) = self.env.timers.peek() {
+            let live = matches!(
+                self.peers.get(top.peer as usize),
+                Some(Some(p)) if p.epoch == top.epoch && p.timer_live(top)
+            );
+            if live {
+                break;
+            }
+            self.env.timers.pop();
+        }
     }
 
     fn new_peer(&mut self, now: Instant, tsi: Tsi, src: Nla) -> Option<u32> {
@@ -416,6 +436,7 @@ impl Receiver {
             }
         }
         self.nak_peers.clear();
+        self.prune_stale_head();
     }
 
     fn tx_repr(&mut self, p: PendingTx) -> Option<(PacketRepr<'static>, Destination)> {
