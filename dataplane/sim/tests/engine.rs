@@ -270,13 +270,10 @@ fn without_repairs_a_lost_fragment_loses_its_whole_message() {
     }
 }
 
-/// Known engine issue, kept as a ready check for its fix: the source announces the
-/// session with a single SPM (OpenPGM sends three, with OPT_SYN), and a receiver that
-/// misses it and the first ODATA starts at the first data it sees, never mentioning
-/// message 0 (neither delivered nor unrecoverable). Seed 51: the receiver's link drops
-/// the initial SPM and ODATA 0.
+/// A receiver present from the start must not miss message 0 even when its link drops
+/// the first SPM and ODATA 0 (seed 51): the source announces the session with three
+/// SPMs carrying OPT_SYN, as OpenPGM does, and the receiver NAKs back to the start.
 #[test]
-#[ignore = "engine: late join at first data when the single initial SPM is lost (see docs/simulator.md)"]
 fn a_receiver_present_from_the_start_misses_nothing() {
     let c = base(1, 20, 51).with_receiver_loss(0.05, false);
     let r = run(&c);
