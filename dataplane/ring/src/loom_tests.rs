@@ -1,0 +1,1 @@
+//! loom model tests (added in the next commit).
