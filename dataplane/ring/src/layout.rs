@@ -63,8 +63,8 @@ pub(crate) struct Header {
     /// released with a Release store).
     pub writer: AtomicU64,
     /// Next sequence number to be published = number of committed messages.
-    /// Stored by the writer with Release (SeqCst in back-pressure mode) after
-    /// the slot's commit stamp; loaded by readers with Acquire.
+    /// Stored by the writer with Release after the slot's commit stamp;
+    /// loaded by readers with Acquire.
     pub write_seq: CachePadded<AtomicU64>,
 }
 
@@ -92,9 +92,10 @@ impl Header {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct ReaderEntry {
-    /// `READER_FREE` / `READER_CLAIMING` / `READER_ACTIVE`. Claimed with CAS;
-    /// `ACTIVE` is stored with SeqCst and loaded with SeqCst by the writer's
-    /// back-pressure scan (see `Ring::register`), freed with Release.
+    /// `READER_FREE` / `READER_CLAIMING` / `READER_ACTIVE`. Claimed with CAS
+    /// (Acquire); `ACTIVE` stored with Release followed by a SeqCst fence,
+    /// loaded by the writer's back-pressure scan after its own SeqCst fence
+    /// (see `Ring::reader`); freed with Release.
     pub state: AtomicU64,
     /// Next sequence number this reader will read. Stored by the reader with
     /// Release after it has finished copying the previous slot, loaded by the
@@ -249,6 +250,10 @@ impl Layout {
 
     /// Read and validate a header written by another process. `region_len`
     /// is the mapped size; `expect`, if given, must match exactly.
+    #[cfg_attr(
+        loom,
+        expect(dead_code, reason = "only used when attaching to a mapping")
+    )]
     pub(crate) fn from_header(
         h: &Header,
         region_len: usize,

@@ -7,7 +7,7 @@ use crate::layout::{
 };
 use crate::region::Region;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use crate::sync::{Arc, AtomicU64, fence, spin_hint};
+use crate::sync::{Arc, AtomicU64, fence};
 use crate::{ReadAtError, RecvError, RingError, SendError};
 
 /// Stamp of a slot whose message `seq` is committed. 0 means "never written".
@@ -274,20 +274,21 @@ impl Ring {
             {
                 continue;
             }
-            // Provisional cursor, then publish ACTIVE, then re-read the
-            // head. SeqCst on the ACTIVE store and the head load, paired with
-            // the writer's SeqCst head store and state loads (back-pressure
-            // mode), guarantees: either the writer's next scan sees this
-            // entry (with a cursor <= our start, which only makes it more
-            // conservative), or our re-read sees every message the writer
-            // published before a scan that missed us — and the writer writes
-            // at most `capacity` messages past a scan before scanning again,
-            // so it cannot overwrite `start` before seeing us.
+            // Provisional cursor, publish ACTIVE, SeqCst fence, re-read the
+            // head. Paired with the writer's (head store; SeqCst fence; state
+            // loads) in `scan_min`, the two fences guarantee (store-buffering
+            // / Dekker) that either the writer's scan sees this entry (with a
+            // cursor <= our start, which only makes it more conservative), or
+            // our re-read sees every message published before that scan —
+            // and the writer writes at most `capacity` messages past a scan's
+            // head before scanning again, so it cannot overwrite `start`
+            // before it sees us.
             let provisional = h.write_seq.load(Acquire);
             e.cursor.store(provisional, Relaxed);
             e.pid.store(u64::from(std::process::id()), Relaxed);
-            e.state.store(READER_ACTIVE, SeqCst);
-            let start = h.write_seq.load(SeqCst);
+            e.state.store(READER_ACTIVE, Release);
+            fence(SeqCst);
+            let start = h.write_seq.load(Acquire);
             e.cursor.store(start, Release);
             return Ok(Reader {
                 shared: self.shared.clone(),
@@ -358,8 +359,10 @@ impl Writer {
     /// Minimum cursor over active readers, capped at `self.next`.
     fn scan_min(&self) -> u64 {
         let mut min = self.next;
+        // Pairs with the fence in `Ring::reader` (see there).
+        fence(SeqCst);
         for e in self.shared.region.readers() {
-            if e.state.load(SeqCst) != READER_ACTIVE {
+            if e.state.load(Acquire) != READER_ACTIVE {
                 continue;
             }
             // Acquire pairs with the reader's Release cursor store: its copy
@@ -401,9 +404,7 @@ impl Writer {
         copy_in(payload, msg);
         stamp.store(committed(seq), Release);
         // Publish. Release: a reader that sees `seq + 1` sees the commit.
-        // SeqCst in back-pressure mode for the registration handshake.
-        let order = if gated { SeqCst } else { Release };
-        s.header().write_seq.store(seq + 1, order);
+        s.header().write_seq.store(seq + 1, Release);
         self.next = seq + 1;
         Ok(seq)
     }
@@ -640,7 +641,7 @@ impl Backoff {
             return false;
         }
         if self.step < Self::SPINS {
-            spin_hint();
+            crate::sync::spin_hint();
         } else if self.step < Self::SPINS + Self::YIELDS {
             std::thread::yield_now();
         } else {
