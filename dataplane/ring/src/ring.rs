@@ -652,3 +652,109 @@ impl Backoff {
         true
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_round_trips_every_length() {
+        let words: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(u64::MAX)).collect();
+        for len in 0..=32usize {
+            let msg: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+            copy_in(&words, &msg);
+            let mut out = vec![0xeeu8; len];
+            copy_out(&words, &mut out);
+            assert_eq!(out, msg, "len {len}");
+            // Short output buffers get a prefix.
+            let mut short = vec![0u8; len / 2];
+            copy_out(&words, &mut short);
+            assert_eq!(short, msg[..len / 2]);
+        }
+    }
+
+    #[test]
+    fn stamps_order_and_parity() {
+        assert_eq!(committed(0), 2);
+        assert!(committed(5) < writing(5) && writing(5) < committed(6));
+        assert_eq!(writing(7) & 1, 1);
+        assert_eq!(committed(7) & 1, 0);
+    }
+
+    fn ring() -> Ring {
+        Ring::new(RingConfig {
+            capacity: 4,
+            max_msg: 16,
+            max_readers: 1,
+            mode: Mode::Broadcast,
+        })
+        .unwrap()
+    }
+
+    /// Another process may scribble on a shared slot: impossible lengths or
+    /// stamps are reported as `Corrupt`, never a panic or out-of-bounds copy.
+    #[test]
+    fn garbage_in_a_slot_is_reported_not_trusted() {
+        let ring = ring();
+        let mut w = ring.writer().unwrap();
+        let mut r = ring.reader().unwrap();
+        w.try_send(b"abc").unwrap();
+        let (stamp, len, _) = ring.shared.slot(0).unwrap();
+        len.store(u64::MAX, Relaxed);
+        let mut buf = [0u8; 64];
+        assert_eq!(ring.read_at(0, &mut buf), Err(ReadAtError::Corrupt));
+        assert_eq!(r.try_recv(&mut buf), Err(RecvError::Corrupt));
+        assert_eq!(r.cursor(), 0);
+        // A stamp older than the head claims: corrupt, not "not yet".
+        len.store(3, Relaxed);
+        stamp.store(0, Relaxed);
+        assert_eq!(ring.read_at(0, &mut buf), Err(ReadAtError::Corrupt));
+        // A stamp from the future reads as overwritten.
+        stamp.store(committed(4), Relaxed);
+        assert_eq!(ring.read_at(0, &mut buf), Err(ReadAtError::Overwritten));
+        assert_eq!(r.try_recv(&mut buf), Err(RecvError::Lapped { missed: 1 }));
+    }
+
+    /// A slot caught mid-write (odd stamp for a later message) is reported
+    /// as overwritten; the reader's lap count covers the lost message.
+    #[test]
+    fn slot_being_overwritten_is_detected() {
+        let ring = ring();
+        let mut w = ring.writer().unwrap();
+        let mut r = ring.reader().unwrap();
+        w.try_send(b"m0").unwrap();
+        let (stamp, _, _) = ring.shared.slot(0).unwrap();
+        stamp.store(writing(4), Relaxed);
+        let mut buf = [0u8; 16];
+        assert_eq!(ring.read_at(0, &mut buf), Err(ReadAtError::Overwritten));
+        assert_eq!(r.try_recv(&mut buf), Err(RecvError::Lapped { missed: 1 }));
+        assert_eq!(r.try_recv(&mut buf), Err(RecvError::Empty));
+    }
+
+    #[test]
+    fn batch_stops_before_a_lap_and_reports_it_next() {
+        let ring = ring();
+        let mut w = ring.writer().unwrap();
+        let mut r = ring.reader().unwrap();
+        for i in 0..3u8 {
+            w.try_send(&[i]).unwrap();
+        }
+        // Simulate the writer having overwritten message 1 during the batch.
+        let (stamp, _, _) = ring.shared.slot(1).unwrap();
+        stamp.store(committed(5), Relaxed);
+        let mut buf = [0u8; 16];
+        let mut got = Vec::new();
+        assert_eq!(
+            r.recv_batch(&mut buf, 8, |s, b| got.push((s, b.to_vec()))),
+            Ok(1)
+        );
+        assert_eq!(got, vec![(0, vec![0])]);
+        assert_eq!(r.cursor(), 1);
+        // head is 3, so only message 1 is known lost.
+        assert_eq!(
+            r.recv_batch(&mut buf, 8, |_, _| {}),
+            Err(RecvError::Lapped { missed: 1 })
+        );
+        assert_eq!(r.recv_batch(&mut buf, 8, |s, _| assert_eq!(s, 2)), Ok(1));
+    }
+}
