@@ -35,12 +35,36 @@ pub const MAX_REGION_BYTES: usize = 1 << 30;
 /// Words before the payload in each slot: `stamp`, `len`.
 pub(crate) const SLOT_HEADER_WORDS: usize = 2;
 
-/// Reader table entry state: free, may be claimed.
-pub(crate) const READER_FREE: u64 = 0;
-/// Reader table entry state: claimed, cursor not yet valid.
-pub(crate) const READER_CLAIMING: u64 = 1;
-/// Reader table entry state: registered reader, cursor valid.
-pub(crate) const READER_ACTIVE: u64 = 2;
+/// Claim words (the writer claim and each reader entry's `state`) are
+/// `generation << 2 | status`. The generation grows on every claim, so a
+/// compare-exchange made on a stale view (e.g. by a reaper) cannot free an
+/// entry that has since been claimed again.
+pub(crate) mod claim {
+    /// Status: free, may be claimed.
+    pub(crate) const FREE: u64 = 0;
+    /// Status: claimed, owner identity / cursor being set up.
+    pub(crate) const CLAIMING: u64 = 1;
+    /// Status: owned; for readers, the cursor is valid.
+    pub(crate) const ACTIVE: u64 = 2;
+
+    /// The status bits of a claim word.
+    #[inline]
+    pub(crate) const fn status(word: u64) -> u64 {
+        word & 3
+    }
+
+    /// `word` with its status replaced.
+    #[inline]
+    pub(crate) const fn with_status(word: u64, status: u64) -> u64 {
+        (word & !3) | status
+    }
+
+    /// The word a claimer installs over free `word`: next generation, CLAIMING.
+    #[inline]
+    pub(crate) const fn claiming(word: u64) -> u64 {
+        (word & !3).wrapping_add(4) | CLAIMING
+    }
+}
 
 /// The region header. Written once by the creator (magic last, Release);
 /// afterwards only `writer` and `write_seq` change.
@@ -59,9 +83,15 @@ pub(crate) struct Header {
     pub header_bytes: AtomicU64,
     pub entry_bytes: AtomicU64,
     pub total_bytes: AtomicU64,
-    /// 0 = no writer, 1 = a writer handle exists (claimed with CAS Acquire,
-    /// released with a Release store).
+    /// Writer claim word (see [`claim`]): claimed with CAS (Acquire),
+    /// released with CAS (Release) by the owner or by a reaper that found the
+    /// owner process dead.
     pub writer: AtomicU64,
+    /// Writer owner's process id (diagnostics and reaping).
+    pub writer_pid: AtomicU64,
+    /// Writer owner's process start time (`/proc/<pid>/stat` field 22), so a
+    /// reused pid is not mistaken for the owner.
+    pub writer_start: AtomicU64,
     /// Next sequence number to be published = number of committed messages.
     /// Stored by the writer with Release after the slot's commit stamp;
     /// loaded by readers with Acquire.
@@ -82,6 +112,8 @@ impl Header {
             entry_bytes: AtomicU64::new(0),
             total_bytes: AtomicU64::new(0),
             writer: AtomicU64::new(0),
+            writer_pid: AtomicU64::new(0),
+            writer_start: AtomicU64::new(0),
             write_seq: CachePadded::new(AtomicU64::new(0)),
         }
     }
@@ -92,25 +124,28 @@ impl Header {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct ReaderEntry {
-    /// `READER_FREE` / `READER_CLAIMING` / `READER_ACTIVE`. Claimed with CAS
-    /// (Acquire); `ACTIVE` stored with Release followed by a SeqCst fence,
-    /// loaded by the writer's back-pressure scan after its own SeqCst fence
-    /// (see `Ring::reader`); freed with Release.
+    /// Claim word (see [`claim`]). Claimed with CAS (Acquire); `ACTIVE`
+    /// stored with Release followed by a SeqCst fence, loaded by the writer's
+    /// back-pressure scan after its own SeqCst fence (see `Ring::reader`);
+    /// freed with CAS (Release).
     pub state: AtomicU64,
     /// Next sequence number this reader will read. Stored by the reader with
     /// Release after it has finished copying the previous slot, loaded by the
     /// writer with Acquire, so a gated overwrite happens after the copy.
     pub cursor: AtomicU64,
-    /// Process id of the owner (diagnostics only).
+    /// Process id of the owner (0 while unknown).
     pub pid: AtomicU64,
+    /// Owner's process start time, as for `Header::writer_start`.
+    pub start: AtomicU64,
 }
 
 impl ReaderEntry {
     pub(crate) fn new_zeroed() -> Self {
         ReaderEntry {
-            state: AtomicU64::new(READER_FREE),
+            state: AtomicU64::new(claim::FREE),
             cursor: AtomicU64::new(0),
             pid: AtomicU64::new(0),
+            start: AtomicU64::new(0),
         }
     }
 }

@@ -24,6 +24,7 @@
 //! exist; see `docs/rings.md` for layout, orderings and the test matrix.
 
 mod layout;
+mod owner;
 mod region;
 mod ring;
 mod sync;
@@ -34,7 +35,7 @@ mod loom_tests;
 pub use layout::{
     MAX_CAPACITY, MAX_MSG_LIMIT, MAX_READERS_LIMIT, MAX_REGION_BYTES, Mode, RingConfig,
 };
-pub use ring::{Reader, Received, Ring, Writer};
+pub use ring::{Reader, Reaped, Received, Ring, Writer};
 
 /// Errors creating, attaching to or registering with a ring.
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,7 @@
 
 use core::fmt;
 
-use crate::layout::{
-    Header, Layout, Mode, READER_ACTIVE, READER_CLAIMING, READER_FREE, ReaderEntry, RingConfig,
-};
+use crate::layout::{Header, Layout, Mode, ReaderEntry, RingConfig, claim};
 use crate::region::Region;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{Arc, AtomicU64, fence};
@@ -239,7 +237,7 @@ impl Ring {
             .region
             .readers()
             .iter()
-            .filter(|e| e.state.load(Acquire) == READER_ACTIVE)
+            .filter(|e| claim::status(e.state.load(Acquire)) == claim::ACTIVE)
             .count()
     }
 
@@ -247,12 +245,23 @@ impl Ring {
     /// while another handle (in any process) holds it.
     pub fn writer(&self) -> Result<Writer, RingError> {
         let h = self.shared.header();
+        let word = h.writer.load(Relaxed);
+        if claim::status(word) != claim::FREE {
+            return Err(RingError::WriterBusy);
+        }
+        let claimed = claim::claiming(word);
         h.writer
-            .compare_exchange(0, 1, Acquire, Relaxed)
+            .compare_exchange(word, claimed, Acquire, Relaxed)
             .map_err(|_| RingError::WriterBusy)?;
+        let me = crate::owner::current();
+        h.writer_pid.store(me.pid, Relaxed);
+        h.writer_start.store(me.start, Relaxed);
+        let active = claim::with_status(claimed, claim::ACTIVE);
+        h.writer.store(active, Release);
         let next = h.write_seq.load(Acquire);
         let mut w = Writer {
             shared: self.shared.clone(),
+            claim: active,
             next,
             cached_min: next,
         };
@@ -268,8 +277,13 @@ impl Ring {
         let h = self.shared.header();
         let readers = self.shared.region.readers();
         for (index, e) in readers.iter().enumerate() {
+            let word = e.state.load(Relaxed);
+            if claim::status(word) != claim::FREE {
+                continue;
+            }
+            let claimed = claim::claiming(word);
             if e.state
-                .compare_exchange(READER_FREE, READER_CLAIMING, Acquire, Relaxed)
+                .compare_exchange(word, claimed, Acquire, Relaxed)
                 .is_err()
             {
                 continue;
@@ -285,18 +299,63 @@ impl Ring {
             // before it sees us.
             let provisional = h.write_seq.load(Acquire);
             e.cursor.store(provisional, Relaxed);
-            e.pid.store(u64::from(std::process::id()), Relaxed);
-            e.state.store(READER_ACTIVE, Release);
+            let me = crate::owner::current();
+            e.start.store(me.start, Relaxed);
+            e.pid.store(me.pid, Relaxed);
+            let active = claim::with_status(claimed, claim::ACTIVE);
+            e.state.store(active, Release);
             fence(SeqCst);
             let start = h.write_seq.load(Acquire);
             e.cursor.store(start, Release);
             return Ok(Reader {
                 shared: self.shared.clone(),
                 index,
+                claim: active,
                 cursor: start,
             });
         }
         Err(RingError::ReaderTableFull { max: readers.len() })
+    }
+
+    /// Free the claims (reader entries and the writer) of processes that no
+    /// longer exist, e.g. a consumer that crashed while registered. Returns
+    /// how many reader entries and whether the writer claim were freed.
+    ///
+    /// Not called implicitly (it reads `/proc`); a supervising process or
+    /// the back-pressured writer calls it when it sees `Full` persist.
+    #[cfg(not(loom))]
+    pub fn reap_dead_owners(&self) -> Reaped {
+        use crate::owner::{Owner, is_dead};
+        let mut reaped = Reaped::default();
+        let free_if_dead = |word_atomic: &AtomicU64, pid: &AtomicU64, start: &AtomicU64| {
+            let word = word_atomic.load(Acquire);
+            if claim::status(word) == claim::FREE {
+                return false;
+            }
+            let owner = Owner {
+                pid: pid.load(Relaxed),
+                start: start.load(Relaxed),
+            };
+            // If the entry was freed and claimed again since we loaded
+            // `word`, its generation changed and the CAS fails.
+            is_dead(owner)
+                && word_atomic
+                    .compare_exchange(
+                        word,
+                        claim::with_status(word, claim::FREE),
+                        crate::sync::Ordering::AcqRel,
+                        Relaxed,
+                    )
+                    .is_ok()
+        };
+        for e in self.shared.region.readers() {
+            if free_if_dead(&e.state, &e.pid, &e.start) {
+                reaped.readers += 1;
+            }
+        }
+        let h = self.shared.header();
+        reaped.writer = free_if_dead(&h.writer, &h.writer_pid, &h.writer_start);
+        reaped
     }
 
     /// Copy committed message `seq` into `buf` and return its length.
@@ -327,6 +386,8 @@ impl Ring {
 /// The single writer of a ring. Dropping it releases the claim.
 pub struct Writer {
     shared: Arc<Shared>,
+    /// Our claim word in the header.
+    claim: u64,
     /// Next sequence number to write.
     next: u64,
     /// Back-pressure: a lower bound of every registered reader's cursor
@@ -362,7 +423,7 @@ impl Writer {
         // Pairs with the fence in `Ring::reader` (see there).
         fence(SeqCst);
         for e in self.shared.region.readers() {
-            if e.state.load(Acquire) != READER_ACTIVE {
+            if claim::status(e.state.load(Acquire)) != claim::ACTIVE {
                 continue;
             }
             // Acquire pairs with the reader's Release cursor store: its copy
@@ -434,8 +495,24 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.shared.header().writer.store(0, Release);
+        // CAS, not a store: if a reaper wrongly freed us and someone else
+        // claimed the writer since, leave their claim alone.
+        let _ = self.shared.header().writer.compare_exchange(
+            self.claim,
+            claim::with_status(self.claim, claim::FREE),
+            Release,
+            Relaxed,
+        );
     }
+}
+
+/// What [`Ring::reap_dead_owners`] freed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Reader entries freed.
+    pub readers: usize,
+    /// Whether the writer claim was freed.
+    pub writer: bool,
 }
 
 /// A message received by [`Reader::try_recv`].
@@ -451,6 +528,8 @@ pub struct Received {
 pub struct Reader {
     shared: Arc<Shared>,
     index: usize,
+    /// Our claim word in the reader table.
+    claim: u64,
     /// Next sequence number to read.
     cursor: u64,
 }
@@ -604,8 +683,13 @@ impl Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         if let Some(e) = self.entry() {
-            e.pid.store(0, Relaxed);
-            e.state.store(READER_FREE, Release);
+            // CAS, as for the writer: never free someone else's entry.
+            let _ = e.state.compare_exchange(
+                self.claim,
+                claim::with_status(self.claim, claim::FREE),
+                Release,
+                Relaxed,
+            );
         }
     }
 }

@@ -98,6 +98,37 @@ fn child_with_other_layout_fails_clearly() {
     );
 }
 
+/// A consumer that dies while registered (and a writer that dies holding the
+/// writer claim) must not block the publish ring for good:
+/// `reap_dead_owners` frees their claims once the process is gone.
+#[test]
+fn claims_of_a_dead_process_are_reaped() {
+    let p = ShmPath::new("xproc-reap");
+    let ring = Ring::create(&p.0, cfg()).unwrap();
+    let out = spawn_child(&p.0, "crash", 0).wait_with_output().unwrap();
+    let text = output_text(&out);
+    assert!(text.contains("child leaving claims behind"), "{text}");
+    assert_eq!(ring.reader_count(), 1, "{text}");
+    assert!(matches!(
+        ring.writer(),
+        Err(xpgm_ring::RingError::WriterBusy)
+    ));
+    // Our own live claims are never reaped.
+    let _mine = ring.reader().unwrap();
+    let reaped = ring.reap_dead_owners();
+    assert_eq!(
+        reaped,
+        xpgm_ring::Reaped {
+            readers: 1,
+            writer: true
+        }
+    );
+    assert_eq!(ring.reader_count(), 1);
+    assert_eq!(ring.reap_dead_owners(), xpgm_ring::Reaped::default());
+    let mut w = ring.writer().unwrap();
+    assert_eq!(w.try_send(b"after reap"), Ok(0));
+}
+
 /// The child's side; only does something when re-executed by the tests
 /// above (ignored in normal runs).
 #[test]
@@ -122,6 +153,13 @@ fn child() {
                 assert!(check_message(seq, MAX_MSG, &buf[..m.len]), "torn {seq}");
             }
             println!("child received {count} messages intact");
+        }
+        "crash" => {
+            let ring = Ring::open(&path, Some(&cfg())).unwrap();
+            // Leak the claims as a crashing process would.
+            std::mem::forget(ring.reader().unwrap());
+            std::mem::forget(ring.writer().unwrap());
+            println!("child leaving claims behind");
         }
         "mismatch" => {
             let want = RingConfig {
