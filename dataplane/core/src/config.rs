@@ -35,6 +35,8 @@ pub enum ConfigError {
     ZeroBound(&'static str),
     /// `send_queue` is larger than the transmit window (unsent data would be evicted).
     SendQueue(usize),
+    /// `txw_min_secs` is longer than `txw_secs`.
+    MinSecs,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -51,6 +53,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::ZeroInterval(s) => write!(f, "{s} must be positive"),
             ConfigError::ZeroBound(s) => write!(f, "{s} must be positive"),
             ConfigError::SendQueue(n) => write!(f, "send_queue {n} exceeds the transmit window"),
+            ConfigError::MinSecs => write!(f, "txw_min_secs exceeds txw_secs"),
         }
     }
 }
@@ -76,6 +79,11 @@ pub struct SourceConfig {
     pub txw_max_bytes: usize,
     /// TXW_SECS: how long a packet stays available for repair.
     pub txw_secs: Duration,
+    /// Least time a transmitted packet stays available for repair: when the window is
+    /// full of packets younger than this, `send` returns `WouldBlock` instead of
+    /// evicting them (flow control: a burst cannot push data out of the window before
+    /// receivers had a chance to NAK it). Zero disables it.
+    pub txw_min_secs: Duration,
     /// TXW_MAX_RTE: bytes per second of original data (0 = unlimited).
     pub txw_max_rte: u64,
     /// Separate budget for repairs (RDATA), bytes per second (0 = unlimited).
@@ -146,6 +154,7 @@ impl Default for SourceConfig {
             txw_sqns: 1 << 15,
             txw_max_bytes: 64 << 20,
             txw_secs: Duration::from_secs(30),
+            txw_min_secs: Duration::from_secs(1),
             txw_max_rte: 0,
             rdata_max_rte: 0,
             spm_ambient_ivl: Duration::from_secs(30),
@@ -245,6 +254,9 @@ impl SourceConfig {
         }
         check_window(self.txw_sqns, self.max_tpdu, self.txw_max_bytes)?;
         positive(self.txw_secs, "txw_secs")?;
+        if self.txw_min_secs > self.txw_secs {
+            return Err(ConfigError::MinSecs);
+        }
         positive(self.spm_ambient_ivl, "spm_ambient_ivl")?;
         for d in self.spm_heartbeat {
             positive(d, "spm_heartbeat")?;
@@ -345,6 +357,11 @@ mod tests {
             c.validate(),
             Err(ConfigError::ZeroInterval("spm_ambient_ivl"))
         );
+        let c = SourceConfig {
+            txw_min_secs: Duration::from_secs(31),
+            ..SourceConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::MinSecs));
         let r = ReceiverConfig {
             nak_rpt_ivl: Duration::ZERO,
             ..ReceiverConfig::default()

@@ -56,7 +56,8 @@ pub struct Transmit {
 /// Why `send` refused an APDU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendError {
-    /// The send queue is full (rate limit); try again after transmitting.
+    /// The send queue is full (rate limit), or the transmit window is full of data
+    /// younger than `txw_min_secs`; try again after `poll_timeout`.
     WouldBlock,
     /// Larger than `max_apdu`.
     TooLarge,
@@ -171,6 +172,8 @@ pub struct Source {
     hb_idx: usize,
     /// Last SPM sent because of an SPMR.
     last_spmr_spm: Option<Instant>,
+    /// Set when `send` refused for a full window of young data: when it will fit.
+    blocked_until: Option<Instant>,
     closed: bool,
     /// All data sent after `close`: SPMs carry OPT_FIN.
     fin: bool,
@@ -207,6 +210,7 @@ impl Source {
             next_heartbeat: None,
             hb_idx: config.spm_heartbeat.len(),
             last_spmr_spm: None,
+            blocked_until: None,
             closed: false,
             fin: false,
             stats: SourceStats::default(),
@@ -273,9 +277,10 @@ impl Source {
     /// Queues one APDU; returns the sequence number of its first TPDU.
     ///
     /// Large APDUs are fragmented with OPT_FRAGMENT. Returns `WouldBlock` when the TPDUs
-    /// of this APDU would take the number of unsent TPDUs above `send_queue`.
+    /// of this APDU would take the number of unsent TPDUs above `send_queue`, or would
+    /// evict from the transmit window data sent less than `txw_min_secs` ago (then
+    /// `poll_timeout` includes the instant it will fit).
     pub fn send(&mut self, now: Instant, apdu: &[u8]) -> Result<Sqn, SendError> {
-        let _ = now;
         if self.closed {
             return Err(SendError::Closed);
         }
@@ -284,14 +289,25 @@ impl Source {
         }
         let n = self.cfg.tpdus_for(apdu.len());
         if self.unsent() + n > self.cfg.send_queue {
+            self.blocked_until = None;
             return Err(SendError::WouldBlock);
         }
-        // Make room: the window is full, so the trail advances (RFC 3208 16: the advance
-        // scheme is the implementation's choice). Only transmitted data is evicted since
-        // send_queue <= txw_sqns (validated).
+        // Make room: the window is full, so the trail advances (the advance scheme is the
+        // implementation's choice). Only transmitted data is evicted since
+        // send_queue <= txw_sqns (validated), and none younger than txw_min_secs.
         let cap = self.cfg.txw_sqns;
-        let need = (self.occupied() as usize + n).saturating_sub(cap as usize);
-        self.trail = self.trail.add(need as u32);
+        let need = (self.occupied() as usize + n).saturating_sub(cap as usize) as u32;
+        if need > 0 {
+            // Transmission times increase along the window: the youngest evicted is last.
+            let youngest = self.slot(self.trail.add(need - 1)).sent_at;
+            let free_at = youngest + self.cfg.txw_min_secs;
+            if !self.cfg.txw_min_secs.is_zero() && free_at > now {
+                self.blocked_until = Some(free_at);
+                return Err(SendError::WouldBlock);
+            }
+        }
+        self.blocked_until = None;
+        self.trail = self.trail.add(need);
         let first = self.next_sqn;
         //= https://www.rfc-editor.org/rfc/rfc3208#section-3.2
         //# Sources MUST number ODATA packets in unit increments in the order in which
@@ -460,6 +476,9 @@ impl Source {
     /// Processes expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire_trail(now);
+        if self.blocked_until.is_some_and(|b| b <= now) {
+            self.blocked_until = None;
+        }
     }
 
     /// TXW_SECS: transmitted data older than `txw_secs` leaves the window.
@@ -648,6 +667,9 @@ impl Source {
         }
         if self.next_tx != self.next_sqn {
             t = t.min(self.odata_rate.ready_at(self.tpdu_len(self.next_tx)));
+        }
+        if let Some(b) = self.blocked_until {
+            t = t.min(b);
         }
         Some(t)
     }

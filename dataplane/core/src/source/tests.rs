@@ -500,6 +500,7 @@ fn window_trail_advances_by_age_and_by_size() {
         txw_sqns: 8,
         send_queue: 8,
         txw_secs: Duration::from_secs(1),
+        txw_min_secs: Duration::ZERO,
         max_apdu: 1000,
         ..cfg()
     };
@@ -571,4 +572,70 @@ fn ambient_spms_continue_under_continuous_data() {
     }
     // The initial SPM plus ambient ones at 30 s and 60 s.
     assert_eq!(spms, 3);
+}
+
+#[test]
+fn full_window_of_young_data_blocks_send_until_it_ages() {
+    let c = SourceConfig {
+        txw_sqns: 8,
+        send_queue: 8,
+        max_apdu: 1000,
+        txw_min_secs: Duration::from_millis(500),
+        txw_secs: Duration::from_secs(3600),
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    for i in 0..8u64 {
+        s.send(ms(i), b"x").unwrap();
+        let _ = drain(&mut s, ms(i));
+    }
+    // Evicting sqn 0 (sent at 0 ms) is refused before 500 ms.
+    assert_eq!(s.send(ms(10), b"y"), Err(SendError::WouldBlock));
+    assert_eq!(
+        s.poll_timeout(),
+        Some(ms(107)),
+        "heartbeat after the last ODATA"
+    );
+    assert_eq!(s.send(ms(499), b"y"), Err(SendError::WouldBlock));
+    assert_eq!(s.trail(), Sqn(0));
+    assert_eq!(s.send(ms(500), b"y").unwrap(), Sqn(8));
+    assert_eq!(s.trail(), Sqn(1));
+    let c2 = SourceConfig {
+        txw_sqns: 8,
+        send_queue: 8,
+        max_apdu: 4000,
+        txw_min_secs: Duration::from_millis(500),
+        txw_secs: Duration::from_secs(3600),
+        ..cfg()
+    };
+    let mut s = Source::new(c2, tsi(), Instant::ZERO).unwrap();
+    for i in 0..8u64 {
+        s.send(ms(i), b"x").unwrap();
+        let _ = drain(&mut s, ms(i));
+    }
+    // An APDU needing two slots waits for sqn 1 (sent at 1 ms).
+    let two = vec![0u8; 2000];
+    assert_eq!(s.send(ms(500), &two), Err(SendError::WouldBlock));
+    for t in [107, 207, 307, 407] {
+        assert_eq!(s.poll_timeout(), Some(ms(t)));
+        s.handle_timeout(ms(t));
+        let _ = drain(&mut s, ms(t));
+    }
+    // The blocked-until deadline (501 ms) is reported once the heartbeats are done.
+    assert_eq!(s.poll_timeout(), Some(ms(501)));
+    assert_eq!(s.send(ms(501), &two).unwrap(), Sqn(8));
+    // Disabled: the window evicts at once.
+    let c3 = SourceConfig {
+        txw_sqns: 8,
+        send_queue: 8,
+        max_apdu: 1000,
+        txw_min_secs: Duration::ZERO,
+        ..cfg()
+    };
+    let mut s = Source::new(c3, tsi(), Instant::ZERO).unwrap();
+    for i in 0..20u8 {
+        s.send(Instant::ZERO, &[i]).unwrap();
+        let _ = drain(&mut s, Instant::ZERO);
+    }
+    assert_eq!(s.trail(), Sqn(12));
 }
