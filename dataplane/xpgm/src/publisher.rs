@@ -123,6 +123,17 @@ pub(crate) fn nla_of(ip: IpAddr) -> Nla {
 impl Publisher {
     /// Opens the transport, creates the source and starts its worker thread.
     pub fn new(config: PublisherConfig) -> Result<Publisher, Error> {
+        let dp = transport::open(&config.session, Role::Source)?;
+        Publisher::with_datapath(config, dp)
+    }
+
+    /// Like [`Publisher::new`] over a datapath opened by the caller (another transport,
+    /// or a test double); `config.session` then only supplies group, port and sizes.
+    pub fn with_datapath(
+        config: PublisherConfig,
+        dp: Box<dyn transport::Datapath>,
+    ) -> Result<Publisher, Error> {
+        config.session.validate()?;
         if config.max_message == 0 {
             return Err(Error::Config("max_message must be at least 1".into()));
         }
@@ -132,7 +143,6 @@ impl Publisher {
                 config.queue_capacity
             )));
         }
-        let dp = transport::open(&config.session, Role::Source)?;
         let mut scfg = config.source.clone();
         scfg.dport = config.session.dport;
         scfg.group = nla_of(config.session.group);
