@@ -9,8 +9,8 @@
 
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xpgm_core::Instant;
@@ -29,10 +29,12 @@ pub const INGEST_BATCH: usize = 256;
 /// Longest sleep while the delivery ring is full (the application is reading).
 const FULL_RING_POLL: Duration = Duration::from_millis(1);
 
-/// Monotonic clock mapped to the engines' virtual [`Instant`].
-#[derive(Clone, Copy, Debug)]
+/// Monotonic clock mapped to the engines' virtual [`Instant`]; or, for tests, a manual
+/// clock that reads a shared nanosecond counter (deterministic runs).
+#[derive(Clone, Debug)]
 pub struct Clock {
     origin: std::time::Instant,
+    manual: Option<Arc<AtomicU64>>,
 }
 
 impl Default for Clock {
@@ -46,12 +48,26 @@ impl Clock {
     pub fn new() -> Self {
         Clock {
             origin: std::time::Instant::now(),
+            manual: None,
         }
     }
 
-    /// Nanoseconds since creation, as an engine [`Instant`].
+    /// A clock that reads `nanos` (advanced by the caller).
+    pub fn manual(nanos: Arc<AtomicU64>) -> Self {
+        Clock {
+            origin: std::time::Instant::now(),
+            manual: Some(nanos),
+        }
+    }
+
+    /// Nanoseconds since creation (or the manual counter), as an engine [`Instant`].
     pub fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        match &self.manual {
+            Some(n) => Instant::from_nanos(n.load(Ordering::Relaxed)),
+            None => Instant::from_nanos(
+                u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            ),
+        }
     }
 }
 
