@@ -1,4 +1,4 @@
-//! The `xpgm` command. Subcommands live in [`cli`]; today only `sim`.
+//! The `xpgm` command. Subcommands live in [`cli`]: `sim`, `send`, `recv`.
 
 mod cli;
 
