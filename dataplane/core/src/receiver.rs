@@ -285,6 +285,22 @@ impl Receiver {
         if self.env.timers.len() > self.compact_at {
             self.compact_timers();
         }
+        self.prune_stale_head();
+    }
+
+    /// Drops stale entries from the top of the timer heap so that `poll_timeout`
+    /// reports a deadline at which something is really due (fewer idle wake-ups).
+    fn prune_stale_head(&mut self) {
+        while let Some(Reverse(top)) = self.env.timers.peek() {
+            let live = matches!(
+                self.peers.get(top.peer as usize),
+                Some(Some(p)) if p.epoch == top.epoch && p.timer_live(top)
+            );
+            if live {
+                break;
+            }
+            self.env.timers.pop();
+        }
     }
 
     fn new_peer(&mut self, now: Instant, tsi: Tsi, src: Nla) -> Option<u32> {
@@ -416,6 +432,7 @@ impl Receiver {
             }
         }
         self.nak_peers.clear();
+        self.prune_stale_head();
     }
 
     fn tx_repr(&mut self, p: PendingTx) -> Option<(PacketRepr<'static>, Destination)> {

@@ -33,6 +33,11 @@ use crate::wire::{
 
 use rate::TokenBucket;
 
+/// SPMs (with OPT_SYN) announcing a new session, back to back, as OpenPGM does when a
+/// sending socket connects: a receiver present from the start that loses one of them
+/// (and the first ODATA) still learns the session starts at sequence 0.
+const ANNOUNCE_SPMS: u8 = 3;
+
 /// Where a packet produced by an engine must go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -140,7 +145,7 @@ struct PendingNcf {
 )]
 enum Next {
     Ncf(PendingNcf),
-    Spm { sqn: Sqn, fin: bool },
+    Spm { sqn: Sqn, fin: bool, syn: bool },
     Rdata(Sqn),
     Odata(Sqn),
 }
@@ -172,6 +177,8 @@ pub struct Source {
     hb_idx: usize,
     /// Last SPM sent because of an SPMR.
     last_spmr_spm: Option<Instant>,
+    /// Announcement SPMs (with OPT_SYN) still to send.
+    announce: u8,
     /// Set when `send` refused for a full window of young data: when it will fit.
     blocked_until: Option<Instant>,
     closed: bool,
@@ -205,11 +212,13 @@ impl Source {
             next_tx: first,
             next_sqn: first,
             spm_sqn: Sqn(0),
-            // An SPM at once, so receivers learn the path NLA before any data.
+            // The announcement SPMs go out at once (receivers learn the path NLA and the
+            // session start before any data); the ambient schedule follows them.
             next_ambient: now,
             next_heartbeat: None,
             hb_idx: config.spm_heartbeat.len(),
             last_spmr_spm: None,
+            announce: ANNOUNCE_SPMS,
             blocked_until: None,
             closed: false,
             fin: false,
@@ -431,8 +440,9 @@ impl Source {
             // NAKs for data outside the transmit window cannot be repaired. An NCF would
             // promise a repair that never comes (and move receivers to WAIT_DATA), so
             // they get neither NCF nor RDATA; receivers learn the loss from the trail
-            // advertised in SPM/ODATA/RDATA. OpenPGM's source likewise only queues
-            // retransmissions for sequences in its window.
+            // advertised in SPM/ODATA/RDATA. (OpenPGM's source confirms every NAK but
+            // queues retransmissions only for sequences in its window; we deliberately
+            // do not confirm what we cannot repair. See docs/engine.md.)
             if !self.in_window(sqn) {
                 self.stats.naks_outside_window += 1;
                 continue;
@@ -510,7 +520,9 @@ impl Source {
             self.stats.ncf_sent += 1;
             return Some(Next::Ncf(ncf));
         }
-        if self.next_spm() <= now {
+        if self.announce > 0 || self.next_spm() <= now {
+            let syn = self.announce > 0;
+            self.announce = self.announce.saturating_sub(1);
             let sqn = self.spm_sqn;
             self.spm_sqn = sqn.next();
             self.stats.spm_sent += 1;
@@ -522,7 +534,11 @@ impl Source {
                 }
                 None => None,
             };
-            return Some(Next::Spm { sqn, fin: self.fin });
+            return Some(Next::Spm {
+                sqn,
+                fin: self.fin,
+                syn,
+            });
         }
         // Repairs first, against their own budget.
         while let Some(&sqn) = self.repairs.front() {
@@ -600,7 +616,8 @@ impl Source {
                     group: self.cfg.group,
                 })
             }
-            Next::Spm { sqn, fin } => {
+            Next::Spm { sqn, fin, syn } => {
+                options.syn = syn;
                 //= https://www.rfc-editor.org/rfc/rfc3208#section-9
                 // (paraphrase) OPT_FIN: the source is ending the session.
                 options.fin = fin;
@@ -655,7 +672,7 @@ impl Source {
 
     /// When `handle_timeout` (or `poll_transmit`, for rate-limited data) next needs calling.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.ncfs.is_empty() {
+        if !self.ncfs.is_empty() || self.announce > 0 {
             return Some(Instant::ZERO);
         }
         let mut t = self.next_spm();

@@ -804,3 +804,16 @@ fn late_join_mid_apdu_skips_its_tail_silently() {
     r.handle_repr(ms(1), SRC, &spm(0, 3, 3));
     assert_eq!(events(&mut r), vec![Ev::Unrec(2, 2)]);
 }
+
+#[test]
+fn suppressed_nak_leaves_no_idle_wakeup() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    assert!(r.poll_timeout().unwrap() < ms(50));
+    // The NCF moves 2 to WAIT_DATA: the next deadline is NAK_RDATA_IVL away, not the
+    // abandoned back-off.
+    r.handle_repr(ms(1), SRC, &ncf(2, &[]));
+    assert_eq!(r.poll_timeout(), Some(ms(201)));
+}

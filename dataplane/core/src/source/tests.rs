@@ -36,6 +36,7 @@ enum Out {
         trail: Sqn,
         lead: Sqn,
         fin: bool,
+        syn: bool,
     },
     Odata {
         sqn: Sqn,
@@ -63,6 +64,7 @@ fn poll(s: &mut Source, now: Instant) -> Option<Out> {
                 trail: spm.trail,
                 lead: spm.lead,
                 fin: p.options.fin,
+                syn: p.options.syn,
             }
         }
         Body::Odata(d) => Out::Odata {
@@ -111,14 +113,14 @@ fn nak(sqn: u32, list: &[u32]) -> PacketRepr<'static> {
 
 const DEFAULT_DPORT: u16 = crate::wire::DEFAULT_DATA_PORT;
 
-/// A source that has sent `n` one-TPDU APDUs (and its initial SPM) at time 0.
+/// A source that has sent `n` one-TPDU APDUs (and its announcement SPMs) at time 0.
 fn with_data(n: usize) -> Source {
     let mut s = Source::new(cfg(), tsi(), Instant::ZERO).unwrap();
     for i in 0..n {
         s.send(Instant::ZERO, &[i as u8; 100]).unwrap();
     }
     let out = drain(&mut s, Instant::ZERO);
-    assert_eq!(out.len(), n + 1);
+    assert_eq!(out.len(), n + 3);
     s
 }
 
@@ -128,14 +130,18 @@ fn first_spm_then_odata_numbered_in_unit_increments() {
     assert_eq!(s.send(Instant::ZERO, b"a").unwrap(), Sqn(0));
     assert_eq!(s.send(Instant::ZERO, b"bb").unwrap(), Sqn(1));
     let out = drain(&mut s, Instant::ZERO);
+    let announce = Out::Spm {
+        trail: Sqn(0),
+        lead: Sqn(u32::MAX),
+        fin: false,
+        syn: true,
+    };
     assert_eq!(
         out,
         vec![
-            Out::Spm {
-                trail: Sqn(0),
-                lead: Sqn(u32::MAX),
-                fin: false
-            },
+            announce.clone(),
+            announce.clone(),
+            announce,
             Out::Odata {
                 sqn: Sqn(0),
                 trail: Sqn(0),
@@ -163,7 +169,12 @@ fn large_apdu_is_fragmented_with_opt_fragment() {
     assert_eq!(s.send(Instant::ZERO, &apdu).unwrap(), Sqn(0));
     assert_eq!(s.unsent(), 3);
     let max_tpdu = s.config().max_tpdu;
-    let _spm = poll(&mut s, Instant::ZERO);
+    for _ in 0..3 {
+        assert!(matches!(
+            poll(&mut s, Instant::ZERO),
+            Some(Out::Spm { syn: true, .. })
+        ));
+    }
     let mut joined = Vec::new();
     for i in 0..3u32 {
         let p = s.poll_repr(Instant::ZERO).unwrap();
@@ -208,7 +219,10 @@ fn encoded_sizes_match_the_overhead_constants() {
     // The full-size single TPDU is exactly max_tpdu bytes.
     let mut s = Source::new(cfg(), tsi(), Instant::ZERO).unwrap();
     s.send(Instant::ZERO, &single).unwrap();
-    let _spm = s.poll_transmit(Instant::ZERO, &mut buf).unwrap();
+    for _ in 0..3 {
+        let spm = s.poll_transmit(Instant::ZERO, &mut buf).unwrap();
+        assert_eq!(spm.kind, PacketType::Spm);
+    }
     assert_eq!(s.poll_transmit(Instant::ZERO, &mut buf).unwrap().len, max);
 }
 
@@ -412,7 +426,7 @@ fn heartbeat_spms_after_data_then_ambient() {
     };
     let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
     s.send(Instant::ZERO, b"x").unwrap();
-    assert_eq!(drain(&mut s, Instant::ZERO).len(), 2);
+    assert_eq!(drain(&mut s, Instant::ZERO).len(), 4);
     // Heartbeats at +100 ms four times, then 1.3 s, 7 s, 16 s, 25 s, then ambient 30 s.
     let expect = [
         100u64, 100, 100, 100, 1300, 7000, 16000, 25000, 30000, 30000,
@@ -570,8 +584,8 @@ fn ambient_spms_continue_under_continuous_data() {
             .filter(|o| matches!(o, Out::Spm { .. }))
             .count();
     }
-    // The initial SPM plus ambient ones at 30 s and 60 s.
-    assert_eq!(spms, 3);
+    // The three announcement SPMs plus ambient ones at 30 s and 60 s.
+    assert_eq!(spms, 5);
 }
 
 #[test]
