@@ -53,24 +53,29 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             .saturating_mul(tpdu.max(1))
             .saturating_mul(tpdus.max(1));
     }
+    // ZeroMQ receivers take only single-TPDU APDUs: cut each message into parts.
+    let zmq_apdu = cfg.source.max_single_tsdu();
     let mut publisher = Publisher::new(cfg).context("cannot start the publisher")?;
     let mut msg = vec![0u8; size];
-    let mut framed = vec![0u8; apdu_size];
+    let mut framed = vec![0u8; zmq_apdu];
     let start = Instant::now();
     for i in 0..args.count {
         msg[..8].copy_from_slice(&i.to_be_bytes());
         let fill = (i & 0xff) as u8;
         msg[8..].fill(fill);
-        let apdu = if zmq_framing {
-            let n = zmq::encode_apdu(&msg, false, &mut framed)
-                .context("ZeroMQ framing buffer too small")?;
-            &framed[..n]
+        if zmq_framing {
+            for part in 0..zmq::parts(msg.len(), zmq_apdu) {
+                let n = zmq::encode_part(&msg, false, zmq_apdu, part, &mut framed)
+                    .context("ZeroMQ framing")?;
+                publisher
+                    .send(&framed[..n])
+                    .with_context(|| format!("send of message {i} failed"))?;
+            }
         } else {
-            &msg[..]
-        };
-        publisher
-            .send(apdu)
-            .with_context(|| format!("send of message {i} failed"))?;
+            publisher
+                .send(&msg)
+                .with_context(|| format!("send of message {i} failed"))?;
+        }
     }
     publisher
         .flush(Duration::from_secs(600))

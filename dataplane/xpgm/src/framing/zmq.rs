@@ -16,9 +16,12 @@
 //! A receiver that joins late, or loses data for good, discards bytes until an APDU
 //! whose offset is not 0xFFFF and resumes at that offset ([`Decoder::reset`]).
 //!
-//! The encoder here writes one message per APDU (offset 0), which every libzmq
-//! receiver accepts because it decodes a stream; the decoder accepts libzmq's batched
-//! stream, messages split across APDUs included. Both are pure functions over bytes;
+//! libzmq's receiver requires every APDU to be a single TPDU (it asserts that
+//! `pgm_msgv_t::msgv_len == 1`): a message longer than one TSDU must be cut into
+//! several APDUs, never sent as one fragmented APDU. The encoder here writes each
+//! message as [`parts`] APDUs of at most `max_apdu` bytes: the first with offset 0,
+//! the others with 0xFFFF ([`encode_part`]); libzmq decodes them as one stream. The
+//! decoder accepts libzmq's batched stream, messages split across APDUs included. Both are pure functions over bytes;
 //! no input makes them panic, and the decoder's memory is bounded by `max_message`
 //! (allocated once, at construction).
 
@@ -43,6 +46,63 @@ pub fn frame_header_len(body_len: usize) -> usize {
 /// Bytes of the APDU [`encode_apdu`] writes for a body of `body_len` bytes.
 pub fn apdu_len(body_len: usize) -> usize {
     APDU_HEADER + frame_header_len(body_len) + body_len
+}
+
+/// Number of APDUs of at most `max_apdu` bytes that carry a body of `body_len` bytes
+/// ([`encode_part`]); 0 if `max_apdu` leaves no room after the APDU header.
+pub fn parts(body_len: usize, max_apdu: usize) -> usize {
+    let chunk = max_apdu.saturating_sub(APDU_HEADER);
+    if chunk == 0 {
+        return 0;
+    }
+    (frame_header_len(body_len) + body_len).div_ceil(chunk)
+}
+
+/// Writes APDU number `part` (from 0, below [`parts`]) of a message into `out`: the
+/// stream bytes `[part * c, (part + 1) * c)` of the framed message, `c = max_apdu - 2`,
+/// behind the offset header (0 for part 0, [`NO_MESSAGE_START`] for the others).
+/// Returns the APDU's length, or `None` if `part` is out of range or `out` too small.
+pub fn encode_part(
+    body: &[u8],
+    more: bool,
+    max_apdu: usize,
+    part: usize,
+    out: &mut [u8],
+) -> Option<usize> {
+    if part >= parts(body.len(), max_apdu) {
+        return None;
+    }
+    let chunk = max_apdu - APDU_HEADER;
+    let mut header = [0u8; 10];
+    let hlen = frame_header_len(body.len());
+    let l = (body.len() as u64).checked_add(1)?;
+    let flags = if more { FLAG_MORE } else { 0 };
+    if hlen == 2 {
+        header[0] = l as u8;
+        header[1] = flags;
+    } else {
+        header[0] = LONG_ESCAPE;
+        header[1..9].copy_from_slice(&l.to_be_bytes());
+        header[9] = flags;
+    }
+    let total = hlen + body.len();
+    let lo = part.checked_mul(chunk)?;
+    let hi = lo.checked_add(chunk)?.min(total);
+    let len = APDU_HEADER + (hi - lo);
+    let out = out.get_mut(..len)?;
+    let offset = if part == 0 { 0 } else { NO_MESSAGE_START };
+    out[..APDU_HEADER].copy_from_slice(&offset.to_be_bytes());
+    let mut w = APDU_HEADER;
+    // Header bytes of the stream that fall in [lo, hi), then body bytes.
+    if lo < hlen {
+        let h_hi = hi.min(hlen);
+        out[w..w + (h_hi - lo)].copy_from_slice(&header[lo..h_hi]);
+        w += h_hi - lo;
+    }
+    let b_lo = lo.max(hlen) - hlen;
+    let b_hi = hi.max(hlen) - hlen;
+    out[w..w + (b_hi - b_lo)].copy_from_slice(body.get(b_lo..b_hi)?);
+    Some(len)
 }
 
 /// Writes one message as one ZeroMQ APDU into `out`: offset 0, frame header, body.
@@ -358,7 +418,45 @@ mod tests {
         assert_eq!(count, 1);
     }
 
+    #[test]
+    fn long_message_is_cut_into_single_tpdu_apdus() {
+        let body: Vec<u8> = (0..4000u32).map(|i| i as u8).collect();
+        let n = parts(body.len(), 1400);
+        assert_eq!(n, 3); // 10 + 4000 stream bytes in chunks of 1398
+        let mut dec = Decoder::new(5000);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1400];
+        for p in 0..n {
+            let len = encode_part(&body, false, 1400, p, &mut buf).unwrap();
+            assert!(len <= 1400);
+            let offset = u16::from_be_bytes([buf[0], buf[1]]);
+            assert_eq!(offset, if p == 0 { 0 } else { NO_MESSAGE_START });
+            dec.push(&buf[..len], |m, _| got.push(m.to_vec()));
+        }
+        assert_eq!(got, vec![body.clone()]);
+        assert_eq!(encode_part(&body, false, 1400, n, &mut buf), None);
+        assert_eq!(parts(10, 2), 0);
+    }
+
     proptest! {
+        #[test]
+        fn parts_concatenate_to_the_single_apdu_stream(
+            body in proptest::collection::vec(any::<u8>(), 0..2000),
+            more in any::<bool>(),
+            max_apdu in 3usize..1600,
+        ) {
+            let mut whole = vec![0u8; apdu_len(body.len())];
+            let n = encode_apdu(&body, more, &mut whole).unwrap();
+            let mut stream = Vec::new();
+            let mut buf = vec![0u8; max_apdu];
+            for p in 0..parts(body.len(), max_apdu) {
+                let len = encode_part(&body, more, max_apdu, p, &mut buf).unwrap();
+                prop_assert!(len <= max_apdu && len > APDU_HEADER);
+                stream.extend_from_slice(&buf[APDU_HEADER..len]);
+            }
+            prop_assert_eq!(&stream[..], &whole[APDU_HEADER..n]);
+        }
+
         #[test]
         fn batched_stream_round_trips(
             msgs in proptest::collection::vec(
