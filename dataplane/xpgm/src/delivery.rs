@@ -1,6 +1,6 @@
 //! What a [`crate::Subscriber`] yields, and its encoding in the delivery ring.
 //!
-//! A delivery is the receiver engine's [`Event`] itself: data (in order), unrecoverable
+//! A delivery is the receiver engine's [`Event`](xpgm_core::receiver::Event) itself: data (in order), unrecoverable
 //! loss (`tsi`, `first`, `count`), new/gone peers, session end and reset. The worker
 //! encodes each event into one ring message:
 //!

@@ -35,6 +35,10 @@ pub struct PublisherConfig {
     /// How long the worker keeps answering NAKs after the last message before it stops
     /// (used by `Drop`; `finish` takes its own; default 2 s).
     pub linger: Duration,
+    /// Finishing (`finish`, `Drop`) waits for queued messages to be transmitted; past
+    /// the linger plus this much, what is still unsent is abandoned and counted in
+    /// [`PublisherStats::unsent`] (default 10 s).
+    pub finish_timeout: Duration,
 }
 
 impl PublisherConfig {
@@ -47,6 +51,7 @@ impl PublisherConfig {
             queue_capacity: 4096,
             send_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(2),
+            finish_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct PublisherStats {
     pub send_errors: u64,
     /// Packets ignored (not for this session).
     pub packets_ignored: u64,
+    /// Messages accepted but not yet transmitted (after `finish`: abandoned).
+    pub unsent: u64,
 }
 
 /// A PGM source. `send` copies the message into the publish ring; the worker thread
@@ -123,6 +130,17 @@ pub(crate) fn nla_of(ip: IpAddr) -> Nla {
 impl Publisher {
     /// Opens the transport, creates the source and starts its worker thread.
     pub fn new(config: PublisherConfig) -> Result<Publisher, Error> {
+        let dp = transport::open(&config.session, Role::Source)?;
+        Publisher::with_datapath(config, dp)
+    }
+
+    /// Like [`Publisher::new`] over a datapath opened by the caller (another transport,
+    /// or a test double); `config.session` then only supplies group, port and sizes.
+    pub fn with_datapath(
+        config: PublisherConfig,
+        dp: Box<dyn transport::Datapath>,
+    ) -> Result<Publisher, Error> {
+        config.session.validate()?;
         if config.max_message == 0 {
             return Err(Error::Config("max_message must be at least 1".into()));
         }
@@ -132,7 +150,6 @@ impl Publisher {
                 config.queue_capacity
             )));
         }
-        let dp = transport::open(&config.session, Role::Source)?;
         let mut scfg = config.source.clone();
         scfg.dport = config.session.dport;
         scfg.group = nla_of(config.session.group);
@@ -159,6 +176,9 @@ impl Publisher {
         shared
             .linger_ns
             .store(config.linger.as_nanos() as u64, Ordering::Relaxed);
+        shared
+            .grace_ns
+            .store(config.finish_timeout.as_nanos() as u64, Ordering::Relaxed);
         let local = dp.local_nla();
         let worker = SourceWorker::new(dp, source, reader, clock, shared.clone());
         let thread = std::thread::Builder::new()
@@ -282,6 +302,7 @@ impl Publisher {
             repairs_dropped: c.get(src_ix::REPAIRS_DROPPED),
             send_errors: c.get(src_ix::SEND_ERRORS),
             packets_ignored: c.get(src_ix::IGNORED),
+            unsent: c.get(src_ix::UNSENT) + c.get(src_ix::QUEUED),
         }
     }
 

@@ -94,6 +94,17 @@ impl Subscriber {
     /// Opens the transport (joining the group), creates the receiver and starts its
     /// worker thread.
     pub fn new(config: SubscriberConfig) -> Result<Subscriber, Error> {
+        let dp = transport::open(&config.session, Role::Receiver)?;
+        Subscriber::with_datapath(config, dp)
+    }
+
+    /// Like [`Subscriber::new`] over a datapath opened by the caller (another transport,
+    /// or a test double); `config.session` then only supplies group, port and sizes.
+    pub fn with_datapath(
+        config: SubscriberConfig,
+        dp: Box<dyn transport::Datapath>,
+    ) -> Result<Subscriber, Error> {
+        config.session.validate()?;
         if config.max_message == 0 {
             return Err(Error::Config("max_message must be at least 1".into()));
         }
@@ -103,7 +114,6 @@ impl Subscriber {
                 config.queue_capacity
             )));
         }
-        let dp = transport::open(&config.session, Role::Receiver)?;
         let mut rcfg = config.receiver.clone();
         rcfg.dport = config.session.dport;
         rcfg.group = nla_of(config.session.group);

@@ -9,8 +9,8 @@
 
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xpgm_core::Instant;
@@ -29,10 +29,12 @@ pub const INGEST_BATCH: usize = 256;
 /// Longest sleep while the delivery ring is full (the application is reading).
 const FULL_RING_POLL: Duration = Duration::from_millis(1);
 
-/// Monotonic clock mapped to the engines' virtual [`Instant`].
-#[derive(Clone, Copy, Debug)]
+/// Monotonic clock mapped to the engines' virtual [`Instant`]; or, for tests, a manual
+/// clock that reads a shared nanosecond counter (deterministic runs).
+#[derive(Clone, Debug)]
 pub struct Clock {
     origin: std::time::Instant,
+    manual: Option<Arc<AtomicU64>>,
 }
 
 impl Default for Clock {
@@ -46,12 +48,26 @@ impl Clock {
     pub fn new() -> Self {
         Clock {
             origin: std::time::Instant::now(),
+            manual: None,
         }
     }
 
-    /// Nanoseconds since creation, as an engine [`Instant`].
+    /// A clock that reads `nanos` (advanced by the caller).
+    pub fn manual(nanos: Arc<AtomicU64>) -> Self {
+        Clock {
+            origin: std::time::Instant::now(),
+            manual: Some(nanos),
+        }
+    }
+
+    /// Nanoseconds since creation (or the manual counter), as an engine [`Instant`].
     pub fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        match &self.manual {
+            Some(n) => Instant::from_nanos(n.load(Ordering::Relaxed)),
+            None => Instant::from_nanos(
+                u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            ),
+        }
     }
 }
 
@@ -88,6 +104,7 @@ pub(crate) mod src_ix {
     pub const REPAIRS_DROPPED: usize = 10;
     pub const SEND_ERRORS: usize = 11;
     pub const IGNORED: usize = 12;
+    pub const QUEUED: usize = 13;
 }
 
 /// Receiver counter slots.
@@ -115,6 +132,9 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Source: how long to linger after close, in nanoseconds.
     pub linger_ns: AtomicU64,
+    /// Source: extra time a finishing source may spend draining queued data, in
+    /// nanoseconds, before it abandons the rest.
+    pub grace_ns: AtomicU64,
     /// Set by the worker when it has exited.
     pub done: AtomicBool,
     /// The worker's fatal error, if any.
@@ -138,6 +158,7 @@ impl Shared {
             std::sync::Arc::new(Shared {
                 stop: AtomicBool::new(false),
                 linger_ns: AtomicU64::new(0),
+                grace_ns: AtomicU64::new(10_000_000_000),
                 done: AtomicBool::new(false),
                 error: Mutex::new(None),
                 counters: Counters::default(),
@@ -205,6 +226,8 @@ pub struct SourceWorker {
     tx_buf: Box<[u8]>,
     accepted: u64,
     linger_until: Option<Instant>,
+    /// When the stop request was first seen (bounds how long finishing may take).
+    stop_seen: Option<Instant>,
 }
 
 impl core::fmt::Debug for SourceWorker {
@@ -238,6 +261,7 @@ impl SourceWorker {
             tx_buf: vec![0u8; max_tpdu].into_boxed_slice(),
             accepted: 0,
             linger_until: None,
+            stop_seen: None,
         }
     }
 
@@ -274,6 +298,7 @@ impl SourceWorker {
         c.set(REPAIRS_DROPPED, s.repairs_dropped);
         c.set(SEND_ERRORS, self.dp.send_errors());
         c.set(IGNORED, s.packets_ignored);
+        c.set(QUEUED, self.reader.lag());
     }
 
     /// One turn of the loop (never sleeps).
@@ -319,11 +344,11 @@ impl SourceWorker {
         // 4. Output.
         self.flush(now)?;
         // 5. Close and linger once the application has finished and all is handed over.
-        if self.shared.stop.load(Ordering::Acquire)
-            && self.pending.is_none()
-            && self.reader.lag() == 0
-            && self.linger_until.is_none()
-        {
+        let stop = self.shared.stop.load(Ordering::Acquire);
+        if stop && self.stop_seen.is_none() {
+            self.stop_seen = Some(now);
+        }
+        if stop && self.pending.is_none() && self.reader.lag() == 0 && self.linger_until.is_none() {
             self.source.close(now);
             self.flush(now)?;
             let linger = self.shared.linger_ns.load(Ordering::Relaxed);
@@ -336,12 +361,26 @@ impl SourceWorker {
         {
             return Ok(Step::Done);
         }
+        // A session that cannot drain (stalled rate, window full) still ends: after the
+        // linger plus `grace_ns` from the stop request, what is left unsent is abandoned
+        // (reported in the `unsent` counter).
+        let give_up = self.stop_seen.map(|t| {
+            let linger = self.shared.linger_ns.load(Ordering::Relaxed);
+            Instant::from_nanos(
+                t.as_nanos()
+                    .saturating_add(linger)
+                    .saturating_add(self.shared.grace_ns.load(Ordering::Relaxed)),
+            )
+        });
+        if give_up.is_some_and(|g| now >= g) {
+            return Ok(Step::Done);
+        }
         if got == RECV_BATCH || (!blocked && self.reader.lag() > 0) {
             return Ok(Step::Again);
         }
         let mut deadline = self.source.poll_timeout();
-        if let Some(until) = self.linger_until {
-            deadline = Some(deadline.map_or(until, |d| d.min(until)));
+        for t in [self.linger_until, give_up].into_iter().flatten() {
+            deadline = Some(deadline.map_or(t, |d| d.min(t)));
         }
         Ok(Step::Sleep(deadline))
     }
