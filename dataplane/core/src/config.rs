@@ -181,7 +181,7 @@ impl Default for SourceConfig {
             ],
             spmr_holdoff: Duration::from_millis(100),
             send_queue: 1024,
-            repair_queue: 4096,
+            repair_queue: 1 << 15,
             ncf_queue: 256,
         }
     }
@@ -194,7 +194,7 @@ impl Default for ReceiverConfig {
             group: Nla::default(),
             max_tpdu: 1500 - 20,
             max_apdu: 1 << 20,
-            rxw_sqns: 1 << 15,
+            rxw_sqns: 1 << 16,
             rxw_max_bytes: 64 << 20,
             nak_bo_ivl: Duration::from_millis(50),
             nak_rpt_ivl: Duration::from_millis(200),

@@ -127,6 +127,10 @@ pub struct ReceiverStats {
     pub tx_dropped: u64,
     /// Tail fragments of an APDU that began before a late join, dropped silently.
     pub pre_join_fragments: u64,
+    /// Missing sequences given up because the source's trail passed them.
+    pub lost_to_trail: u64,
+    /// Missing sequences given up after NAK_NCF_RETRIES or NAK_DATA_RETRIES.
+    pub retries_exhausted: u64,
 }
 
 /// Control events queued for the application.

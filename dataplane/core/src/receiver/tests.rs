@@ -292,6 +292,8 @@ fn ncf_retries_exhausted_is_unrecoverable_then_delivery_continues() {
         ]
     );
     assert_eq!(r.stats().unrecoverable, 1);
+    assert_eq!(r.stats().retries_exhausted, 1);
+    assert_eq!(r.stats().lost_to_trail, 0);
     // A late repair of a sequence already reported is a duplicate.
     r.handle_repr(ms(2001), SRC, &rdata(2, 0, b"b"));
     assert_eq!(r.stats().duplicates, 1);
@@ -444,6 +446,7 @@ fn trail_advance_makes_missing_unrecoverable_at_once() {
     // The source's window moved past 2..=3; 4 may still come.
     r.handle_repr(ms(1), SRC, &spm(1, 4, 5));
     assert_eq!(events(&mut r), vec![Ev::Unrec(2, 2)]);
+    assert_eq!(r.stats().lost_to_trail, 2);
     r.handle_repr(ms(2), SRC, &rdata(4, 4, b"d"));
     assert_eq!(
         events(&mut r),
@@ -816,4 +819,35 @@ fn suppressed_nak_leaves_no_idle_wakeup() {
     // abandoned back-off.
     r.handle_repr(ms(1), SRC, &ncf(2, &[]));
     assert_eq!(r.poll_timeout(), Some(ms(201)));
+}
+
+#[test]
+fn ring_grows_with_the_window_and_keeps_its_contents() {
+    // Start near the wrap point so growth re-indexes across it.
+    let base = u32::MAX - 100;
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, base, base.wrapping_sub(1)));
+    // 1000 packets with base + 5 missing: the window spans 1000 sequences (> the initial
+    // 256-slot ring) while nothing after the gap can be delivered.
+    for k in 0..1000u32 {
+        if k != 5 {
+            let s = base.wrapping_add(k);
+            r.handle_repr(ms(0), SRC, &odata(s, base, &k.to_be_bytes()));
+        }
+    }
+    let ev = events(&mut r);
+    assert_eq!(ev.len(), 1 + 5);
+    r.handle_repr(
+        ms(1),
+        SRC,
+        &rdata(base.wrapping_add(5), base, &5u32.to_be_bytes()),
+    );
+    let ev = events(&mut r);
+    assert_eq!(ev.len(), 995);
+    for (i, e) in ev.iter().enumerate() {
+        let k = i as u32 + 5;
+        assert_eq!(e, &Ev::Data(base.wrapping_add(k), k.to_be_bytes().to_vec()));
+    }
+    assert_eq!(r.stats().duplicates, 0);
+    assert_eq!(r.stats().window_full_drops, 0);
 }

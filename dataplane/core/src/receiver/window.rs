@@ -11,6 +11,9 @@ use crate::seq::Sqn;
 use crate::time::Instant;
 use crate::wire::{Data, Fragment, Nak, NakList, Nla, Options, Spm, Tsi};
 
+/// Initial ring size of a new peer (grows by doubling up to `rxw_sqns`).
+const INITIAL_RING: u32 = 256;
+
 /// State shared by all peers (split from the peer table so both can be borrowed).
 #[derive(Debug)]
 pub(crate) struct Env {
@@ -196,8 +199,10 @@ pub(crate) struct Peer {
     pub(crate) nak_build: Option<(Sqn, NakList)>,
     spm_sqn: Option<Sqn>,
     started: bool,
+    /// Ring of slots (power of two, at most `max_sqns`), indexed by `sqn & mask`.
     slots: Vec<Slot>,
     mask: u32,
+    max_sqns: u32,
     /// Next sequence to deliver (or report).
     next: Sqn,
     /// Highest sequence in the window (`next - 1` when empty).
@@ -224,7 +229,9 @@ impl Peer {
         src: Nla,
         now: Instant,
     ) -> Self {
-        let n = env.cfg.rxw_sqns as usize;
+        // The ring starts small and doubles as the window actually spans more (up to
+        // rxw_sqns), so memory follows use, not the configured maximum.
+        let n = env.cfg.rxw_sqns.min(INITIAL_RING) as usize;
         env.timers.push(Reverse(TimerEntry {
             at: now + env.cfg.peer_expiry,
             peer: idx,
@@ -244,7 +251,8 @@ impl Peer {
             spm_sqn: None,
             started: false,
             slots: vec![Slot::Empty; n],
-            mask: env.cfg.rxw_sqns - 1,
+            mask: (n as u32).saturating_sub(1),
+            max_sqns: env.cfg.rxw_sqns,
             next: Sqn(0),
             lead: Sqn(0).prev(),
             lost_until: Sqn(0),
@@ -257,8 +265,38 @@ impl Peer {
         }
     }
 
+    /// The window bound (rxw_sqns): at most this many sequences from `next`.
     fn cap(&self) -> u32 {
-        self.mask + 1
+        self.max_sqns
+    }
+
+    /// Grows the ring so that `[next, to]` fits (caller ensures `to - next < cap`).
+    /// Allocates only while the window grows (warm-up), never in steady state.
+    fn reserve(&mut self, to: Sqn) {
+        let span = to.distance(self.next);
+        if span < 0 {
+            return;
+        }
+        let need = span as u32 + 1;
+        let len = self.slots.len() as u32;
+        if need <= len {
+            return;
+        }
+        let new_len = need
+            .next_power_of_two()
+            .max(len.saturating_mul(2))
+            .min(self.max_sqns);
+        let new_mask = new_len - 1;
+        let mut slots = vec![Slot::Empty; new_len as usize];
+        let mut s = self.next;
+        while s.le(self.lead) {
+            if let Some(dst) = slots.get_mut((s.0 & new_mask) as usize) {
+                *dst = self.get(s);
+            }
+            s = s.next();
+        }
+        self.slots = slots;
+        self.mask = new_mask;
     }
 
     fn si(&self, sqn: Sqn) -> usize {
@@ -334,6 +372,7 @@ impl Peer {
         if !to.gt(self.lead) {
             return;
         }
+        self.reserve(to);
         let at = env.backoff(now);
         let mut run = None;
         let mut s = self.lead.next();
@@ -363,7 +402,7 @@ impl Peer {
 
     /// The source's trail moved to `trail`: what is still missing before it is lost.
     /// `limit` is the highest trail the packet can validly carry.
-    fn apply_trail(&mut self, trail: Sqn, limit: Sqn) {
+    fn apply_trail(&mut self, env: &mut Env, trail: Sqn, limit: Sqn) {
         if !self.started || !trail.le(limit) || !trail.gt(self.lost_until) {
             return;
         }
@@ -379,6 +418,7 @@ impl Peer {
         while s.lt(trail) && s.le(self.lead) {
             if let Slot::Missing { .. } = self.get(s) {
                 self.set(s, Slot::Lost);
+                env.stats.lost_to_trail += 1;
             }
             s = s.next();
         }
@@ -432,7 +472,7 @@ impl Peer {
                 }));
             }
         }
-        self.apply_trail(d.trail, sqn);
+        self.apply_trail(env, d.trail, sqn);
         if opts.fin && self.fin.is_none() {
             self.fin = Some(sqn);
         }
@@ -452,6 +492,7 @@ impl Peer {
         }
         let fresh = sqn.gt(self.lead);
         if fresh {
+            self.reserve(sqn);
             self.extend(env, now, sqn.prev());
         } else if let Slot::Have { .. } = self.get(sqn) {
             env.stats.duplicates += 1;
@@ -511,7 +552,7 @@ impl Peer {
             // Late join from an SPM: the window starts after the advertised lead.
             self.start(spm.lead.next());
         }
-        self.apply_trail(spm.trail, spm.lead.next());
+        self.apply_trail(env, spm.trail, spm.lead.next());
         if spm.lead.gt(self.lead) {
             let last = self.next.add(self.cap() - 1);
             let to = if spm.lead.gt(last) { last } else { spm.lead };
@@ -637,6 +678,7 @@ impl Peer {
             };
             if ncf_retries > env.cfg.nak_ncf_retries || data_retries > env.cfg.nak_data_retries {
                 self.set(sqn, Slot::Lost);
+                env.stats.retries_exhausted += 1;
                 continue;
             }
             let b = match bo_at {
@@ -912,6 +954,30 @@ fn fragment_ok(f: &Fragment, sqn: Sqn, len: usize, max_apdu: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ring_starts_small_and_doubles_up_to_the_window() {
+        let cfg = ReceiverConfig {
+            rxw_sqns: 1024,
+            ..ReceiverConfig::default()
+        };
+        let mut env = Env::new(cfg, Rng::new(1));
+        let mut p = Peer::new(
+            &mut env,
+            0,
+            0,
+            Tsi::default(),
+            Nla::default(),
+            Instant::ZERO,
+        );
+        assert_eq!(p.slots.len(), 256);
+        p.start(Sqn(10));
+        p.extend(&mut env, Instant::ZERO, Sqn(10 + 299));
+        assert_eq!(p.slots.len(), 512);
+        p.extend(&mut env, Instant::ZERO, Sqn(10 + 1023));
+        assert_eq!(p.slots.len(), 1024, "capped at rxw_sqns");
+        assert!((0..1024).all(|i| matches!(p.get(Sqn(10 + i)), Slot::Missing { .. })));
+    }
 
     #[test]
     fn slots_stay_small() {
