@@ -100,6 +100,8 @@ impl IndexCheck {
 
 /// Largest ZeroMQ message body accepted by `--framing zmq`.
 const ZMQ_MAX_MESSAGE: usize = 1 << 20;
+/// Senders decoded at once by `--framing zmq`.
+const ZMQ_MAX_SOURCES: usize = 16;
 
 /// A message's index (first 8 bytes, big-endian) and whether the rest is the fill byte
 /// `index & 0xff`; `None` if it is shorter than 8 bytes.
@@ -119,9 +121,8 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let mut sub = Subscriber::new(cfg).context("cannot start the subscriber")?;
     let idle = Duration::from_millis(args.idle_ms);
     let mut check = IndexCheck::default();
-    // One decoder: the ZeroMQ framing is a per-sender stream (one publisher expected).
-    let mut zmq_decoder =
-        (args.net.framing == Framing::Zmq).then(|| zmq::Decoder::new(ZMQ_MAX_MESSAGE));
+    let mut zmq_rx = (args.net.framing == Framing::Zmq)
+        .then(|| zmq::ZmqReceiver::new(ZMQ_MAX_MESSAGE, ZMQ_MAX_SOURCES));
     let mut received = 0u64;
     let mut bytes = 0u64;
     let mut short = 0u64;
@@ -140,7 +141,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         match sub.recv(Some(left)) {
-            Ok(Delivery::Data { data, .. }) => {
+            Ok(Delivery::Data { tsi, sqn, data }) => {
                 let now = Instant::now();
                 last_activity = now;
                 last_at = now;
@@ -156,17 +157,19 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                         None => short += 1,
                     }
                 };
-                match zmq_decoder.as_mut() {
-                    Some(dec) => dec.push(data, on_message),
+                match zmq_rx.as_mut() {
+                    Some(rx) => rx.handle(&Delivery::Data { tsi, sqn, data }, |_, m, more| {
+                        on_message(m, more)
+                    }),
                     None => on_message(data, false),
                 }
             }
-            Ok(Delivery::Unrecoverable { count, .. }) => {
+            Ok(Delivery::Unrecoverable { tsi, first, count }) => {
                 last_activity = Instant::now();
                 unrecoverable += u64::from(count);
                 check.unrecoverable(u64::from(count));
-                if let Some(dec) = zmq_decoder.as_mut() {
-                    dec.reset();
+                if let Some(rx) = zmq_rx.as_mut() {
+                    rx.handle(&Delivery::Unrecoverable { tsi, first, count }, |_, _, _| {});
                 }
             }
             Ok(Delivery::SessionEnd { .. }) => {
@@ -202,7 +205,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "skipped": check.skipped,
             "short": short,
             "corrupt": corrupt,
-            "framing_desyncs": zmq_decoder.as_ref().map(|d| d.stats().desyncs),
+            "framing_desyncs": zmq_rx.as_ref().map(|r| r.desyncs()),
             "session_end": ended,
             "odata_received": stats.odata_received,
             "rdata_received": stats.rdata_received,

@@ -57,20 +57,16 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let zmq_apdu = cfg.source.max_single_tsdu();
     let mut publisher = Publisher::new(cfg).context("cannot start the publisher")?;
     let mut msg = vec![0u8; size];
-    let mut framed = vec![0u8; zmq_apdu];
+    let mut zmq_sender = zmq::ZmqSender::new(zmq_apdu);
     let start = Instant::now();
     for i in 0..args.count {
         msg[..8].copy_from_slice(&i.to_be_bytes());
         let fill = (i & 0xff) as u8;
         msg[8..].fill(fill);
         if zmq_framing {
-            for part in 0..zmq::parts(msg.len(), zmq_apdu) {
-                let n = zmq::encode_part(&msg, false, zmq_apdu, part, &mut framed)
-                    .context("ZeroMQ framing")?;
-                publisher
-                    .send(&framed[..n])
-                    .with_context(|| format!("send of message {i} failed"))?;
-            }
+            zmq_sender
+                .send(&mut publisher, &msg, false)
+                .with_context(|| format!("send of message {i} failed"))?;
         } else {
             publisher
                 .send(&msg)

@@ -24,6 +24,13 @@
 //! decoder accepts libzmq's batched stream, messages split across APDUs included. Both are pure functions over bytes;
 //! no input makes them panic, and the decoder's memory is bounded by `max_message`
 //! (allocated once, at construction).
+//!
+//! With the library: [`ZmqSender`] sends framed messages through a
+//! [`Publisher`](crate::Publisher); [`ZmqReceiver`] turns a
+//! [`Subscriber`](crate::Subscriber)'s deliveries into messages, one decoder per sender.
+
+use crate::{Delivery, Error, Publisher};
+use xpgm_core::wire::Tsi;
 
 /// Bytes of the per-APDU header (the offset of the first message start).
 pub const APDU_HEADER: usize = 2;
@@ -297,6 +304,136 @@ impl Decoder {
     }
 }
 
+/// Sends ZeroMQ-framed messages: each message as [`parts`] single-TPDU APDUs.
+#[derive(Debug)]
+pub struct ZmqSender {
+    apdu: Vec<u8>,
+    max_apdu: usize,
+}
+
+impl ZmqSender {
+    /// `max_apdu`: the largest APDU that fits one TPDU, e.g.
+    /// `PublisherConfig::source.max_single_tsdu()` (ZeroMQ receivers reject fragmented
+    /// APDUs). Allocates one buffer of that size.
+    pub fn new(max_apdu: usize) -> Self {
+        ZmqSender {
+            apdu: vec![0u8; max_apdu],
+            max_apdu,
+        }
+    }
+
+    /// Frames `msg` (`more`: another part of the same ZeroMQ message follows) and hands
+    /// each APDU to `send`, stopping at its first error.
+    pub fn send_with<E>(
+        &mut self,
+        msg: &[u8],
+        more: bool,
+        mut send: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for part in 0..parts(msg.len(), self.max_apdu) {
+            if let Some(n) = encode_part(msg, more, self.max_apdu, part, &mut self.apdu) {
+                send(&self.apdu[..n])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `msg` through `publisher` ([`Publisher::send`] per APDU).
+    pub fn send(&mut self, publisher: &mut Publisher, msg: &[u8], more: bool) -> Result<(), Error> {
+        if parts(msg.len(), self.max_apdu) == 0 {
+            return Err(Error::TooLarge {
+                len: msg.len(),
+                max: 0,
+            });
+        }
+        self.send_with(msg, more, |apdu| publisher.send(apdu))
+    }
+}
+
+/// Decodes ZeroMQ framing from a subscriber's deliveries, one [`Decoder`] per sender
+/// (TSI), at most `max_sources` at a time.
+#[derive(Debug)]
+pub struct ZmqReceiver {
+    decoders: Vec<(Tsi, Decoder)>,
+    max_message: usize,
+    max_sources: usize,
+    /// Desyncs of decoders already removed.
+    past_desyncs: u64,
+    dropped: u64,
+}
+
+impl ZmqReceiver {
+    /// Accepts message bodies up to `max_message` bytes from up to `max_sources`
+    /// senders (a decoder holds a `max_message` buffer, allocated when its sender is
+    /// first heard).
+    pub fn new(max_message: usize, max_sources: usize) -> Self {
+        ZmqReceiver {
+            decoders: Vec::with_capacity(max_sources),
+            max_message,
+            max_sources,
+            past_desyncs: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Desyncs over all decoders ([`DecoderStats::desyncs`]).
+    pub fn desyncs(&self) -> u64 {
+        self.past_desyncs
+            + self
+                .decoders
+                .iter()
+                .map(|(_, d)| d.stats().desyncs)
+                .sum::<u64>()
+    }
+
+    /// APDUs dropped because `max_sources` senders were already tracked.
+    pub fn dropped_apdus(&self) -> u64 {
+        self.dropped
+    }
+
+    fn remove(&mut self, tsi: Tsi) {
+        if let Some(i) = self.decoders.iter().position(|(t, _)| *t == tsi) {
+            let (_, d) = self.decoders.swap_remove(i);
+            self.past_desyncs += d.stats().desyncs;
+        }
+    }
+
+    /// Feeds one delivery; calls `on_message(tsi, body, more)` for each message it
+    /// completes. Unrecoverable loss or a session reset resynchronises that sender's
+    /// stream; a session end or an expired peer forgets it.
+    pub fn handle(
+        &mut self,
+        delivery: &Delivery<'_>,
+        mut on_message: impl FnMut(Tsi, &[u8], bool),
+    ) {
+        match *delivery {
+            Delivery::Data { tsi, data, .. } => {
+                let i = match self.decoders.iter().position(|(t, _)| *t == tsi) {
+                    Some(i) => i,
+                    None if self.decoders.len() < self.max_sources => {
+                        self.decoders.push((tsi, Decoder::new(self.max_message)));
+                        self.decoders.len() - 1
+                    }
+                    None => {
+                        self.dropped += 1;
+                        return;
+                    }
+                };
+                if let Some((_, d)) = self.decoders.get_mut(i) {
+                    d.push(data, |m, more| on_message(tsi, m, more));
+                }
+            }
+            Delivery::Unrecoverable { tsi, .. } | Delivery::SessionReset { tsi } => {
+                if let Some((_, d)) = self.decoders.iter_mut().find(|(t, _)| *t == tsi) {
+                    d.reset();
+                }
+            }
+            Delivery::SessionEnd { tsi } | Delivery::PeerGone { tsi } => self.remove(tsi),
+            Delivery::NewPeer { .. } => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +573,94 @@ mod tests {
         assert_eq!(got, vec![body.clone()]);
         assert_eq!(encode_part(&body, false, 1400, n, &mut buf), None);
         assert_eq!(parts(10, 2), 0);
+    }
+
+    fn tsi(n: u8) -> Tsi {
+        Tsi {
+            gsi: xpgm_core::wire::Gsi([n; 6]),
+            sport: u16::from(n),
+        }
+    }
+
+    #[test]
+    fn sender_cuts_and_receiver_reassembles_per_source() {
+        let mut tx = ZmqSender::new(1000);
+        let a: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+        let b = b"short".to_vec();
+        let (mut apdus_a, mut apdus_b) = (Vec::new(), Vec::new());
+        tx.send_with(&a, true, |p| {
+            apdus_a.push(p.to_vec());
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        tx.send_with(&b, false, |p| {
+            apdus_b.push(p.to_vec());
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(apdus_a.len(), 3);
+        assert!(apdus_a.iter().all(|p| p.len() <= 1000));
+        let mut rx = ZmqReceiver::new(4000, 2);
+        let mut got = Vec::new();
+        // Interleave two senders: each stream is decoded on its own.
+        for (i, p) in apdus_a.iter().enumerate() {
+            let data = Delivery::Data {
+                tsi: tsi(1),
+                sqn: xpgm_core::Sqn(i as u32),
+                data: p,
+            };
+            rx.handle(&data, |t, m, more| got.push((t, m.to_vec(), more)));
+            let data = Delivery::Data {
+                tsi: tsi(2),
+                sqn: xpgm_core::Sqn(0),
+                data: &apdus_b[0],
+            };
+            rx.handle(&data, |t, m, more| got.push((t, m.to_vec(), more)));
+        }
+        let from = |n: u8| -> Vec<_> {
+            got.iter()
+                .filter(|g| g.0 == tsi(n))
+                .map(|g| (g.1.clone(), g.2))
+                .collect()
+        };
+        assert_eq!(from(1), vec![(a.clone(), true)]);
+        assert_eq!(from(2), vec![(b.clone(), false); 3]);
+        // A third sender is over the bound: dropped, counted.
+        let data = Delivery::Data {
+            tsi: tsi(3),
+            sqn: xpgm_core::Sqn(0),
+            data: &apdus_b[0],
+        };
+        rx.handle(&data, |_, _, _| panic!("third source decoded"));
+        assert_eq!(rx.dropped_apdus(), 1);
+        // Loss in the middle of a long message: the rest of it is discarded, the next
+        // message is whole.
+        let loss = Delivery::Unrecoverable {
+            tsi: tsi(1),
+            first: xpgm_core::Sqn(0),
+            count: 1,
+        };
+        let mut got = Vec::new();
+        for (k, p) in apdus_a.iter().enumerate() {
+            if k == 0 {
+                rx.handle(&loss, |_, _, _| {});
+                continue;
+            }
+            let data = Delivery::Data {
+                tsi: tsi(1),
+                sqn: xpgm_core::Sqn(0),
+                data: p,
+            };
+            rx.handle(&data, |t, m, more| got.push((t, m.to_vec(), more)));
+        }
+        let data = Delivery::Data {
+            tsi: tsi(1),
+            sqn: xpgm_core::Sqn(0),
+            data: &apdus_b[0],
+        };
+        rx.handle(&data, |t, m, more| got.push((t, m.to_vec(), more)));
+        assert_eq!(got, vec![(tsi(1), b.clone(), false)]);
+        assert_eq!(rx.desyncs(), 0);
     }
 
     proptest! {
