@@ -115,8 +115,9 @@ pub enum SendError {
     /// `send_blocking` timed out while the ring stayed full.
     #[error("timed out waiting for ring space")]
     Timeout,
-    /// Internal geometry check failed (cannot happen with a validated layout).
-    #[error("ring slot geometry corrupt")]
+    /// The shared header is impossible (sequence space exhausted, or slot
+    /// geometry broken): another process corrupted the region.
+    #[error("ring region corrupt")]
     Corrupt,
 }
 

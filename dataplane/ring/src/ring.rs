@@ -448,6 +448,8 @@ impl Writer {
             });
         }
         let seq = self.next;
+        // Only reachable if a foreign process planted a huge `write_seq`.
+        let after = seq.checked_add(1).ok_or(SendError::Corrupt)?;
         let gated = s.layout.config.mode == Mode::BackPressure;
         if gated && seq - self.cached_min >= s.capacity() {
             self.cached_min = self.scan_min();
@@ -465,8 +467,8 @@ impl Writer {
         copy_in(payload, msg);
         stamp.store(committed(seq), Release);
         // Publish. Release: a reader that sees `seq + 1` sees the commit.
-        s.header().write_seq.store(seq + 1, Release);
-        self.next = seq + 1;
+        s.header().write_seq.store(after, Release);
+        self.next = after;
         Ok(seq)
     }
 
