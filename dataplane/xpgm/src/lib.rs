@@ -17,6 +17,7 @@
 
 pub mod delivery;
 mod error;
+pub mod framing;
 pub mod publisher;
 pub mod subscriber;
 pub mod transport;

@@ -24,6 +24,19 @@ pub struct NetArgs {
     /// Transport: `socket` (kernel sockets) or `xdp` (AF_XDP via xpgmd).
     #[arg(long, default_value = "socket", value_parser = transport)]
     pub transport: TransportKind,
+    /// Framing of messages inside PGM APDUs: `none` (one message per APDU) or `zmq`
+    /// (ZeroMQ's pgm:// / epgm:// framing, to talk to ZeroMQ PUB/SUB sockets).
+    #[arg(long, value_enum, default_value_t = Framing::None)]
+    pub framing: Framing,
+}
+
+/// Message framing inside APDUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Framing {
+    /// Each APDU is one message.
+    None,
+    /// ZeroMQ's PGM framing (see `xpgm::framing::zmq`).
+    Zmq,
 }
 
 fn iface(s: &str) -> Result<String, String> {

@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Args;
 use xpgm::{Delivery, Error, Subscriber, SubscriberConfig};
 
-use super::net::NetArgs;
+use super::net::{Framing, NetArgs};
+use xpgm::framing::zmq;
 
 /// Arguments of `xpgm recv`.
 #[derive(Debug, Args)]
@@ -97,12 +98,31 @@ impl IndexCheck {
     }
 }
 
+/// Largest ZeroMQ message body accepted by `--framing zmq`.
+const ZMQ_MAX_MESSAGE: usize = 1 << 20;
+/// Senders decoded at once by `--framing zmq`.
+const ZMQ_MAX_SOURCES: usize = 16;
+
+/// A message's index (first 8 bytes, big-endian) and whether the rest is the fill byte
+/// `index & 0xff`; `None` if it is shorter than 8 bytes.
+fn message_index(m: &[u8]) -> Option<(u64, bool)> {
+    let head: [u8; 8] = m.get(..8)?.try_into().ok()?;
+    let idx = u64::from_be_bytes(head);
+    let fill = (idx & 0xff) as u8;
+    let intact = m
+        .get(8..)
+        .is_none_or(|rest| rest.iter().all(|&x| x == fill));
+    Some((idx, intact))
+}
+
 /// Runs `xpgm recv`.
 pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let cfg = SubscriberConfig::new(args.net.session());
     let mut sub = Subscriber::new(cfg).context("cannot start the subscriber")?;
     let idle = Duration::from_millis(args.idle_ms);
     let mut check = IndexCheck::default();
+    let mut zmq_rx = (args.net.framing == Framing::Zmq)
+        .then(|| zmq::ZmqReceiver::new(ZMQ_MAX_MESSAGE, ZMQ_MAX_SOURCES));
     let mut received = 0u64;
     let mut bytes = 0u64;
     let mut short = 0u64;
@@ -121,33 +141,36 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         match sub.recv(Some(left)) {
-            Ok(Delivery::Data { data, .. }) => {
+            Ok(Delivery::Data { tsi, sqn, data }) => {
                 let now = Instant::now();
                 last_activity = now;
                 last_at = now;
                 first_at.get_or_insert(now);
-                received += 1;
-                bytes += data.len() as u64;
-                let Some(head) = data.get(..8) else {
-                    short += 1;
-                    continue;
+                let mut on_message = |m: &[u8], _more: bool| {
+                    received += 1;
+                    bytes += m.len() as u64;
+                    match message_index(m) {
+                        Some((idx, intact)) => {
+                            corrupt += u64::from(!intact);
+                            check.message(idx);
+                        }
+                        None => short += 1,
+                    }
                 };
-                let mut b = [0u8; 8];
-                b.copy_from_slice(head);
-                let idx = u64::from_be_bytes(b);
-                let fill = (idx & 0xff) as u8;
-                if data
-                    .get(8..)
-                    .is_some_and(|rest| rest.iter().any(|&x| x != fill))
-                {
-                    corrupt += 1;
+                match zmq_rx.as_mut() {
+                    Some(rx) => rx.handle(&Delivery::Data { tsi, sqn, data }, |_, m, more| {
+                        on_message(m, more)
+                    }),
+                    None => on_message(data, false),
                 }
-                check.message(idx);
             }
-            Ok(Delivery::Unrecoverable { count, .. }) => {
+            Ok(Delivery::Unrecoverable { tsi, first, count }) => {
                 last_activity = Instant::now();
                 unrecoverable += u64::from(count);
                 check.unrecoverable(u64::from(count));
+                if let Some(rx) = zmq_rx.as_mut() {
+                    rx.handle(&Delivery::Unrecoverable { tsi, first, count }, |_, _, _| {});
+                }
             }
             Ok(Delivery::SessionEnd { .. }) => {
                 ended = true;
@@ -182,6 +205,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "skipped": check.skipped,
             "short": short,
             "corrupt": corrupt,
+            "framing_desyncs": zmq_rx.as_ref().map(|r| r.desyncs()),
             "session_end": ended,
             "odata_received": stats.odata_received,
             "rdata_received": stats.rdata_received,

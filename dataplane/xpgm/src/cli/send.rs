@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use xpgm::{Publisher, PublisherConfig};
 
-use super::net::NetArgs;
+use super::net::{Framing, NetArgs};
+use xpgm::framing::zmq;
 
 /// Arguments of `xpgm send`.
 #[derive(Debug, Args)]
@@ -37,7 +38,13 @@ pub struct SendArgs {
 pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = PublisherConfig::new(args.net.session());
     let size = args.size as usize;
-    cfg.max_message = cfg.max_message.max(size);
+    let zmq_framing = args.net.framing == Framing::Zmq;
+    let apdu_size = if zmq_framing {
+        zmq::apdu_len(size)
+    } else {
+        size
+    };
+    cfg.max_message = cfg.max_message.max(apdu_size);
     cfg.source.max_tpdu = cfg.session.max_tpdu();
     if let Some(rate) = args.rate {
         let tpdu = (size + xpgm::core::config::DATA_OVERHEAD) as u64;
@@ -46,16 +53,25 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             .saturating_mul(tpdu.max(1))
             .saturating_mul(tpdus.max(1));
     }
+    // ZeroMQ receivers take only single-TPDU APDUs: cut each message into parts.
+    let zmq_apdu = cfg.source.max_single_tsdu();
     let mut publisher = Publisher::new(cfg).context("cannot start the publisher")?;
     let mut msg = vec![0u8; size];
+    let mut zmq_sender = zmq::ZmqSender::new(zmq_apdu);
     let start = Instant::now();
     for i in 0..args.count {
         msg[..8].copy_from_slice(&i.to_be_bytes());
         let fill = (i & 0xff) as u8;
         msg[8..].fill(fill);
-        publisher
-            .send(&msg)
-            .with_context(|| format!("send of message {i} failed"))?;
+        if zmq_framing {
+            zmq_sender
+                .send(&mut publisher, &msg, false)
+                .with_context(|| format!("send of message {i} failed"))?;
+        } else {
+            publisher
+                .send(&msg)
+                .with_context(|| format!("send of message {i} failed"))?;
+        }
     }
     publisher
         .flush(Duration::from_secs(600))

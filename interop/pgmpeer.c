@@ -1,0 +1,553 @@
+/*
+ * pgmpeer: the OpenPGM 5.3 peer used by xpgm's interop tests (scripts/test-interop).
+ *
+ *   pgmpeer send --addr IFADDR --group G [--dport P] [--udp-encap PORT]
+ *                [--count N] [--size BYTES] [--rate MSGS_PER_S] [--linger-ms MS] [--json]
+ *   pgmpeer recv --addr IFADDR --group G [--dport P] [--udp-encap PORT]
+ *                [--count N] [--idle-ms MS] [--json]
+ *
+ * Same message format and JSON keys as `xpgm send/recv`: message i is --size bytes,
+ * its first 8 bytes are i (big-endian), the rest are the byte (i & 0xff). Counters the
+ * OpenPGM API does not expose (NAKs, NCFs, RDATA) are printed as null.
+ *
+ * OpenPGM resolves "ADDR;GROUP" by interface address, so --addr is the address of the
+ * interface to use (a network namespace's eth0 has no unique name to resolve).
+ *
+ * Written for xpgm against the public libpgm API (<pgm/pgm.h>); see docs/interop.md
+ * for the settings and why each is needed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <pgm/pgm.h>
+
+#define MAX_MESSAGE 65536
+#define MAX_TRACKED (1u << 24) /* indexes tracked for duplicate detection */
+#define POLL_FDS 8
+
+struct opts {
+	bool send;
+	const char *addr;
+	const char *group;
+	unsigned dport;
+	unsigned udp_encap;
+	uint64_t count;
+	bool count_set;
+	unsigned size;
+	uint64_t rate;
+	unsigned linger_ms;
+	unsigned idle_ms;
+	bool json;
+};
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: pgmpeer send|recv --addr IFADDR --group GROUP [--dport P] [--udp-encap PORT]\n"
+		"       send: [--count N] [--size BYTES] [--rate MSGS_PER_S] [--linger-ms MS] [--json]\n"
+		"       recv: [--count N] [--idle-ms MS] [--json]\n");
+	exit(2);
+}
+
+static uint64_t parse_u64(const char *s, const char *what, uint64_t min, uint64_t max)
+{
+	char *end = NULL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || !end || *end || end == s || v < min || v > max) {
+		fprintf(stderr, "pgmpeer: bad %s '%s' (%" PRIu64 "..%" PRIu64 ")\n", what, s, min, max);
+		exit(2);
+	}
+	return (uint64_t)v;
+}
+
+static double now_secs(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die_pgm(const char *what, pgm_error_t *err)
+{
+	fprintf(stderr, "pgmpeer: %s: %s\n", what, err && err->message ? err->message : "failed");
+	if (err)
+		pgm_error_free(err);
+	exit(1);
+}
+
+static void set_opt(pgm_sock_t *sock, int opt, const void *val, socklen_t len, const char *name)
+{
+	if (!pgm_setsockopt(sock, IPPROTO_PGM, opt, val, len)) {
+		fprintf(stderr, "pgmpeer: setsockopt %s failed\n", name);
+		exit(1);
+	}
+}
+#define SET_INT(sock, opt, v)                                                                      \
+	do {                                                                                       \
+		const int v_ = (int)(v);                                                           \
+		set_opt((sock), (opt), &v_, sizeof(v_), #opt);                                     \
+	} while (0)
+
+/*
+ * Work-around for a crash in Debian's libpgm 5.3.128 (x86-64): its checksum-and-copy
+ * routine stores with aligned SSE moves (movaps) to the unaligned payload of a
+ * fragment (ODATA with OPT_FRAGMENT, 44 bytes into the packet), so every pgm_send of
+ * a message larger than one TPDU dies with SIGSEGV. libpgm calls the routine through
+ * its PLT, so this definition (exported from the executable, see the -Wl flag in
+ * scripts/test-interop) replaces it: the documented semantics are "copy, then return
+ * the partial checksum of the copy", computed by libpgm's own pgm_compat_csum_partial
+ * so that the sum has exactly the representation libpgm folds later.
+ */
+uint32_t pgm_compat_csum_partial(const void *addr, uint16_t len, uint32_t csum);
+uint32_t pgm_compat_csum_partial_copy(const void *restrict src, void *restrict dst, uint16_t len,
+				      uint32_t csum);
+uint32_t pgm_compat_csum_partial_copy(const void *restrict src, void *restrict dst, uint16_t len,
+				      uint32_t csum)
+{
+	memcpy(dst, src, len);
+	return pgm_compat_csum_partial(dst, len, csum);
+}
+
+/* Creates, configures, binds and connects the socket for either role. */
+static pgm_sock_t *open_socket(const struct opts *o, uint64_t tpdus)
+{
+	pgm_error_t *err = NULL;
+	struct pgm_addrinfo_t *res = NULL;
+	char network[256];
+	pgm_sock_t *sock = NULL;
+
+	if (!pgm_init(&err))
+		die_pgm("pgm_init", err);
+	snprintf(network, sizeof(network), "%s;%s", o->addr, o->group);
+	if (!pgm_getaddrinfo(network, NULL, &res, &err))
+		die_pgm("resolving the network", err);
+	const sa_family_t family = res->ai_send_addrs[0].gsr_group.ss_family;
+
+	if (o->udp_encap) {
+		if (!pgm_socket(&sock, family, SOCK_SEQPACKET, IPPROTO_UDP, &err))
+			die_pgm("creating the PGM/UDP socket", err);
+		SET_INT(sock, PGM_UDP_ENCAP_UCAST_PORT, o->udp_encap);
+		SET_INT(sock, PGM_UDP_ENCAP_MCAST_PORT, o->udp_encap);
+	} else {
+		if (!pgm_socket(&sock, family, SOCK_SEQPACKET, IPPROTO_PGM, &err))
+			die_pgm("creating the PGM/IP socket", err);
+	}
+
+	SET_INT(sock, PGM_MTU, 1500);
+	if (o->send) {
+		/* The transmit window holds the whole run, so any NAK can be repaired. */
+		uint64_t sqns = tpdus + 1024;
+		if (sqns > (1u << 20))
+			sqns = 1u << 20;
+		const int heartbeat[] = {pgm_msecs(100), pgm_msecs(100), pgm_msecs(100),
+					 pgm_msecs(100), pgm_msecs(1300), pgm_secs(7),
+					 pgm_secs(16), pgm_secs(25), pgm_secs(30)};
+		SET_INT(sock, PGM_SEND_ONLY, 1);
+		SET_INT(sock, PGM_TXW_SQNS, sqns);
+		/* Bytes per second on the wire; repairs share this budget. */
+		uint64_t wire = (uint64_t)o->size + 64 * (1 + o->size / 1400);
+		/* Below 1000 x MTU bytes/s OpenPGM's bucket refills per second and lets a
+		 * whole second's budget out as one burst: keep it at millisecond resolution
+		 * and pace messages in run_send. */
+		uint64_t rte = o->rate ? o->rate * wire * 2 : 50u * 1000 * 1000;
+		if (rte < 1500u * 1000 * 2)
+			rte = 1500u * 1000 * 2;
+		if (rte > INT32_MAX)
+			rte = INT32_MAX;
+		SET_INT(sock, PGM_TXW_MAX_RTE, rte);
+		SET_INT(sock, PGM_AMBIENT_SPM, pgm_secs(1));
+		set_opt(sock, PGM_HEARTBEAT_SPM, heartbeat, sizeof(heartbeat), "PGM_HEARTBEAT_SPM");
+	} else {
+		SET_INT(sock, PGM_RECV_ONLY, 1);
+		SET_INT(sock, PGM_PASSIVE, 0);
+		SET_INT(sock, PGM_RXW_SQNS, 65536);
+		SET_INT(sock, PGM_PEER_EXPIRY, pgm_secs(300));
+		SET_INT(sock, PGM_SPMR_EXPIRY, pgm_msecs(250));
+		SET_INT(sock, PGM_NAK_BO_IVL, pgm_msecs(50));
+		SET_INT(sock, PGM_NAK_RPT_IVL, pgm_msecs(200));
+		SET_INT(sock, PGM_NAK_RDATA_IVL, pgm_msecs(200));
+		SET_INT(sock, PGM_NAK_DATA_RETRIES, 50);
+		SET_INT(sock, PGM_NAK_NCF_RETRIES, 50);
+	}
+
+	/* A GSI unique per process: every namespace shares the host name. */
+	struct pgm_sockaddr_t addr;
+	memset(&addr, 0, sizeof(addr));
+	addr.sa_port = (uint16_t)o->dport;
+	addr.sa_addr.sport = 0;
+	uint8_t seed[16];
+	const pid_t pid = getpid();
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	memcpy(seed, &pid, sizeof(pid));
+	memcpy(seed + 4, &ts.tv_nsec, 4);
+	memcpy(seed + 8, &ts.tv_sec, 8);
+	if (!pgm_gsi_create_from_data(&addr.sa_addr.gsi, seed, sizeof(seed))) {
+		fprintf(stderr, "pgmpeer: cannot create a GSI\n");
+		exit(1);
+	}
+
+	struct pgm_interface_req_t if_req;
+	memset(&if_req, 0, sizeof(if_req));
+	if_req.ir_interface = res->ai_recv_addrs[0].gsr_interface;
+	memcpy(&if_req.ir_address, &res->ai_send_addrs[0].gsr_addr, sizeof(struct sockaddr_storage));
+	if (!pgm_bind3(sock, &addr, sizeof(addr), &if_req, sizeof(if_req), &if_req, sizeof(if_req),
+		       &err))
+		die_pgm("binding", err);
+
+	for (unsigned i = 0; i < res->ai_recv_addrs_len; i++)
+		set_opt(sock, PGM_JOIN_GROUP, &res->ai_recv_addrs[i], sizeof(struct group_req),
+			"PGM_JOIN_GROUP");
+	set_opt(sock, PGM_SEND_GROUP, &res->ai_send_addrs[0], sizeof(struct group_req),
+		"PGM_SEND_GROUP");
+	pgm_freeaddrinfo(res);
+
+	SET_INT(sock, PGM_MULTICAST_LOOP, 0);
+	SET_INT(sock, PGM_MULTICAST_HOPS, 16);
+	SET_INT(sock, PGM_NOBLOCK, 1);
+
+	if (!pgm_connect(sock, &err))
+		die_pgm("connecting", err);
+	return sock;
+}
+
+/* Waits until the socket is readable (or writable), a timer is due, or `max_ms` passes. */
+static void wait_socket(pgm_sock_t *sock, short events, int timeout_ms)
+{
+	struct pollfd fds[POLL_FDS];
+	int n = POLL_FDS;
+	memset(fds, 0, sizeof(fds));
+	if (pgm_poll_info(sock, fds, &n, events) < 0)
+		n = 0;
+	if (poll(fds, (nfds_t)n, timeout_ms) < 0 && errno != EINTR)
+		perror("pgmpeer: poll");
+}
+
+/* Milliseconds until OpenPGM's next event, from PGM_TIME_REMAIN or PGM_RATE_REMAIN. */
+static int remain_ms(pgm_sock_t *sock, int opt)
+{
+	struct timeval tv;
+	socklen_t len = sizeof(tv);
+	if (!pgm_getsockopt(sock, IPPROTO_PGM, opt, &tv, &len))
+		return 1;
+	long ms = tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
+	return ms < 0 ? 0 : (ms > 1000 ? 1000 : (int)ms);
+}
+
+/* ---- sender ------------------------------------------------------------- */
+
+static atomic_bool stop_nak_thread;
+
+/* OpenPGM handles NAKs (NCF + RDATA) and SPM timers only inside pgm_recv: a source must
+ * keep calling it. */
+static void *nak_loop(void *arg)
+{
+	pgm_sock_t *sock = arg;
+	char buf[4096];
+	while (!atomic_load(&stop_nak_thread)) {
+		pgm_error_t *err = NULL;
+		size_t len = 0;
+		const int status = pgm_recv(sock, buf, sizeof(buf), 0, &len, &err);
+		if (err)
+			pgm_error_free(err);
+		switch (status) {
+		case PGM_IO_STATUS_TIMER_PENDING:
+			wait_socket(sock, POLLIN, remain_ms(sock, PGM_TIME_REMAIN));
+			break;
+		case PGM_IO_STATUS_RATE_LIMITED:
+			wait_socket(sock, POLLIN, remain_ms(sock, PGM_RATE_REMAIN));
+			break;
+		case PGM_IO_STATUS_WOULD_BLOCK:
+			wait_socket(sock, POLLIN, 50);
+			break;
+		default:
+			break;
+		}
+	}
+	return NULL;
+}
+
+static int run_send(const struct opts *o)
+{
+	const uint64_t frags = 1 + o->size / 1400;
+	pgm_sock_t *sock = open_socket(o, o->count * frags);
+	pthread_t nak_thread;
+	if (pthread_create(&nak_thread, NULL, nak_loop, sock) != 0) {
+		fprintf(stderr, "pgmpeer: cannot start the NAK thread\n");
+		return 1;
+	}
+	uint8_t *msg = malloc(o->size);
+	if (!msg)
+		return 1;
+	const double start = now_secs();
+	int rc = 0;
+	for (uint64_t i = 0; i < o->count && rc == 0; i++) {
+		for (int b = 0; b < 8; b++)
+			msg[b] = (uint8_t)(i >> (56 - 8 * b));
+		memset(msg + 8, (int)(i & 0xff), o->size - 8);
+		if (o->rate) {
+			/* Message i leaves no earlier than i / rate seconds after the start. */
+			const double due = start + (double)i / (double)o->rate;
+			const double wait = due - now_secs();
+			if (wait > 0)
+				usleep((useconds_t)(wait * 1e6));
+		}
+		for (;;) {
+			size_t written = 0;
+			const int status = pgm_send(sock, msg, o->size, &written);
+			if (status == PGM_IO_STATUS_NORMAL)
+				break;
+			if (status == PGM_IO_STATUS_RATE_LIMITED) {
+				const int ms = remain_ms(sock, PGM_RATE_REMAIN);
+				if (ms > 0)
+					usleep((useconds_t)ms * 1000);
+				continue;
+			}
+			if (status == PGM_IO_STATUS_WOULD_BLOCK) {
+				wait_socket(sock, POLLOUT, 10);
+				continue;
+			}
+			fprintf(stderr, "pgmpeer: pgm_send of message %" PRIu64 " failed (%d)\n", i,
+				status);
+			rc = 1;
+			break;
+		}
+	}
+	const double secs = now_secs() - start;
+	/* Keep answering NAKs, then close (flush: OpenPGM ends the session with a FIN SPM). */
+	usleep((useconds_t)o->linger_ms * 1000);
+	atomic_store(&stop_nak_thread, true);
+	pthread_join(nak_thread, NULL);
+	pgm_close(sock, true);
+	pgm_shutdown();
+	free(msg);
+	const double rate = secs > 0 ? (double)o->count / secs : 0.0;
+	if (o->json)
+		printf("{\"sent\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"secs\":%.6f,\"msgs_per_s\":%.1f,"
+		       "\"naks_received\":null,\"ncf_sent\":null,\"rdata_sent\":null,"
+		       "\"transport\":\"openpgm\"}\n",
+		       o->count, o->count * o->size, secs, rate);
+	else
+		printf("sent %" PRIu64 " messages in %.3f s (%.0f msg/s) over openpgm\n", o->count,
+		       secs, rate);
+	return rc;
+}
+
+/* ---- receiver ----------------------------------------------------------- */
+
+struct check {
+	bool started;
+	uint64_t expected, first;
+	uint64_t duplicates, out_of_order, index_gaps, skipped, corrupt, short_msgs;
+	uint8_t *seen; /* bitmap of indexes below MAX_TRACKED */
+};
+
+static bool seen_test_and_set(struct check *c, uint64_t idx)
+{
+	if (idx >= MAX_TRACKED || !c->seen)
+		return false;
+	const bool was = c->seen[idx / 8] & (1u << (idx % 8));
+	c->seen[idx / 8] |= (uint8_t)(1u << (idx % 8));
+	return was;
+}
+
+static void check_message(struct check *c, const uint8_t *data, size_t len)
+{
+	if (len < 8) {
+		c->short_msgs++;
+		return;
+	}
+	uint64_t idx = 0;
+	for (int b = 0; b < 8; b++)
+		idx = (idx << 8) | data[b];
+	for (size_t k = 8; k < len; k++)
+		if (data[k] != (uint8_t)(idx & 0xff)) {
+			c->corrupt++;
+			break;
+		}
+	const bool dup = seen_test_and_set(c, idx);
+	if (!c->started) {
+		c->started = true;
+		c->first = idx;
+		c->expected = idx + 1;
+		return;
+	}
+	if (idx == c->expected) {
+		c->expected++;
+	} else if (idx > c->expected) {
+		c->index_gaps++;
+		c->skipped += idx - c->expected;
+		c->expected = idx + 1;
+	} else if (dup) {
+		c->duplicates++;
+	} else {
+		c->out_of_order++;
+	}
+}
+
+static int run_recv(const struct opts *o)
+{
+	pgm_sock_t *sock = open_socket(o, 0);
+	static uint8_t buf[MAX_MESSAGE + 64];
+	struct check c;
+	memset(&c, 0, sizeof(c));
+	c.seen = calloc(MAX_TRACKED / 8, 1);
+	uint64_t received = 0, bytes = 0, resets = 0;
+	bool ended = false;
+	double first_at = 0, last_at = 0, last_activity = now_secs();
+	for (;;) {
+		if (o->count_set && received >= o->count)
+			break;
+		const double idle_left = (double)o->idle_ms / 1000.0 - (now_secs() - last_activity);
+		if (idle_left <= 0)
+			break;
+		const int idle_ms = (int)(idle_left * 1000.0) + 1;
+		pgm_error_t *err = NULL;
+		size_t len = 0;
+		struct pgm_sockaddr_t from;
+		socklen_t fromlen = sizeof(from);
+		const int status = pgm_recvfrom(sock, buf, sizeof(buf), 0, &len, &from, &fromlen, &err);
+		switch (status) {
+		case PGM_IO_STATUS_NORMAL: {
+			const double t = now_secs();
+			if (received == 0)
+				first_at = t;
+			last_at = last_activity = t;
+			received++;
+			bytes += len;
+			check_message(&c, buf, len);
+			break;
+		}
+		case PGM_IO_STATUS_TIMER_PENDING: {
+			const int ms = remain_ms(sock, PGM_TIME_REMAIN);
+			wait_socket(sock, POLLIN, ms < idle_ms ? ms : idle_ms);
+			break;
+		}
+		case PGM_IO_STATUS_RATE_LIMITED: {
+			const int ms = remain_ms(sock, PGM_RATE_REMAIN);
+			wait_socket(sock, POLLIN, ms < idle_ms ? ms : idle_ms);
+			break;
+		}
+		case PGM_IO_STATUS_WOULD_BLOCK:
+			wait_socket(sock, POLLIN, idle_ms);
+			break;
+		case PGM_IO_STATUS_RESET:
+			/* Unrecoverable loss: OpenPGM reports it as a session reset and goes on
+			 * (PGM_ABORT_ON_RESET is off). */
+			resets++;
+			last_activity = now_secs();
+			fprintf(stderr, "pgmpeer: unrecoverable loss: %s\n",
+				err && err->message ? err->message : "(no detail)");
+			break;
+		case PGM_IO_STATUS_FIN:
+		case PGM_IO_STATUS_EOF:
+			ended = true;
+			break;
+		default:
+			fprintf(stderr, "pgmpeer: pgm_recvfrom failed (%d): %s\n", status,
+				err && err->message ? err->message : "?");
+			ended = true;
+			break;
+		}
+		if (err)
+			pgm_error_free(err);
+		if (ended)
+			break;
+	}
+	pgm_close(sock, true);
+	pgm_shutdown();
+	free(c.seen);
+	const double secs = received > 1 ? last_at - first_at : 0.0;
+	const double rate = secs > 0 ? (double)received / secs : 0.0;
+	if (o->json) {
+		printf("{\"received\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"secs\":%.6f,"
+		       "\"msgs_per_s\":%.1f,\"unrecoverable\":%" PRIu64 ",\"duplicates\":%" PRIu64
+		       ",\"out_of_order\":%" PRIu64 ",\"index_gaps\":%" PRIu64
+		       ",\"naks_sent\":null,\"transport\":\"openpgm\"",
+		       received, bytes, secs, rate, resets, c.duplicates, c.out_of_order,
+		       c.index_gaps);
+		if (c.started)
+			printf(",\"first_index\":%" PRIu64, c.first);
+		else
+			printf(",\"first_index\":null");
+		printf(",\"skipped\":%" PRIu64 ",\"short\":%" PRIu64 ",\"corrupt\":%" PRIu64
+		       ",\"session_end\":%s}\n",
+		       c.skipped, c.short_msgs, c.corrupt, ended ? "true" : "false");
+	} else {
+		printf("received %" PRIu64 " messages (%" PRIu64 " bytes) in %.3f s over openpgm; "
+		       "resets %" PRIu64 ", duplicates %" PRIu64 ", out of order %" PRIu64
+		       ", index gaps %" PRIu64 ", corrupt %" PRIu64 "\n",
+		       received, bytes, secs, resets, c.duplicates, c.out_of_order, c.index_gaps,
+		       c.corrupt);
+	}
+	if (o->count_set && received < o->count) {
+		fprintf(stderr, "pgmpeer recv: received %" PRIu64 " of %" PRIu64 " messages\n",
+			received, o->count);
+		return 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {.dport = DEFAULT_DATA_DESTINATION_PORT,
+			 .count = 1000,
+			 .size = 64,
+			 .linger_ms = 2000,
+			 .idle_ms = 5000};
+	if (argc < 2)
+		usage();
+	if (strcmp(argv[1], "send") == 0)
+		o.send = true;
+	else if (strcmp(argv[1], "recv") != 0)
+		usage();
+	static const struct option longopts[] = {
+		{"addr", required_argument, NULL, 'a'},
+		{"group", required_argument, NULL, 'g'},
+		{"dport", required_argument, NULL, 'p'},
+		{"udp-encap", required_argument, NULL, 'u'},
+		{"count", required_argument, NULL, 'n'},
+		{"size", required_argument, NULL, 's'},
+		{"rate", required_argument, NULL, 'r'},
+		{"linger-ms", required_argument, NULL, 'l'},
+		{"idle-ms", required_argument, NULL, 'i'},
+		{"json", no_argument, NULL, 'j'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+	optind = 2;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'a': o.addr = optarg; break;
+		case 'g': o.group = optarg; break;
+		case 'p': o.dport = (unsigned)parse_u64(optarg, "--dport", 1, 65535); break;
+		case 'u': o.udp_encap = (unsigned)parse_u64(optarg, "--udp-encap", 1, 65535); break;
+		case 'n':
+			o.count = parse_u64(optarg, "--count", 1, MAX_TRACKED);
+			o.count_set = true;
+			break;
+		case 's': o.size = (unsigned)parse_u64(optarg, "--size", 8, MAX_MESSAGE); break;
+		case 'r': o.rate = parse_u64(optarg, "--rate", 1, 10000000); break;
+		case 'l': o.linger_ms = (unsigned)parse_u64(optarg, "--linger-ms", 0, 3600000); break;
+		case 'i': o.idle_ms = (unsigned)parse_u64(optarg, "--idle-ms", 1, 3600000); break;
+		case 'j': o.json = true; break;
+		default: usage();
+		}
+	}
+	if (optind != argc || !o.addr || !o.group)
+		usage();
+	return o.send ? run_send(&o) : run_recv(&o);
+}
