@@ -1,11 +1,64 @@
 //! Every timer, window and queue bound, with defaults that work out of the box.
 //!
 //! Where each default comes from (RFC 3208 section or OpenPGM value) is documented on the
-//! field and in `docs/defaults.md`.
+//! field and in `docs/defaults.md`. `Source::new` and `Receiver::new` call `validate` and
+//! refuse nonsensical values with a typed [`ConfigError`].
 
 use core::time::Duration;
 
 use crate::wire::Nla;
+
+/// Bytes of PGM header plus ODATA/RDATA body (sqn, trail) before the options and TSDU.
+pub const DATA_OVERHEAD: usize = crate::wire::HEADER_LEN + 8;
+/// Bytes of OPT_LENGTH plus OPT_FRAGMENT carried by every fragment of a large APDU.
+pub const FRAGMENT_OPTIONS_LEN: usize = 4 + 16;
+/// Smallest `max_tpdu` accepted: room for the headers, fragment options and 1 byte.
+pub const MIN_TPDU: usize = DATA_OVERHEAD + FRAGMENT_OPTIONS_LEN + 1;
+/// Largest `max_tpdu` accepted (PGM lengths are 16-bit).
+pub const MAX_TPDU: usize = 65_535;
+
+/// Why a configuration was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_tpdu` outside `MIN_TPDU..=MAX_TPDU`.
+    TpduSize(usize),
+    /// `max_apdu` is zero or larger than the window / send queue can hold.
+    ApduSize(usize),
+    /// A window size is zero, not a power of two, or above 2^30.
+    WindowSqns(u32),
+    /// Window memory (`sqns × max_tpdu`) exceeds the byte bound.
+    WindowBytes(usize),
+    /// A timer interval that must be positive is zero (field name given).
+    ZeroInterval(&'static str),
+    /// A queue or table bound is zero (field name given).
+    ZeroBound(&'static str),
+    /// `send_queue` is larger than the transmit window (unsent data would be evicted).
+    SendQueue(usize),
+    /// `txw_min_secs` is longer than `txw_secs`.
+    MinSecs,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::TpduSize(n) => {
+                write!(f, "max_tpdu {n} outside {MIN_TPDU}..={MAX_TPDU}")
+            }
+            ConfigError::ApduSize(n) => write!(f, "max_apdu {n} is zero or too large"),
+            ConfigError::WindowSqns(n) => {
+                write!(f, "window of {n} sqns: must be a power of two in 1..=2^30")
+            }
+            ConfigError::WindowBytes(n) => write!(f, "window needs {n} bytes, above its bound"),
+            ConfigError::ZeroInterval(s) => write!(f, "{s} must be positive"),
+            ConfigError::ZeroBound(s) => write!(f, "{s} must be positive"),
+            ConfigError::SendQueue(n) => write!(f, "send_queue {n} exceeds the transmit window"),
+            ConfigError::MinSecs => write!(f, "txw_min_secs exceeds txw_secs"),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
 
 /// Configuration of a sending session.
 #[derive(Clone, Debug)]
@@ -20,22 +73,35 @@ pub struct SourceConfig {
     pub max_tpdu: usize,
     /// Largest APDU accepted by `send` (fragmented into TPDUs).
     pub max_apdu: usize,
-    /// TXW_SQNS: transmit window size in sequence numbers.
+    /// TXW_SQNS: transmit window size in sequence numbers (a power of two).
     pub txw_sqns: u32,
+    /// Byte bound on the transmit window: `txw_sqns × max_tpdu` must not exceed it.
+    pub txw_max_bytes: usize,
     /// TXW_SECS: how long a packet stays available for repair.
     pub txw_secs: Duration,
+    /// Least time a transmitted packet stays available for repair: when the window is
+    /// full of packets younger than this, `send` returns `WouldBlock` instead of
+    /// evicting them (flow control: a burst cannot push data out of the window before
+    /// receivers had a chance to NAK it). Zero disables it.
+    pub txw_min_secs: Duration,
     /// TXW_MAX_RTE: bytes per second of original data (0 = unlimited).
     pub txw_max_rte: u64,
     /// Separate budget for repairs (RDATA), bytes per second (0 = unlimited).
     pub rdata_max_rte: u64,
     /// Ambient SPM interval.
     pub spm_ambient_ivl: Duration,
-    /// Heartbeat SPM intervals after data, in order; the last repeats until ambient.
+    /// Heartbeat SPM intervals after data, in order; once they are used up, SPMs continue
+    /// at the ambient interval.
     pub spm_heartbeat: [Duration; 8],
-    /// Most APDUs queued by `send` but not yet transmitted (back-pressure beyond).
+    /// Least time between two SPMs sent in answer to SPMRs (an SPMR storm yields few SPMs).
+    pub spmr_holdoff: Duration,
+    /// Most TPDUs (not APDUs) queued by `send` but not yet transmitted; `send` returns
+    /// `WouldBlock` beyond.
     pub send_queue: usize,
     /// Most distinct sequence numbers queued for repair at once.
     pub repair_queue: usize,
+    /// Most NCFs waiting to be sent (NAK floods beyond are counted, not answered).
+    pub ncf_queue: usize,
 }
 
 /// Configuration of a receiving session.
@@ -49,8 +115,10 @@ pub struct ReceiverConfig {
     pub max_tpdu: usize,
     /// Largest reassembled APDU accepted.
     pub max_apdu: usize,
-    /// RXW_SQNS: receive window size in sequence numbers, per peer.
+    /// RXW_SQNS: receive window size in sequence numbers, per peer (a power of two).
     pub rxw_sqns: u32,
+    /// Byte bound on buffered TSDUs, all peers together (buffers of `max_tpdu` bytes).
+    pub rxw_max_bytes: usize,
     /// NAK_BO_IVL: NAKs are sent after a random back-off in `[0, nak_bo_ivl)`.
     pub nak_bo_ivl: Duration,
     /// NAK_RPT_IVL: wait for an NCF after sending a NAK.
@@ -67,8 +135,12 @@ pub struct ReceiverConfig {
     pub peer_expiry: Duration,
     /// Most peers (TSIs) tracked at once.
     pub max_peers: usize,
-    /// Most deliverable events queued for the application.
+    /// Most control events (NewPeer, PeerGone, SessionReset) queued for the application.
+    /// Data, Unrecoverable and SessionEnd events are produced from the receive window
+    /// itself and are bounded by `rxw_sqns` and `rxw_max_bytes`.
     pub event_queue: usize,
+    /// Most NAK/SPMR packets waiting to be sent.
+    pub tx_queue: usize,
 }
 
 impl Default for SourceConfig {
@@ -79,8 +151,10 @@ impl Default for SourceConfig {
             path_nla: Nla::default(),
             max_tpdu: 1500 - 20,
             max_apdu: 1 << 20,
-            txw_sqns: 1 << 16,
+            txw_sqns: 1 << 15,
+            txw_max_bytes: 64 << 20,
             txw_secs: Duration::from_secs(30),
+            txw_min_secs: Duration::from_secs(1),
             txw_max_rte: 0,
             rdata_max_rte: 0,
             spm_ambient_ivl: Duration::from_secs(30),
@@ -94,8 +168,10 @@ impl Default for SourceConfig {
                 Duration::from_secs(16),
                 Duration::from_secs(25),
             ],
+            spmr_holdoff: Duration::from_millis(100),
             send_queue: 1024,
             repair_queue: 4096,
+            ncf_queue: 256,
         }
     }
 }
@@ -107,16 +183,209 @@ impl Default for ReceiverConfig {
             group: Nla::default(),
             max_tpdu: 1500 - 20,
             max_apdu: 1 << 20,
-            rxw_sqns: 1 << 16,
+            rxw_sqns: 1 << 15,
+            rxw_max_bytes: 64 << 20,
             nak_bo_ivl: Duration::from_millis(50),
             nak_rpt_ivl: Duration::from_millis(200),
             nak_rdata_ivl: Duration::from_millis(200),
-            nak_ncf_retries: 50,
-            nak_data_retries: 50,
+            nak_ncf_retries: 10,
+            nak_data_retries: 10,
             spmr_expiry: Duration::from_millis(250),
             peer_expiry: Duration::from_secs(300),
-            max_peers: 1024,
+            max_peers: 64,
             event_queue: 4096,
+            tx_queue: 1024,
         }
+    }
+}
+
+fn check_window(sqns: u32, max_tpdu: usize, max_bytes: usize) -> Result<(), ConfigError> {
+    if sqns == 0 || !sqns.is_power_of_two() || sqns > 1 << 30 {
+        return Err(ConfigError::WindowSqns(sqns));
+    }
+    let bytes = (sqns as usize).saturating_mul(max_tpdu);
+    if bytes > max_bytes {
+        return Err(ConfigError::WindowBytes(bytes));
+    }
+    Ok(())
+}
+
+fn positive(d: Duration, name: &'static str) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError::ZeroInterval(name))
+    } else {
+        Ok(())
+    }
+}
+
+fn nonzero(n: usize, name: &'static str) -> Result<(), ConfigError> {
+    if n == 0 {
+        Err(ConfigError::ZeroBound(name))
+    } else {
+        Ok(())
+    }
+}
+
+impl SourceConfig {
+    /// Largest TSDU of a fragment (TPDU minus headers, OPT_LENGTH and OPT_FRAGMENT).
+    pub fn max_fragment_tsdu(&self) -> usize {
+        self.max_tpdu
+            .saturating_sub(DATA_OVERHEAD + FRAGMENT_OPTIONS_LEN)
+    }
+
+    /// Largest TSDU of an unfragmented APDU (TPDU minus headers).
+    pub fn max_single_tsdu(&self) -> usize {
+        self.max_tpdu.saturating_sub(DATA_OVERHEAD)
+    }
+
+    /// TPDUs needed for an APDU of `len` bytes.
+    pub fn tpdus_for(&self, len: usize) -> usize {
+        if len <= self.max_single_tsdu() {
+            1
+        } else {
+            len.div_ceil(self.max_fragment_tsdu().max(1))
+        }
+    }
+
+    /// Checks every field; `Source::new` refuses what this refuses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(MIN_TPDU..=MAX_TPDU).contains(&self.max_tpdu) {
+            return Err(ConfigError::TpduSize(self.max_tpdu));
+        }
+        check_window(self.txw_sqns, self.max_tpdu, self.txw_max_bytes)?;
+        positive(self.txw_secs, "txw_secs")?;
+        if self.txw_min_secs > self.txw_secs {
+            return Err(ConfigError::MinSecs);
+        }
+        positive(self.spm_ambient_ivl, "spm_ambient_ivl")?;
+        for d in self.spm_heartbeat {
+            positive(d, "spm_heartbeat")?;
+        }
+        nonzero(self.send_queue, "send_queue")?;
+        nonzero(self.repair_queue, "repair_queue")?;
+        nonzero(self.ncf_queue, "ncf_queue")?;
+        if self.send_queue > self.txw_sqns as usize {
+            return Err(ConfigError::SendQueue(self.send_queue));
+        }
+        if self.max_apdu == 0
+            || self.max_apdu > u32::MAX as usize
+            || self.tpdus_for(self.max_apdu) > self.send_queue
+        {
+            return Err(ConfigError::ApduSize(self.max_apdu));
+        }
+        Ok(())
+    }
+}
+
+impl ReceiverConfig {
+    /// Checks every field; `Receiver::new` refuses what this refuses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(MIN_TPDU..=MAX_TPDU).contains(&self.max_tpdu) {
+            return Err(ConfigError::TpduSize(self.max_tpdu));
+        }
+        if self.rxw_sqns == 0 || !self.rxw_sqns.is_power_of_two() || self.rxw_sqns > 1 << 30 {
+            return Err(ConfigError::WindowSqns(self.rxw_sqns));
+        }
+        if self.rxw_max_bytes < self.max_tpdu.saturating_mul(4) {
+            return Err(ConfigError::WindowBytes(self.rxw_max_bytes));
+        }
+        if self.max_apdu == 0 || self.max_apdu > u32::MAX as usize {
+            return Err(ConfigError::ApduSize(self.max_apdu));
+        }
+        positive(self.nak_bo_ivl, "nak_bo_ivl")?;
+        positive(self.nak_rpt_ivl, "nak_rpt_ivl")?;
+        positive(self.nak_rdata_ivl, "nak_rdata_ivl")?;
+        positive(self.spmr_expiry, "spmr_expiry")?;
+        positive(self.peer_expiry, "peer_expiry")?;
+        nonzero(self.max_peers, "max_peers")?;
+        nonzero(self.event_queue, "event_queue")?;
+        nonzero(self.tx_queue, "tx_queue")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        assert_eq!(SourceConfig::default().validate(), Ok(()));
+        assert_eq!(ReceiverConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        let c = SourceConfig {
+            txw_sqns: 0,
+            ..SourceConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::WindowSqns(0)));
+        let c = SourceConfig {
+            txw_sqns: 1000,
+            ..SourceConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::WindowSqns(1000)));
+        let c = SourceConfig {
+            max_tpdu: 20,
+            ..SourceConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::TpduSize(20)));
+        let c = SourceConfig {
+            txw_sqns: 1 << 20,
+            send_queue: 16,
+            ..SourceConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::WindowBytes(_))));
+        let c = SourceConfig {
+            txw_sqns: 1024,
+            send_queue: 2048,
+            max_apdu: 1000,
+            ..SourceConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::SendQueue(2048)));
+        let c = SourceConfig {
+            max_apdu: 10 << 20,
+            ..SourceConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::ApduSize(10 << 20)));
+        let c = SourceConfig {
+            spm_ambient_ivl: Duration::ZERO,
+            ..SourceConfig::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ZeroInterval("spm_ambient_ivl"))
+        );
+        let c = SourceConfig {
+            txw_min_secs: Duration::from_secs(31),
+            ..SourceConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::MinSecs));
+        let r = ReceiverConfig {
+            nak_rpt_ivl: Duration::ZERO,
+            ..ReceiverConfig::default()
+        };
+        assert_eq!(r.validate(), Err(ConfigError::ZeroInterval("nak_rpt_ivl")));
+        let r = ReceiverConfig {
+            max_peers: 0,
+            ..ReceiverConfig::default()
+        };
+        assert_eq!(r.validate(), Err(ConfigError::ZeroBound("max_peers")));
+        let r = ReceiverConfig {
+            rxw_sqns: 3,
+            ..ReceiverConfig::default()
+        };
+        assert_eq!(r.validate(), Err(ConfigError::WindowSqns(3)));
+    }
+
+    #[test]
+    fn fragment_arithmetic() {
+        let c = SourceConfig::default();
+        assert_eq!(c.max_single_tsdu(), 1480 - 24);
+        assert_eq!(c.tpdus_for(0), 1);
+        assert_eq!(c.tpdus_for(c.max_single_tsdu()), 1);
+        assert_eq!(c.tpdus_for(c.max_single_tsdu() + 1), 2);
+        assert_eq!(c.tpdus_for(c.max_fragment_tsdu() * 3), 3);
     }
 }

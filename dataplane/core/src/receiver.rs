@@ -2,12 +2,46 @@
 //!
 //! Drive it like the source: after every `handle_packet` or `handle_timeout`, drain
 //! `poll_transmit`, then `poll_event`, then arm a timer for `poll_timeout`.
+//!
+//! # Design
+//!
+//! * Each peer has a receive window: a ring of `rxw_sqns` slots (power of two) covering
+//!   `[next_deliver, lead]`. A slot is `Missing` (with its NAK state), `Have` (holding a
+//!   buffer from the receiver-wide pool), or `Lost`.
+//! * TSDU buffers come from one pool bounded by `rxw_max_bytes`; a buffer is allocated
+//!   the first time the pool runs dry and reused ever after, so the steady-state receive
+//!   path allocates nothing.
+//! * Events are not copied into a queue: `poll_event` walks the window of a "ready" peer
+//!   and lends the slot's buffer (or, for a fragmented APDU, the reassembly buffer) to the
+//!   returned [`Event`]. The buffer is released on the next call.
+//! * Timers are data: one binary heap of `(deadline, peer, what)` entries with lazy
+//!   deletion (an entry is acted on only if the slot still holds that deadline).
+//!   Sequences detected missing together share one back-off deadline and one heap
+//!   entry, and expire together into one NAK with OPT_NAK_LIST. `poll_timeout` is the
+//!   heap's minimum: O(1).
+//!
+//! # Back-pressure
+//!
+//! If the application stops calling `poll_event`, undelivered data stays in the window.
+//! Once a peer's window spans `rxw_sqns` or the buffer pool is exhausted, new data for
+//! it is dropped (counted in `window_full_drops` / `buffer_drops`). Those sequences are
+//! detected as missing once there is room again and repaired from the source's transmit
+//! window like any loss (or reported unrecoverable if the source has moved on). Memory
+//! never grows beyond the configured bounds.
 
-use crate::config::ReceiverConfig;
+mod window;
+
+use std::cmp::Reverse;
+use std::collections::{HashMap, VecDeque};
+
+use crate::config::{ConfigError, ReceiverConfig};
+use crate::rng::Rng;
 use crate::seq::Sqn;
-use crate::source::Transmit;
+use crate::source::{Destination, Transmit};
 use crate::time::Instant;
-use crate::wire::{Error, Nla, PacketRepr, Tsi};
+use crate::wire::{Body, Error, Nak, NakList, Nla, PacketRepr, Tsi};
+
+use window::{Deliver, Env, Peer, TimerEntry, TimerKind};
 
 /// What the application sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,58 +113,478 @@ pub struct ReceiverStats {
     pub delivered: u64,
     /// Malformed or foreign packets ignored.
     pub packets_ignored: u64,
+    /// New peers refused because `max_peers` were tracked.
+    pub peers_refused: u64,
+    /// Peers expired.
+    pub peers_expired: u64,
+    /// Data dropped because it lay beyond the peer's window (application not draining).
+    pub window_full_drops: u64,
+    /// Data dropped because the buffer pool (`rxw_max_bytes`) was exhausted.
+    pub buffer_drops: u64,
+    /// Control events dropped because `event_queue` was full.
+    pub events_dropped: u64,
+    /// NAK/SPMR packets dropped because `tx_queue` was full.
+    pub tx_dropped: u64,
+}
+
+/// Control events queued for the application.
+#[derive(Clone, Copy, Debug)]
+enum Ctrl {
+    NewPeer(Tsi),
+    PeerGone(Tsi),
+    Reset(Tsi),
+}
+
+/// A packet waiting for `poll_transmit`.
+#[derive(Clone, Copy, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "fixed-size NAK lists keep the queue allocation-free"
+)]
+pub(crate) enum PendingTx {
+    Nak {
+        peer: u32,
+        epoch: u32,
+        sqn: Sqn,
+        list: NakList,
+    },
+    Spmr {
+        peer: u32,
+        epoch: u32,
+    },
 }
 
 /// A PGM receiver.
 #[derive(Debug)]
 pub struct Receiver {
-    _private: (),
+    env: Env,
+    local: Nla,
+    peers: Vec<Option<Peer>>,
+    epochs: Vec<u32>,
+    free_peers: Vec<u32>,
+    by_tsi: HashMap<Tsi, u32>,
+    control: Bounded<Ctrl>,
+    ready: VecDeque<u32>,
+    tx: Bounded<PendingTx>,
+    /// Peers with a NAK being assembled during `handle_timeout`.
+    nak_peers: Vec<u32>,
+    /// Pool buffer lent to the last `Event::Data`.
+    lent: Option<u32>,
+    /// Reassembly buffer for fragmented APDUs (grows to the largest APDU once).
+    apdu: Vec<u8>,
+    /// Heap length above which stale timer entries are purged.
+    compact_at: usize,
 }
 
 impl Receiver {
     /// A receiver; `seed` drives NAK back-off randomisation; `local` is this host's NLA.
-    pub fn new(config: ReceiverConfig, local: Nla, seed: u64) -> Self {
-        let _ = (config, local, seed);
-        todo!("engine")
+    /// Fails if `config` is refused by [`ReceiverConfig::validate`].
+    pub fn new(config: ReceiverConfig, local: Nla, seed: u64) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let max_peers = config.max_peers;
+        Ok(Receiver {
+            local,
+            peers: Vec::new(),
+            epochs: Vec::new(),
+            free_peers: Vec::new(),
+            by_tsi: HashMap::with_capacity(max_peers.min(4096)),
+            control: Bounded::new(config.event_queue),
+            ready: VecDeque::with_capacity(max_peers.min(4096)),
+            tx: Bounded::new(config.tx_queue),
+            nak_peers: Vec::with_capacity(max_peers.min(4096)),
+            lent: None,
+            apdu: Vec::new(),
+            compact_at: 4096,
+            env: Env::new(config, Rng::new(seed)),
+        })
+    }
+
+    /// This host's NLA, as given to `new`.
+    pub fn local(&self) -> Nla {
+        self.local
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ReceiverConfig {
+        &self.env.cfg
+    }
+
+    /// Number of peers tracked.
+    pub fn peer_count(&self) -> usize {
+        self.by_tsi.len()
+    }
+
+    /// Buffers currently allocated in the pool (each `max_tpdu` bytes).
+    pub fn buffers_allocated(&self) -> usize {
+        self.env.pool.allocated()
+    }
+
+    fn release_lent(&mut self) {
+        if let Some(b) = self.lent.take() {
+            self.env.pool.free(b);
+        }
     }
 
     /// Handles one received packet (bytes from the PGM header on) from `src`.
     pub fn handle_packet(&mut self, now: Instant, src: Nla, bytes: &[u8]) -> Result<(), Error> {
-        let pkt = PacketRepr::parse(bytes)?;
+        let pkt = match PacketRepr::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.env.stats.packets_ignored += 1;
+                return Err(e);
+            }
+        };
         self.handle_repr(now, src, &pkt);
         Ok(())
     }
 
     /// Handles one already-parsed packet.
     pub fn handle_repr(&mut self, now: Instant, src: Nla, pkt: &PacketRepr<'_>) {
-        let _ = (now, src, pkt);
-        todo!("engine")
+        self.release_lent();
+        if !pkt.is_downstream() || pkt.dport != self.env.cfg.dport {
+            self.env.stats.packets_ignored += 1;
+            return;
+        }
+        let tsi = pkt.tsi();
+        let creates = matches!(pkt.body, Body::Spm(_) | Body::Odata(_) | Body::Rdata(_));
+        let idx = match self.by_tsi.get(&tsi) {
+            Some(&i) => i,
+            None if creates => match self.new_peer(now, tsi, src) {
+                Some(i) => i,
+                None => return,
+            },
+            None => {
+                self.env.stats.packets_ignored += 1;
+                return;
+            }
+        };
+        let Some(Some(peer)) = self.peers.get_mut(idx as usize) else {
+            self.env.stats.packets_ignored += 1;
+            return;
+        };
+        peer.last_heard = now;
+        peer.src = src;
+        let env = &mut self.env;
+        match pkt.body {
+            Body::Odata(d) => peer.on_data(env, now, &d, &pkt.options, false),
+            Body::Rdata(d) => peer.on_data(env, now, &d, &pkt.options, true),
+            Body::Spm(spm) => peer.on_spm(env, now, &spm, &pkt.options),
+            Body::Ncf(ncf) => peer.on_ncf(env, now, &ncf, &pkt.options),
+            _ => env.stats.packets_ignored += 1,
+        }
+        if pkt.options.rst.is_some() && !peer.reset_reported {
+            peer.reset_reported = true;
+            push_ctrl(&mut self.control, &mut self.env.stats, Ctrl::Reset(tsi));
+        }
+        if peer.wants_delivery() && !peer.in_ready {
+            peer.in_ready = true;
+            self.ready.push_back(idx);
+        }
+        if self.env.timers.len() > self.compact_at {
+            self.compact_timers();
+        }
+    }
+
+    fn new_peer(&mut self, now: Instant, tsi: Tsi, src: Nla) -> Option<u32> {
+        if self.by_tsi.len() >= self.env.cfg.max_peers {
+            self.env.stats.peers_refused += 1;
+            return None;
+        }
+        let idx = match self.free_peers.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(self.peers.len()).ok()?;
+                self.peers.push(None);
+                self.epochs.push(0);
+                i
+            }
+        };
+        let epoch = self.epochs.get(idx as usize).copied().unwrap_or(0);
+        let peer = Peer::new(&mut self.env, idx, epoch, tsi, src, now);
+        if let Some(slot) = self.peers.get_mut(idx as usize) {
+            *slot = Some(peer);
+        }
+        self.by_tsi.insert(tsi, idx);
+        push_ctrl(&mut self.control, &mut self.env.stats, Ctrl::NewPeer(tsi));
+        Some(idx)
+    }
+
+    fn remove_peer(&mut self, idx: u32) {
+        let Some(slot) = self.peers.get_mut(idx as usize) else {
+            return;
+        };
+        let Some(mut peer) = slot.take() else {
+            return;
+        };
+        peer.release_all(&mut self.env.pool);
+        self.by_tsi.remove(&peer.tsi);
+        if let Some(g) = self.epochs.get_mut(idx as usize) {
+            *g = g.wrapping_add(1);
+        }
+        self.free_peers.push(idx);
+        self.env.stats.peers_expired += 1;
+        push_ctrl(
+            &mut self.control,
+            &mut self.env.stats,
+            Ctrl::PeerGone(peer.tsi),
+        );
+    }
+
+    fn compact_timers(&mut self) {
+        let peers = &self.peers;
+        self.env.timers.retain(|Reverse(e)| {
+            matches!(peers.get(e.peer as usize), Some(Some(p)) if p.epoch == e.epoch && p.timer_live(e))
+        });
+        self.compact_at = (self.env.timers.len() * 2).max(4096);
     }
 
     /// Processes expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.release_lent();
+        while let Some(Reverse(top)) = self.env.timers.peek() {
+            if top.at > now {
+                break;
+            }
+            let e = *top;
+            self.env.timers.pop();
+            let Some(Some(peer)) = self.peers.get_mut(e.peer as usize) else {
+                continue;
+            };
+            if peer.epoch != e.epoch {
+                continue;
+            }
+            match e.kind {
+                TimerKind::Expiry => {
+                    let due = peer.last_heard + self.env.cfg.peer_expiry;
+                    if due <= now {
+                        self.remove_peer(e.peer);
+                    } else {
+                        self.env.timers.push(Reverse(TimerEntry {
+                            at: due,
+                            kind: TimerKind::Expiry,
+                            ..e
+                        }));
+                    }
+                }
+                TimerKind::Spmr => {
+                    if peer.spmr_at == Some(e.at) {
+                        peer.spmr_at = None;
+                        if peer.path.is_none() {
+                            push_tx(
+                                &mut self.tx,
+                                &mut self.env.stats,
+                                PendingTx::Spmr {
+                                    peer: e.peer,
+                                    epoch: e.epoch,
+                                },
+                            );
+                        }
+                    }
+                }
+                TimerKind::Nak { first, count } => {
+                    let had = peer.nak_build.is_some();
+                    peer.on_nak_timer(&mut self.env, &mut self.tx, now, e.at, Sqn(first), count);
+                    if !had && peer.nak_build.is_some() {
+                        self.nak_peers.push(e.peer);
+                    }
+                    if peer.wants_delivery() && !peer.in_ready {
+                        peer.in_ready = true;
+                        self.ready.push_back(e.peer);
+                    }
+                }
+            }
+        }
+        // Flush the NAKs assembled from back-offs that expired together.
+        for i in 0..self.nak_peers.len() {
+            let idx = self.nak_peers[i];
+            if let Some(Some(peer)) = self.peers.get_mut(idx as usize)
+                && let Some((sqn, list)) = peer.nak_build.take()
+            {
+                let epoch = peer.epoch;
+                push_tx(
+                    &mut self.tx,
+                    &mut self.env.stats,
+                    PendingTx::Nak {
+                        peer: idx,
+                        epoch,
+                        sqn,
+                        list,
+                    },
+                );
+            }
+        }
+        self.nak_peers.clear();
+    }
+
+    fn tx_repr(&mut self, p: PendingTx) -> Option<(PacketRepr<'static>, Destination)> {
+        let (idx, epoch) = match p {
+            PendingTx::Nak { peer, epoch, .. } | PendingTx::Spmr { peer, epoch } => (peer, epoch),
+        };
+        let Some(Some(peer)) = self.peers.get(idx as usize) else {
+            return None;
+        };
+        if peer.epoch != epoch {
+            return None;
+        }
+        let to = peer.path.unwrap_or(peer.src);
+        //= https://www.rfc-editor.org/rfc/rfc3208#section-3.1
+        //# receivers simply echo the TSI heard from the source in any corresponding
+        //# packets they originate.
+        let mut repr = PacketRepr {
+            sport: self.env.cfg.dport,
+            dport: peer.tsi.sport,
+            gsi: peer.tsi.gsi,
+            body: Body::Spmr,
+            options: Default::default(),
+        };
+        match p {
+            PendingTx::Nak { sqn, list, .. } => {
+                repr.body = Body::Nak(Nak {
+                    sqn,
+                    source: to,
+                    group: self.env.cfg.group,
+                });
+                repr.options.nak_list = list;
+                self.env.stats.naks_sent += 1;
+                self.env.stats.sqns_naked += 1 + list.len() as u64;
+            }
+            PendingTx::Spmr { .. } => self.env.stats.spmr_sent += 1,
+        }
+        Some((repr, Destination::Unicast(to)))
+    }
+
+    /// Like [`Receiver::poll_transmit`], but returns the packet as a representation and
+    /// its destination instead of encoding it.
+    pub fn poll_repr(&mut self, now: Instant) -> Option<(PacketRepr<'static>, Destination)> {
         let _ = now;
-        todo!("engine")
+        while let Some(p) = self.tx.pop() {
+            if let Some(r) = self.tx_repr(p) {
+                return Some(r);
+            }
+        }
+        None
     }
 
     /// Writes the next packet to send (NAK, SPMR) into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let _ = (now, buf);
-        todo!("engine")
+        loop {
+            let (repr, dest) = self.poll_repr(now)?;
+            if let Ok(len) = repr.emit(buf) {
+                return Some(Transmit {
+                    len,
+                    dest,
+                    kind: repr.packet_type(),
+                });
+            }
+            self.env.stats.tx_dropped += 1;
+        }
     }
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
-        todo!("engine")
+        self.release_lent();
+        if let Some(c) = self.control.pop() {
+            return Some(match c {
+                Ctrl::NewPeer(tsi) => Event::NewPeer { tsi },
+                Ctrl::PeerGone(tsi) => Event::PeerGone { tsi },
+                Ctrl::Reset(tsi) => Event::SessionReset { tsi },
+            });
+        }
+        let mut found = None;
+        while let Some(&idx) = self.ready.front() {
+            let d = match self.peers.get_mut(idx as usize) {
+                Some(Some(peer)) => {
+                    let d = peer.next_delivery(&mut self.env, &mut self.apdu);
+                    if d.is_none() {
+                        peer.in_ready = false;
+                    }
+                    d
+                }
+                _ => None,
+            };
+            match d {
+                Some(d) => {
+                    found = Some(d);
+                    break;
+                }
+                None => {
+                    self.ready.pop_front();
+                }
+            }
+        }
+        Some(match found? {
+            Deliver::Buf { tsi, sqn, buf } => {
+                self.lent = Some(buf);
+                Event::Data {
+                    tsi,
+                    sqn,
+                    data: self.env.pool.get(buf),
+                }
+            }
+            Deliver::Apdu { tsi, sqn } => Event::Data {
+                tsi,
+                sqn,
+                data: &self.apdu,
+            },
+            Deliver::Unrecoverable { tsi, first, count } => {
+                Event::Unrecoverable { tsi, first, count }
+            }
+            Deliver::End { tsi } => Event::SessionEnd { tsi },
+        })
     }
 
     /// When `handle_timeout` next needs calling.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!("engine")
+        self.env.timers.peek().map(|Reverse(e)| e.at)
     }
 
     /// Counters.
     pub fn stats(&self) -> &ReceiverStats {
-        todo!("engine")
+        &self.env.stats
     }
 }
+
+/// A FIFO with a fixed bound, preallocated.
+#[derive(Debug)]
+pub(crate) struct Bounded<T> {
+    q: VecDeque<T>,
+    bound: usize,
+}
+
+impl<T> Bounded<T> {
+    fn new(bound: usize) -> Self {
+        Bounded {
+            q: VecDeque::with_capacity(bound),
+            bound,
+        }
+    }
+
+    /// Appends; false (and nothing stored) when full.
+    pub(crate) fn push(&mut self, v: T) -> bool {
+        if self.q.len() < self.bound {
+            self.q.push_back(v);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        self.q.pop_front()
+    }
+}
+
+fn push_ctrl(q: &mut Bounded<Ctrl>, stats: &mut ReceiverStats, c: Ctrl) {
+    if !q.push(c) {
+        stats.events_dropped += 1;
+    }
+}
+
+pub(crate) fn push_tx(q: &mut Bounded<PendingTx>, stats: &mut ReceiverStats, p: PendingTx) {
+    if !q.push(p) {
+        stats.tx_dropped += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests;

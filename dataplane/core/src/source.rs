@@ -3,11 +3,35 @@
 //! Drive it like quinn-proto's `Connection`: after every `send`, `handle_packet` or
 //! `handle_timeout`, call `poll_transmit` until it returns `None`, then arm a timer for
 //! `poll_timeout`.
+//!
+//! # Design
+//!
+//! * The transmit window is a ring of `txw_sqns` slots (a power of two, indexed by
+//!   `sqn & mask`). A slot's TSDU buffer is allocated the first time the slot is used and
+//!   reused ever after, so once every slot has been used once (warm-up), `send` and
+//!   `poll_transmit` allocate nothing.
+//! * `send` copies the APDU into the window at once (assigning sequence numbers), so
+//!   "queued but not transmitted" data lives in the window between the lead (last ODATA
+//!   transmitted) and the next sequence number to assign. `send_queue` bounds that span in
+//!   **TPDUs**.
+//! * `poll_transmit` order: NCFs, then a due SPM, then RDATA (own token bucket), then
+//!   ODATA (TXW_MAX_RTE bucket). Repairs therefore always go ahead of new data and have a
+//!   budget new data cannot consume.
+//! * Timers are a handful of deadlines (SPM, window age, token availability), so
+//!   `poll_timeout` is O(1).
 
-use crate::config::SourceConfig;
+mod rate;
+
+use std::collections::VecDeque;
+
+use crate::config::{ConfigError, DATA_OVERHEAD, FRAGMENT_OPTIONS_LEN, SourceConfig};
 use crate::seq::Sqn;
 use crate::time::Instant;
-use crate::wire::{Error, Nla, PacketRepr, PacketType, Tsi};
+use crate::wire::{
+    Body, Data, Error, Fragment, Nak, NakList, Nla, Options, PacketRepr, PacketType, Spm, Tsi,
+};
+
+use rate::TokenBucket;
 
 /// Where a packet produced by an engine must go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,13 +56,26 @@ pub struct Transmit {
 /// Why `send` refused an APDU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendError {
-    /// The send queue is full (rate limit); try again after transmitting.
+    /// The send queue is full (rate limit), or the transmit window is full of data
+    /// younger than `txw_min_secs`; try again after `poll_timeout`.
     WouldBlock,
     /// Larger than `max_apdu`.
     TooLarge,
     /// `close` was called.
     Closed,
 }
+
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SendError::WouldBlock => write!(f, "send queue full"),
+            SendError::TooLarge => write!(f, "APDU larger than max_apdu"),
+            SendError::Closed => write!(f, "session closed"),
+        }
+    }
+}
+
+impl core::error::Error for SendError {}
 
 /// Counters a source exposes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,65 +100,585 @@ pub struct SourceStats {
     pub packets_ignored: u64,
     /// SPMRs received.
     pub spmr_received: u64,
+    /// NAKed sequences already queued for repair (answered by the pending RDATA).
+    pub naks_coalesced: u64,
+    /// NAKed sequences not queued because the repair queue was full.
+    pub repairs_dropped: u64,
+    /// Queued repairs skipped because the sequence left the window before its turn.
+    pub repairs_expired: u64,
+    /// NCFs not sent because the NCF queue was full.
+    pub ncfs_dropped: u64,
+    /// Packets lost because `poll_transmit`'s buffer was too small.
+    pub emit_errors: u64,
+}
+
+/// One transmit-window slot.
+#[derive(Debug, Default)]
+struct TxSlot {
+    /// TSDU; capacity grows to the largest TSDU once, then is reused.
+    data: Vec<u8>,
+    /// OPT_FRAGMENT of this TPDU, if the APDU was fragmented.
+    frag: Option<Fragment>,
+    /// First transmission (for TXW_SECS).
+    sent_at: Instant,
+    /// An RDATA for this sequence is queued and not yet sent.
+    repair_queued: bool,
+}
+
+/// An NCF waiting to be sent.
+#[derive(Clone, Copy, Debug)]
+struct PendingNcf {
+    sqn: Sqn,
+    list: NakList,
+}
+
+/// What `next_packet` decided to send (resolved to a `PacketRepr` afterwards).
+#[derive(Clone, Copy, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived value; boxing would allocate per packet"
+)]
+enum Next {
+    Ncf(PendingNcf),
+    Spm { sqn: Sqn, fin: bool },
+    Rdata(Sqn),
+    Odata(Sqn),
 }
 
 /// A PGM source.
 #[derive(Debug)]
 pub struct Source {
-    _private: (),
+    cfg: SourceConfig,
+    tsi: Tsi,
+    slots: Vec<TxSlot>,
+    mask: u32,
+    /// Oldest sequence still in the window (repairable).
+    trail: Sqn,
+    /// Next sequence to transmit as ODATA; the lead is `next_tx - 1`.
+    next_tx: Sqn,
+    /// Next sequence to assign in `send`.
+    next_sqn: Sqn,
+    repairs: VecDeque<Sqn>,
+    ncfs: VecDeque<PendingNcf>,
+    odata_rate: TokenBucket,
+    rdata_rate: TokenBucket,
+    spm_sqn: Sqn,
+    /// When the next ambient SPM is due (`spm_ambient_ivl` after the last SPM of any
+    /// kind), independent of data: a continuous stream still gets ambient SPMs.
+    next_ambient: Instant,
+    /// When the next heartbeat SPM is due, if the heartbeat schedule is running.
+    next_heartbeat: Option<Instant>,
+    /// Index into `spm_heartbeat` of the next heartbeat interval (len = ambient).
+    hb_idx: usize,
+    /// Last SPM sent because of an SPMR.
+    last_spmr_spm: Option<Instant>,
+    /// Set when `send` refused for a full window of young data: when it will fit.
+    blocked_until: Option<Instant>,
+    closed: bool,
+    /// All data sent after `close`: SPMs carry OPT_FIN.
+    fin: bool,
+    stats: SourceStats,
 }
 
 impl Source {
-    /// A new source for session `tsi`, starting at `now`.
-    pub fn new(config: SourceConfig, tsi: Tsi, now: Instant) -> Self {
-        let _ = (config, tsi, now);
-        todo!("engine")
+    /// A new source for session `tsi`, starting at `now`, or why `config` is refused
+    /// (see [`SourceConfig::validate`]).
+    pub fn new(config: SourceConfig, tsi: Tsi, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let n = config.txw_sqns as usize;
+        let mut slots = Vec::with_capacity(n);
+        slots.resize_with(n, TxSlot::default);
+        let burst = |rate: u64| {
+            (config.max_tpdu * 2).max(usize::try_from(rate / 100).unwrap_or(usize::MAX))
+        };
+        // The first sequence number is 0 (as OpenPGM's `lead = -1` start), so the window
+        // starts empty with trail = lead + 1.
+        let first = Sqn(0);
+        Ok(Source {
+            odata_rate: TokenBucket::new(config.txw_max_rte, burst(config.txw_max_rte), now),
+            rdata_rate: TokenBucket::new(config.rdata_max_rte, burst(config.rdata_max_rte), now),
+            repairs: VecDeque::with_capacity(config.repair_queue),
+            ncfs: VecDeque::with_capacity(config.ncf_queue),
+            slots,
+            mask: config.txw_sqns - 1,
+            trail: first,
+            next_tx: first,
+            next_sqn: first,
+            spm_sqn: Sqn(0),
+            // An SPM at once, so receivers learn the path NLA before any data.
+            next_ambient: now,
+            next_heartbeat: None,
+            hb_idx: config.spm_heartbeat.len(),
+            last_spmr_spm: None,
+            blocked_until: None,
+            closed: false,
+            fin: false,
+            stats: SourceStats::default(),
+            tsi,
+            cfg: config,
+        })
+    }
+
+    /// The session identifier.
+    pub fn tsi(&self) -> Tsi {
+        self.tsi
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SourceConfig {
+        &self.cfg
+    }
+
+    /// Trailing edge of the transmit window (oldest repairable sequence).
+    pub fn trail(&self) -> Sqn {
+        self.trail
+    }
+
+    /// Leading edge: the last sequence transmitted as ODATA (`trail - 1` when none).
+    pub fn lead(&self) -> Sqn {
+        self.next_tx.prev()
+    }
+
+    /// TPDUs accepted by `send` and not yet transmitted.
+    pub fn unsent(&self) -> usize {
+        self.next_sqn.0.wrapping_sub(self.next_tx.0) as usize
+    }
+
+    /// Sequences queued for repair.
+    pub fn repairs_pending(&self) -> usize {
+        self.repairs.len()
+    }
+
+    /// True once `close` was called and the FIN SPMs have started.
+    pub fn fin_started(&self) -> bool {
+        self.fin
+    }
+
+    fn slot(&self, sqn: Sqn) -> &TxSlot {
+        // In bounds: the index is masked by `len - 1` of a power-of-two-sized vector.
+        &self.slots[(sqn.0 & self.mask) as usize]
+    }
+
+    fn slot_mut(&mut self, sqn: Sqn) -> &mut TxSlot {
+        let i = (sqn.0 & self.mask) as usize;
+        &mut self.slots[i]
+    }
+
+    /// Sequences held (sent or not).
+    fn occupied(&self) -> u32 {
+        self.next_sqn.0.wrapping_sub(self.trail.0)
+    }
+
+    /// `sqn` has been transmitted and is still repairable.
+    fn in_window(&self, sqn: Sqn) -> bool {
+        sqn.ge(self.trail) && sqn.lt(self.next_tx)
     }
 
     /// Queues one APDU; returns the sequence number of its first TPDU.
+    ///
+    /// Large APDUs are fragmented with OPT_FRAGMENT. Returns `WouldBlock` when the TPDUs
+    /// of this APDU would take the number of unsent TPDUs above `send_queue`, or would
+    /// evict from the transmit window data sent less than `txw_min_secs` ago (then
+    /// `poll_timeout` includes the instant it will fit).
     pub fn send(&mut self, now: Instant, apdu: &[u8]) -> Result<Sqn, SendError> {
-        let _ = (now, apdu);
-        todo!("engine")
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        if apdu.len() > self.cfg.max_apdu {
+            return Err(SendError::TooLarge);
+        }
+        let n = self.cfg.tpdus_for(apdu.len());
+        if self.unsent() + n > self.cfg.send_queue {
+            self.blocked_until = None;
+            return Err(SendError::WouldBlock);
+        }
+        // Make room: the window is full, so the trail advances (the advance scheme is the
+        // implementation's choice). Only transmitted data is evicted since
+        // send_queue <= txw_sqns (validated), and none younger than txw_min_secs.
+        let cap = self.cfg.txw_sqns;
+        let need = (self.occupied() as usize + n).saturating_sub(cap as usize) as u32;
+        if need > 0 {
+            // Transmission times increase along the window: the youngest evicted is last.
+            let youngest = self.slot(self.trail.add(need - 1)).sent_at;
+            let free_at = youngest + self.cfg.txw_min_secs;
+            if !self.cfg.txw_min_secs.is_zero() && free_at > now {
+                self.blocked_until = Some(free_at);
+                return Err(SendError::WouldBlock);
+            }
+        }
+        self.blocked_until = None;
+        self.trail = self.trail.add(need);
+        let first = self.next_sqn;
+        //= https://www.rfc-editor.org/rfc/rfc3208#section-3.2
+        //# Sources MUST number ODATA packets in unit increments in the order in which
+        //# the corresponding application data is submitted for transmission.
+        if n == 1 {
+            let sqn = self.next_sqn;
+            let slot = self.slot_mut(sqn);
+            slot.data.clear();
+            slot.data.extend_from_slice(apdu);
+            slot.frag = None;
+            slot.repair_queued = false;
+            self.next_sqn = sqn.next();
+        } else {
+            let chunk = self.cfg.max_fragment_tsdu();
+            let apdu_len = apdu.len() as u32;
+            for (i, part) in apdu.chunks(chunk).enumerate() {
+                let sqn = self.next_sqn;
+                let slot = self.slot_mut(sqn);
+                slot.data.clear();
+                slot.data.extend_from_slice(part);
+                //= https://www.rfc-editor.org/rfc/rfc3208#section-9.2
+                // (paraphrase) OPT_FRAGMENT: first sequence number, offset and length of the APDU.
+                slot.frag = Some(Fragment {
+                    first_sqn: first,
+                    offset: (i * chunk) as u32,
+                    apdu_len,
+                });
+                slot.repair_queued = false;
+                self.next_sqn = sqn.next();
+            }
+        }
+        Ok(first)
     }
 
     /// Ends the session: queued data is sent, then SPMs with OPT_FIN.
     pub fn close(&mut self, now: Instant) {
-        let _ = now;
-        todo!("engine")
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if self.unsent() == 0 {
+            self.start_fin(now);
+        }
+    }
+
+    /// When the next SPM (ambient or heartbeat) is due.
+    fn next_spm(&self) -> Instant {
+        match self.next_heartbeat {
+            Some(h) => h.min(self.next_ambient),
+            None => self.next_ambient,
+        }
+    }
+
+    fn start_fin(&mut self, now: Instant) {
+        self.fin = true;
+        // FIN SPMs follow the heartbeat schedule from now.
+        self.hb_idx = 0;
+        self.next_heartbeat = Some(now);
     }
 
     /// Handles one received packet (bytes from the PGM header on) from `src`.
     pub fn handle_packet(&mut self, now: Instant, src: Nla, bytes: &[u8]) -> Result<(), Error> {
-        let pkt = PacketRepr::parse(bytes)?;
+        let pkt = match PacketRepr::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.packets_ignored += 1;
+                return Err(e);
+            }
+        };
         self.handle_repr(now, src, &pkt);
         Ok(())
     }
 
     /// Handles one already-parsed packet.
     pub fn handle_repr(&mut self, now: Instant, src: Nla, pkt: &PacketRepr<'_>) {
-        let _ = (now, src, pkt);
-        todo!("engine")
+        let _ = src;
+        // Upstream packets carry the data-destination port as sport and the TSI's port
+        // as dport; `tsi()` un-swaps them.
+        if pkt.tsi() != self.tsi || pkt.is_downstream() || pkt.sport != self.cfg.dport {
+            self.stats.packets_ignored += 1;
+            return;
+        }
+        match pkt.body {
+            Body::Nak(nak) => self.on_nak(&nak, &pkt.options),
+            Body::Spmr => self.on_spmr(now),
+            _ => self.stats.packets_ignored += 1,
+        }
+    }
+
+    fn on_spmr(&mut self, now: Instant) {
+        self.stats.spmr_received += 1;
+        // RFC 3208 5.1.4 / 6.2: an SPMR asks for an SPM. At most one answer per
+        // `spmr_holdoff`, so a storm of SPMRs costs a few SPMs.
+        let allowed = match self.last_spmr_spm {
+            None => true,
+            Some(t) => now >= t + self.cfg.spmr_holdoff,
+        };
+        if allowed {
+            self.last_spmr_spm = Some(now);
+            if self.next_spm() > now {
+                self.next_heartbeat = Some(now);
+            }
+        }
+    }
+
+    fn on_nak(&mut self, nak: &Nak, opts: &Options) {
+        // RFC 3208 8.3: the NAK's source NLA is the source's unicast address and its
+        // group NLA the session's group; a NAK naming anything else is not for us.
+        if nak.source != self.cfg.path_nla || nak.group != self.cfg.group {
+            self.stats.packets_ignored += 1;
+            return;
+        }
+        let mut ncf = PendingNcf {
+            sqn: nak.sqn,
+            list: NakList::default(),
+        };
+        let mut any = false;
+        let list = opts.nak_list;
+        for &sqn in core::iter::once(&nak.sqn).chain(list.as_slice()) {
+            self.stats.naks_received += 1;
+            // NAKs for data outside the transmit window cannot be repaired. An NCF would
+            // promise a repair that never comes (and move receivers to WAIT_DATA), so
+            // they get neither NCF nor RDATA; receivers learn the loss from the trail
+            // advertised in SPM/ODATA/RDATA. OpenPGM's source likewise only queues
+            // retransmissions for sequences in its window.
+            if !self.in_window(sqn) {
+                self.stats.naks_outside_window += 1;
+                continue;
+            }
+            if any {
+                // At most 62 list entries were received, so this cannot overflow.
+                let _ = ncf.list.push(sqn);
+            } else {
+                ncf.sqn = sqn;
+                any = true;
+            }
+            self.queue_repair(sqn);
+        }
+        if !any {
+            return;
+        }
+        // RFC 3208 5.2: NCFs are multicast immediately in answer to NAKs, echoing the
+        // NAK's sequence number(s) so that other receivers suppress their own NAKs.
+        if self.ncfs.len() < self.cfg.ncf_queue {
+            self.ncfs.push_back(ncf);
+        } else {
+            self.stats.ncfs_dropped += 1;
+        }
+    }
+
+    /// Queues `sqn` (in the window) for RDATA once per NAK round.
+    fn queue_repair(&mut self, sqn: Sqn) {
+        if self.slot(sqn).repair_queued {
+            // An RDATA for it is already waiting: further NAKs add nothing.
+            self.stats.naks_coalesced += 1;
+            return;
+        }
+        if self.repairs.len() >= self.cfg.repair_queue {
+            self.stats.repairs_dropped += 1;
+            return;
+        }
+        self.slot_mut(sqn).repair_queued = true;
+        self.repairs.push_back(sqn);
     }
 
     /// Processes expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!("engine")
+        self.expire_trail(now);
+        if self.blocked_until.is_some_and(|b| b <= now) {
+            self.blocked_until = None;
+        }
+    }
+
+    /// TXW_SECS: transmitted data older than `txw_secs` leaves the window.
+    fn expire_trail(&mut self, now: Instant) {
+        while self.trail != self.next_tx {
+            let s = self.slot(self.trail);
+            if s.sent_at + self.cfg.txw_secs > now {
+                break;
+            }
+            self.trail = self.trail.next();
+        }
+    }
+
+    fn tpdu_len(&self, sqn: Sqn) -> usize {
+        let s = self.slot(sqn);
+        DATA_OVERHEAD
+            + s.data.len()
+            + if s.frag.is_some() {
+                FRAGMENT_OPTIONS_LEN
+            } else {
+                0
+            }
+    }
+
+    /// Decides the next packet and updates all state for having sent it.
+    fn next_packet(&mut self, now: Instant) -> Option<Next> {
+        self.expire_trail(now);
+        if let Some(ncf) = self.ncfs.pop_front() {
+            self.stats.ncf_sent += 1;
+            return Some(Next::Ncf(ncf));
+        }
+        if self.next_spm() <= now {
+            let sqn = self.spm_sqn;
+            self.spm_sqn = sqn.next();
+            self.stats.spm_sent += 1;
+            self.next_ambient = now + self.cfg.spm_ambient_ivl;
+            self.next_heartbeat = match self.cfg.spm_heartbeat.get(self.hb_idx) {
+                Some(&d) => {
+                    self.hb_idx += 1;
+                    Some(now + d)
+                }
+                None => None,
+            };
+            return Some(Next::Spm { sqn, fin: self.fin });
+        }
+        // Repairs first, against their own budget.
+        while let Some(&sqn) = self.repairs.front() {
+            if !self.in_window(sqn) {
+                self.repairs.pop_front();
+                self.stats.repairs_expired += 1;
+                continue;
+            }
+            let len = self.tpdu_len(sqn);
+            if !self.rdata_rate.try_take(now, len) {
+                break;
+            }
+            self.repairs.pop_front();
+            let s = self.slot_mut(sqn);
+            s.repair_queued = false;
+            let bytes = s.data.len() as u64;
+            self.stats.rdata_sent += 1;
+            self.stats.rdata_bytes += bytes;
+            return Some(Next::Rdata(sqn));
+        }
+        if self.next_tx != self.next_sqn {
+            let sqn = self.next_tx;
+            let len = self.tpdu_len(sqn);
+            if !self.odata_rate.try_take(now, len) {
+                return None;
+            }
+            self.next_tx = sqn.next();
+            let s = self.slot_mut(sqn);
+            s.sent_at = now;
+            let bytes = s.data.len() as u64;
+            self.stats.odata_sent += 1;
+            self.stats.odata_bytes += bytes;
+            // Heartbeat SPMs restart after every data packet (OpenPGM's schedule).
+            self.hb_idx = 1;
+            self.next_heartbeat = Some(now + self.cfg.spm_heartbeat[0]);
+            if self.closed && self.next_tx == self.next_sqn {
+                self.start_fin(now);
+            }
+            return Some(Next::Odata(sqn));
+        }
+        None
+    }
+
+    fn data_repr(&self, sqn: Sqn, rdata: bool) -> PacketRepr<'_> {
+        let s = self.slot(sqn);
+        let body = Data {
+            sqn,
+            trail: self.trail,
+            payload: &s.data,
+        };
+        PacketRepr {
+            sport: self.tsi.sport,
+            dport: self.cfg.dport,
+            gsi: self.tsi.gsi,
+            body: if rdata {
+                Body::Rdata(body)
+            } else {
+                Body::Odata(body)
+            },
+            options: Options {
+                fragment: s.frag,
+                ..Options::default()
+            },
+        }
+    }
+
+    fn repr_of(&self, next: Next) -> PacketRepr<'_> {
+        let mut options = Options::default();
+        let body = match next {
+            Next::Ncf(ncf) => {
+                options.nak_list = ncf.list;
+                Body::Ncf(Nak {
+                    sqn: ncf.sqn,
+                    source: self.cfg.path_nla,
+                    group: self.cfg.group,
+                })
+            }
+            Next::Spm { sqn, fin } => {
+                //= https://www.rfc-editor.org/rfc/rfc3208#section-9
+                // (paraphrase) OPT_FIN: the source is ending the session.
+                options.fin = fin;
+                Body::Spm(Spm {
+                    sqn,
+                    trail: self.trail,
+                    lead: self.lead(),
+                    path: self.cfg.path_nla,
+                })
+            }
+            Next::Rdata(sqn) => return self.data_repr(sqn, true),
+            Next::Odata(sqn) => return self.data_repr(sqn, false),
+        };
+        PacketRepr {
+            sport: self.tsi.sport,
+            dport: self.cfg.dport,
+            gsi: self.tsi.gsi,
+            body,
+            options,
+        }
+    }
+
+    /// Like [`Source::poll_transmit`], but hands out the packet as a representation
+    /// (borrowing the window's buffer) instead of encoding it. Every packet is multicast
+    /// to the group.
+    pub fn poll_repr(&mut self, now: Instant) -> Option<PacketRepr<'_>> {
+        let next = self.next_packet(now)?;
+        Some(self.repr_of(next))
     }
 
     /// Writes the next packet to send into `buf`, if any is due now.
+    ///
+    /// `buf` should hold `max_tpdu` bytes; a packet that does not fit is counted in
+    /// `emit_errors` and lost (receivers repair it like any other loss).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let _ = (now, buf);
-        todo!("engine")
+        loop {
+            let next = self.next_packet(now)?;
+            let repr = self.repr_of(next);
+            let kind = repr.packet_type();
+            match repr.emit(buf) {
+                Ok(len) => {
+                    return Some(Transmit {
+                        len,
+                        dest: Destination::Group,
+                        kind,
+                    });
+                }
+                Err(_) => self.stats.emit_errors += 1,
+            }
+        }
     }
 
     /// When `handle_timeout` (or `poll_transmit`, for rate-limited data) next needs calling.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!("engine")
+        if !self.ncfs.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        let mut t = self.next_spm();
+        if self.trail != self.next_tx {
+            t = t.min(self.slot(self.trail).sent_at + self.cfg.txw_secs);
+        }
+        if let Some(&sqn) = self.repairs.front() {
+            t = t.min(self.rdata_rate.ready_at(self.tpdu_len(sqn)));
+        }
+        if self.next_tx != self.next_sqn {
+            t = t.min(self.odata_rate.ready_at(self.tpdu_len(self.next_tx)));
+        }
+        if let Some(b) = self.blocked_until {
+            t = t.min(b);
+        }
+        Some(t)
     }
 
     /// Counters.
     pub fn stats(&self) -> &SourceStats {
-        todo!("engine")
+        &self.stats
     }
 }
+
+#[cfg(test)]
+mod tests;

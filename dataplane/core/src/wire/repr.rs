@@ -30,6 +30,14 @@ pub enum Error {
     BufferTooSmall,
     /// The representation cannot be encoded (e.g. a NAK list longer than 62).
     Unencodable,
+    /// An option of unknown type whose OPX bits say "discard the packet" (the option
+    /// type is given).
+    UnknownOptionDiscard(u8),
+    /// Framing: an IP packet that does not carry PGM under the configured framing
+    /// (wrong IP version, protocol or UDP port).
+    NotPgm,
+    /// Framing: an IP fragment (PGM is parsed from whole packets only).
+    Fragmented,
 }
 
 impl core::fmt::Display for Error {
@@ -44,6 +52,11 @@ impl core::fmt::Display for Error {
             Error::BadOptions => write!(f, "malformed options area"),
             Error::BufferTooSmall => write!(f, "output buffer too small"),
             Error::Unencodable => write!(f, "representation cannot be encoded"),
+            Error::NotPgm => write!(f, "not a PGM packet under this framing"),
+            Error::Fragmented => write!(f, "IP fragment"),
+            Error::UnknownOptionDiscard(t) => {
+                write!(f, "unknown option {t:#04x} requires discarding the packet")
+            }
         }
     }
 }
@@ -112,6 +125,43 @@ pub enum PacketType {
     Spmr,
     /// PGMCC ACK (0x0D as OpenPGM and Wireshark; 0x0B accepted on decode).
     Ack,
+}
+
+impl PacketType {
+    /// The type byte written on the wire.
+    pub const fn code(self) -> u8 {
+        use crate::wire::ty;
+        match self {
+            PacketType::Spm => ty::SPM,
+            PacketType::Poll => ty::POLL,
+            PacketType::Polr => ty::POLR,
+            PacketType::Odata => ty::ODATA,
+            PacketType::Rdata => ty::RDATA,
+            PacketType::Nak => ty::NAK,
+            PacketType::Nnak => ty::NNAK,
+            PacketType::Ncf => ty::NCF,
+            PacketType::Spmr => ty::SPMR,
+            PacketType::Ack => ty::ACK,
+        }
+    }
+
+    /// The type a wire type byte denotes (`None` for codes this codec does not know).
+    pub const fn from_code(code: u8) -> Option<PacketType> {
+        use crate::wire::ty;
+        Some(match code {
+            ty::SPM => PacketType::Spm,
+            ty::POLL => PacketType::Poll,
+            ty::POLR => PacketType::Polr,
+            ty::ODATA => PacketType::Odata,
+            ty::RDATA => PacketType::Rdata,
+            ty::NAK => PacketType::Nak,
+            ty::NNAK => PacketType::Nnak,
+            ty::NCF => PacketType::Ncf,
+            ty::SPMR => PacketType::Spmr,
+            ty::ACK | ty::ACK_ALT => PacketType::Ack,
+            _ => return None,
+        })
+    }
 }
 
 /// SPM body (RFC 3208 8.1).
@@ -224,7 +274,7 @@ pub struct Fragment {
 
 /// OPT_NAK_LIST (RFC 3208 9.3): up to 62 further sequence numbers, fixed storage so that
 /// parsing allocates nothing.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Eq)]
 pub struct NakList {
     len: u8,
     sqns: [Sqn; crate::wire::MAX_NAK_LIST],
@@ -236,6 +286,13 @@ impl Default for NakList {
             len: 0,
             sqns: [Sqn(0); crate::wire::MAX_NAK_LIST],
         }
+    }
+}
+
+/// Equality over the listed entries only (storage past `len` is not part of the value).
+impl PartialEq for NakList {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
     }
 }
 
@@ -369,6 +426,11 @@ pub struct Options {
     pub unknown_count: u8,
     /// Types of the first skipped unknown options.
     pub unknown_types: [u8; crate::wire::MAX_UNKNOWN_REPORTED],
+    /// Header options byte, parity bit (0x80): a parity (FEC) packet.
+    pub parity: bool,
+    /// Header options byte, variable-packet-length bit (0x40): parity for a transmission
+    /// group of variable-sized packets.
+    pub var_pktlen: bool,
 }
 
 /// A whole PGM packet: header fields, body and options. The payload (ODATA/RDATA) is
@@ -427,19 +489,49 @@ impl<'a> PacketRepr<'a> {
     }
 
     /// Parses and checksum-verifies one PGM packet (starting at the PGM header).
+    ///
+    /// `bytes` must be exactly the PGM packet (the IP or UDP payload): the checksum
+    /// covers all of it. Never panics and never allocates; see `docs/wire.md` for the
+    /// error contract.
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<PacketRepr<'a>, Error> {
-        let _ = bytes;
-        todo!("codec")
+        crate::wire::codec::parse(bytes)
+    }
+
+    /// Parses without checking the checksum (for callers that verified it already,
+    /// e.g. in hardware, and for tests).
+    pub fn parse_unchecked(bytes: &'a [u8]) -> Result<PacketRepr<'a>, Error> {
+        crate::wire::codec::parse_body(bytes)
     }
 
     /// Bytes `emit` will write.
     pub fn buffer_len(&self) -> usize {
-        todo!("codec")
+        crate::wire::codec::buffer_len(self)
     }
 
     /// Writes the packet, options and checksum into `buf`; returns the length written.
+    /// [`Error::BufferTooSmall`] when `buf` is shorter than [`Self::buffer_len`];
+    /// [`Error::Unencodable`] for ACK (decode only) and payloads over 65535 bytes.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        let _ = buf;
-        todo!("codec")
+        crate::wire::codec::emit(self, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nak_list_equality_ignores_stale_storage() {
+        let mut a = NakList::default();
+        a.push(Sqn(1));
+        a.push(Sqn(2));
+        a.clear();
+        a.push(Sqn(7));
+        let mut b = NakList::default();
+        b.push(Sqn(7));
+        assert_eq!(a, b);
+        b.push(Sqn(8));
+        assert_ne!(a, b);
     }
 }

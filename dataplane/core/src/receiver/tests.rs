@@ -1,0 +1,739 @@
+//! Receiver state transitions, driven through `handle_repr` / `poll_repr`.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use super::*;
+use crate::wire::{Data, Fragment, Gsi, Options, Spm};
+
+const SRC: Nla = Nla::V4(Ipv4Addr::new(10, 0, 0, 1));
+const PATH: Nla = Nla::V4(Ipv4Addr::new(10, 0, 0, 9));
+const GROUP: Nla = Nla::V4(Ipv4Addr::new(239, 1, 1, 1));
+const LOCAL: Nla = Nla::V4(Ipv4Addr::new(10, 0, 0, 2));
+const DPORT: u16 = crate::wire::DEFAULT_DATA_PORT;
+
+fn tsi() -> Tsi {
+    Tsi {
+        gsi: Gsi([1, 2, 3, 4, 5, 6]),
+        sport: 4000,
+    }
+}
+
+fn cfg() -> ReceiverConfig {
+    ReceiverConfig {
+        group: GROUP,
+        ..ReceiverConfig::default()
+    }
+}
+
+fn rx() -> Receiver {
+    Receiver::new(cfg(), LOCAL, 42).unwrap()
+}
+
+fn ms(n: u64) -> Instant {
+    Instant::from_nanos(n * 1_000_000)
+}
+
+fn data_pkt(sqn: u32, trail: u32, payload: &[u8], options: Options, rdata: bool) -> PacketRepr<'_> {
+    let d = Data {
+        sqn: Sqn(sqn),
+        trail: Sqn(trail),
+        payload,
+    };
+    PacketRepr {
+        sport: 4000,
+        dport: DPORT,
+        gsi: tsi().gsi,
+        body: if rdata {
+            Body::Rdata(d)
+        } else {
+            Body::Odata(d)
+        },
+        options,
+    }
+}
+
+fn odata(sqn: u32, trail: u32, payload: &[u8]) -> PacketRepr<'_> {
+    data_pkt(sqn, trail, payload, Options::default(), false)
+}
+
+fn rdata(sqn: u32, trail: u32, payload: &[u8]) -> PacketRepr<'_> {
+    data_pkt(sqn, trail, payload, Options::default(), true)
+}
+
+fn spm(sqn: u32, trail: u32, lead: u32) -> PacketRepr<'static> {
+    PacketRepr {
+        sport: 4000,
+        dport: DPORT,
+        gsi: tsi().gsi,
+        body: Body::Spm(Spm {
+            sqn: Sqn(sqn),
+            trail: Sqn(trail),
+            lead: Sqn(lead),
+            path: PATH,
+        }),
+        options: Options::default(),
+    }
+}
+
+fn ncf(sqn: u32, list: &[u32]) -> PacketRepr<'static> {
+    let mut options = Options::default();
+    for &x in list {
+        assert!(options.nak_list.push(Sqn(x)));
+    }
+    PacketRepr {
+        sport: 4000,
+        dport: DPORT,
+        gsi: tsi().gsi,
+        body: Body::Ncf(Nak {
+            sqn: Sqn(sqn),
+            source: PATH,
+            group: GROUP,
+        }),
+        options,
+    }
+}
+
+/// Owned copy of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ev {
+    Data(u32, Vec<u8>),
+    Unrec(u32, u32),
+    NewPeer,
+    Gone,
+    End,
+    Reset,
+}
+
+fn events(r: &mut Receiver) -> Vec<Ev> {
+    let mut v = Vec::new();
+    while let Some(e) = r.poll_event() {
+        v.push(match e {
+            Event::Data { sqn, data, .. } => Ev::Data(sqn.0, data.to_vec()),
+            Event::Unrecoverable { first, count, .. } => Ev::Unrec(first.0, count),
+            Event::NewPeer { .. } => Ev::NewPeer,
+            Event::PeerGone { .. } => Ev::Gone,
+            Event::SessionEnd { .. } => Ev::End,
+            Event::SessionReset { .. } => Ev::Reset,
+        });
+    }
+    v
+}
+
+/// NAKs (first sqn + list) and their destination; SPMRs as `None`.
+fn sent(r: &mut Receiver, now: Instant) -> Vec<(Option<Vec<u32>>, Destination)> {
+    let mut v = Vec::new();
+    while let Some((p, dest)) = r.poll_repr(now) {
+        assert_eq!(p.sport, DPORT);
+        assert_eq!(p.dport, 4000);
+        match p.body {
+            Body::Nak(n) => {
+                assert_eq!(n.group, GROUP);
+                let mut s = vec![n.sqn.0];
+                s.extend(p.options.nak_list.as_slice().iter().map(|x| x.0));
+                v.push((Some(s), dest));
+            }
+            Body::Spmr => v.push((None, dest)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    v
+}
+
+/// Runs timers up to `until` in 1 ms steps, collecting everything sent.
+fn run_until(r: &mut Receiver, from: u64, until: u64) -> Vec<(u64, Option<Vec<u32>>)> {
+    let mut out = Vec::new();
+    for t in from..=until {
+        r.handle_timeout(ms(t));
+        for (n, _) in sent(r, ms(t)) {
+            out.push((t, n));
+        }
+    }
+    out
+}
+
+#[test]
+fn in_order_delivery_and_new_peer() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 9));
+    for i in 10..15u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &[i as u8; 3]));
+    }
+    assert_eq!(
+        events(&mut r),
+        vec![
+            Ev::NewPeer,
+            Ev::Data(10, vec![10; 3]),
+            Ev::Data(11, vec![11; 3]),
+            Ev::Data(12, vec![12; 3]),
+            Ev::Data(13, vec![13; 3]),
+            Ev::Data(14, vec![14; 3]),
+        ]
+    );
+    assert_eq!(r.stats().odata_received, 5);
+    assert_eq!(r.stats().delivered, 5);
+    assert_eq!(r.stats().bytes_received, 15);
+    // Nothing missing: no NAK timer pending, nothing to send.
+    assert!(sent(&mut r, ms(1000)).is_empty());
+}
+
+#[test]
+fn gap_is_naked_after_backoff_within_bounds_to_path_nla() {
+    for seed in 0..20 {
+        let mut r = Receiver::new(cfg(), LOCAL, seed).unwrap();
+        r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+        r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+        r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+        let at = r.poll_timeout().unwrap();
+        assert!(at < ms(50), "back-off in [0, NAK_BO_IVL)");
+        assert!(sent(&mut r, at).is_empty());
+        r.handle_timeout(at);
+        let s = sent(&mut r, at);
+        assert_eq!(s, vec![(Some(vec![2]), Destination::Unicast(PATH))]);
+        assert_eq!(r.stats().naks_sent, 1);
+    }
+}
+
+#[test]
+fn nak_goes_to_packet_source_before_any_spm() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    let out = run_until(&mut r, 0, 49);
+    assert!(out.iter().any(|(_, n)| n.as_deref() == Some(&[2][..])));
+    // Destination check with the representation.
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    r.handle_timeout(ms(49));
+    let s = sent(&mut r, ms(49));
+    assert!(s.contains(&(Some(vec![2]), Destination::Unicast(SRC))));
+}
+
+#[test]
+fn losses_detected_together_are_batched_into_one_nak_list() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(100, 0, b"z"));
+    let out = run_until(&mut r, 0, 60);
+    assert_eq!(out.len(), 2, "98 missing = one NAK of 63 + one of 35");
+    let all: Vec<u32> = out.iter().flat_map(|(_, n)| n.clone().unwrap()).collect();
+    assert_eq!(all, (2..100).collect::<Vec<_>>());
+    assert_eq!(out[0].1.as_ref().unwrap().len(), 63);
+    assert_eq!(r.stats().sqns_naked, 98);
+}
+
+#[test]
+fn ncf_in_backoff_suppresses_our_nak() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    // Another receiver's NAK was confirmed before our back-off expired.
+    r.handle_repr(ms(0), SRC, &ncf(2, &[]));
+    assert!(run_until(&mut r, 0, 199).is_empty(), "suppressed");
+    assert_eq!(r.stats().naks_sent, 0);
+    // No RDATA within NAK_RDATA_IVL: back to back-off, then our own NAK.
+    let out = run_until(&mut r, 200, 260);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, Some(vec![2]));
+}
+
+#[test]
+fn rdata_fills_gap_and_delivery_resumes_in_order() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    r.handle_repr(ms(0), SRC, &odata(4, 0, b"d"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(1, b"a".to_vec())]
+    );
+    r.handle_repr(ms(10), SRC, &rdata(2, 0, b"b"));
+    assert_eq!(
+        events(&mut r),
+        vec![
+            Ev::Data(2, b"b".to_vec()),
+            Ev::Data(3, b"c".to_vec()),
+            Ev::Data(4, b"d".to_vec())
+        ]
+    );
+    assert_eq!(r.stats().rdata_received, 1);
+    // The filled gap is never NAKed.
+    assert!(run_until(&mut r, 10, 1000).is_empty());
+}
+
+#[test]
+fn ncf_retries_exhausted_is_unrecoverable_then_delivery_continues() {
+    let c = ReceiverConfig {
+        nak_ncf_retries: 2,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    let out = run_until(&mut r, 0, 2000);
+    // First NAK plus two retries, each after NAK_RPT_IVL and a back-off.
+    assert_eq!(out.len(), 3);
+    for w in out.windows(2) {
+        let gap = w[1].0 - w[0].0;
+        assert!((200..250).contains(&gap), "gap {gap}");
+    }
+    assert_eq!(
+        events(&mut r),
+        vec![
+            Ev::NewPeer,
+            Ev::Data(1, b"a".to_vec()),
+            Ev::Unrec(2, 1),
+            Ev::Data(3, b"c".to_vec()),
+        ]
+    );
+    assert_eq!(r.stats().unrecoverable, 1);
+    // A late repair of a sequence already reported is a duplicate.
+    r.handle_repr(ms(2001), SRC, &rdata(2, 0, b"b"));
+    assert_eq!(r.stats().duplicates, 1);
+    assert!(events(&mut r).is_empty());
+}
+
+#[test]
+fn data_retries_exhausted_is_unrecoverable() {
+    let c = ReceiverConfig {
+        nak_data_retries: 1,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    let mut naks = 0;
+    for t in 0..3000 {
+        r.handle_timeout(ms(t));
+        for (n, _) in sent(&mut r, ms(t)) {
+            assert_eq!(n, Some(vec![2]));
+            naks += 1;
+            // The source confirms every NAK but the repair never arrives.
+            r.handle_repr(ms(t), SRC, &ncf(2, &[]));
+        }
+    }
+    assert_eq!(naks, 2, "one NAK, one retry after NAK_RDATA_IVL");
+    assert!(events(&mut r).contains(&Ev::Unrec(2, 1)));
+}
+
+#[test]
+fn duplicates_are_dropped_and_counted() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &odata(5, 0, b"x"));
+    r.handle_repr(ms(0), SRC, &odata(6, 0, b"y"));
+    r.handle_repr(ms(0), SRC, &odata(6, 0, b"y"));
+    let _ = events(&mut r);
+    r.handle_repr(ms(0), SRC, &odata(5, 0, b"x"));
+    r.handle_repr(ms(0), SRC, &rdata(6, 0, b"y"));
+    assert_eq!(r.stats().duplicates, 3);
+    assert_eq!(r.stats().delivered, 2);
+    assert!(events(&mut r).is_empty());
+}
+
+fn frag(first: u32, offset: u32, len: u32) -> Options {
+    Options {
+        fragment: Some(Fragment {
+            first_sqn: Sqn(first),
+            offset,
+            apdu_len: len,
+        }),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn fragments_are_reassembled_in_any_arrival_order() {
+    let mut r = rx();
+    let apdu: Vec<u8> = (0..25u8).collect();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 9));
+    // Fragments 10..=12 of 10 + 10 + 5 bytes; the middle one arrives last as RDATA.
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(10, 0, &apdu[..10], frag(10, 0, 25), false),
+    );
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(12, 0, &apdu[20..], frag(10, 20, 25), false),
+    );
+    assert_eq!(events(&mut r), vec![Ev::NewPeer]);
+    r.handle_repr(
+        ms(5),
+        SRC,
+        &data_pkt(11, 0, &apdu[10..20], frag(10, 10, 25), true),
+    );
+    r.handle_repr(ms(5), SRC, &odata(13, 0, b"next"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::Data(10, apdu), Ev::Data(13, b"next".to_vec())]
+    );
+    assert_eq!(r.stats().delivered, 2);
+}
+
+#[test]
+fn partly_lost_fragment_set_is_unrecoverable_never_partial() {
+    let c = ReceiverConfig {
+        nak_ncf_retries: 0,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 3).unwrap();
+    let apdu: Vec<u8> = (0..30u8).collect();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 9));
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(10, 0, &apdu[..10], frag(10, 0, 30), false),
+    );
+    // 11 lost.
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(12, 0, &apdu[20..], frag(10, 20, 30), false),
+    );
+    r.handle_repr(ms(0), SRC, &odata(13, 0, b"after"));
+    let _ = run_until(&mut r, 0, 1000);
+    let ev = events(&mut r);
+    assert!(!ev.iter().any(|e| matches!(e, Ev::Data(10, _))));
+    // 10..=12 reported unrecoverable (in one or more adjacent events), then 13.
+    let mut covered = Vec::new();
+    for e in &ev {
+        if let Ev::Unrec(f, c) = e {
+            covered.extend(*f..*f + *c);
+        }
+    }
+    assert_eq!(covered, vec![10, 11, 12]);
+    assert_eq!(ev.last(), Some(&Ev::Data(13, b"after".to_vec())));
+}
+
+#[test]
+fn bogus_fragment_headers_are_never_delivered() {
+    let c = ReceiverConfig {
+        max_apdu: 100,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 3).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    // APDU larger than max_apdu, and an offset beyond the APDU.
+    r.handle_repr(ms(0), SRC, &data_pkt(1, 0, b"abc", frag(1, 0, 1000), false));
+    r.handle_repr(ms(0), SRC, &data_pkt(2, 0, b"abc", frag(2, 99, 100), false));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"ok"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Unrec(1, 2), Ev::Data(3, b"ok".to_vec())]
+    );
+    assert_eq!(r.stats().packets_ignored, 2);
+}
+
+#[test]
+fn trail_advance_makes_missing_unrecoverable_at_once() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(5, 0, b"e"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(1, b"a".to_vec())]
+    );
+    // The source's window moved past 2..=3; 4 may still come.
+    r.handle_repr(ms(1), SRC, &spm(1, 4, 5));
+    assert_eq!(events(&mut r), vec![Ev::Unrec(2, 2)]);
+    r.handle_repr(ms(2), SRC, &rdata(4, 4, b"d"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::Data(4, b"d".to_vec()), Ev::Data(5, b"e".to_vec())]
+    );
+    // A trail beyond everything received: reported without holding a slot each.
+    r.handle_repr(ms(3), SRC, &spm(2, 100, 99));
+    assert_eq!(events(&mut r), vec![Ev::Unrec(6, 94)]);
+    r.handle_repr(ms(3), SRC, &odata(100, 100, b"z"));
+    assert_eq!(events(&mut r), vec![Ev::Data(100, b"z".to_vec())]);
+    assert!(run_until(&mut r, 3, 500).iter().all(|(_, n)| n.is_none()));
+}
+
+#[test]
+fn spm_lead_beyond_received_is_loss() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &spm(1, 0, 3));
+    let out = run_until(&mut r, 0, 50);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, Some(vec![2, 3]));
+}
+
+#[test]
+fn stale_spm_is_ignored() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(5, 0, 0));
+    r.handle_repr(ms(0), SRC, &spm(4, 0, 10));
+    assert!(run_until(&mut r, 0, 100).is_empty());
+}
+
+#[test]
+fn late_join_never_naks_before_first_data() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &odata(1000, 0, b"x"));
+    r.handle_repr(ms(0), SRC, &odata(1001, 0, b"y"));
+    assert_eq!(
+        events(&mut r),
+        vec![
+            Ev::NewPeer,
+            Ev::Data(1000, b"x".to_vec()),
+            Ev::Data(1001, b"y".to_vec())
+        ]
+    );
+    // Only an SPMR may go out, never a NAK.
+    assert!(run_until(&mut r, 0, 1000).iter().all(|(_, n)| n.is_none()));
+    // Joined from an SPM: starts after its lead.
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 500));
+    r.handle_repr(ms(0), SRC, &odata(501, 0, b"a"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(501, b"a".to_vec())]
+    );
+    assert!(run_until(&mut r, 0, 1000).is_empty());
+}
+
+#[test]
+fn opt_join_lets_a_late_joiner_recover_earlier_data() {
+    let opts = Options {
+        join: Some(Sqn(98)),
+        ..Options::default()
+    };
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &data_pkt(100, 90, b"c", opts, false));
+    let naks: Vec<_> = run_until(&mut r, 0, 60)
+        .into_iter()
+        .filter_map(|(_, n)| n)
+        .collect();
+    assert_eq!(naks, vec![vec![98, 99]]);
+    r.handle_repr(ms(61), SRC, &rdata(98, 90, b"a"));
+    r.handle_repr(ms(61), SRC, &rdata(99, 90, b"b"));
+    assert_eq!(
+        events(&mut r),
+        vec![
+            Ev::NewPeer,
+            Ev::Data(98, b"a".to_vec()),
+            Ev::Data(99, b"b".to_vec()),
+            Ev::Data(100, b"c".to_vec())
+        ]
+    );
+}
+
+#[test]
+fn spmr_after_data_before_spm_and_suppressed_by_spm() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &odata(7, 0, b"x"));
+    let at = r.poll_timeout().unwrap();
+    assert!(at < ms(250));
+    r.handle_timeout(at);
+    assert_eq!(sent(&mut r, at), vec![(None, Destination::Unicast(SRC))]);
+    assert_eq!(r.stats().spmr_sent, 1);
+    // Another receiver: the SPM arrives first and no SPMR is sent.
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &odata(7, 0, b"x"));
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 7));
+    assert!(run_until(&mut r, 0, 500).is_empty());
+    assert_eq!(r.stats().spmr_sent, 0);
+}
+
+#[test]
+fn fin_ends_session_after_everything_before_it() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    let mut fin = spm(1, 0, 2);
+    fin.options.fin = true;
+    r.handle_repr(ms(0), SRC, &fin);
+    // 2 is still missing: no SessionEnd yet.
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(1, b"a".to_vec())]
+    );
+    r.handle_repr(ms(5), SRC, &rdata(2, 0, b"b"));
+    assert_eq!(events(&mut r), vec![Ev::Data(2, b"b".to_vec()), Ev::End]);
+    // Reported once.
+    r.handle_repr(ms(6), SRC, &fin);
+    assert!(events(&mut r).is_empty());
+}
+
+#[test]
+fn rst_is_reported() {
+    let mut r = rx();
+    let mut p = spm(0, 0, 0);
+    p.options.rst = Some(false);
+    r.handle_repr(ms(0), SRC, &p);
+    assert_eq!(events(&mut r), vec![Ev::NewPeer, Ev::Reset]);
+    // Reported once per peer, however many packets carry it.
+    r.handle_repr(ms(1), SRC, &p);
+    assert!(events(&mut r).is_empty());
+}
+
+#[test]
+fn silent_peer_expires_and_is_freed() {
+    let c = ReceiverConfig {
+        peer_expiry: Duration::from_secs(10),
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    let _ = events(&mut r);
+    // Heard from again at 5 s: expiry moves to 15 s.
+    r.handle_repr(ms(5000), SRC, &spm(1, 0, 3));
+    r.handle_timeout(ms(10_000));
+    let _ = sent(&mut r, ms(10_000));
+    assert_eq!(r.peer_count(), 1);
+    r.handle_timeout(ms(15_000));
+    let _ = sent(&mut r, ms(15_000));
+    assert_eq!(r.peer_count(), 0);
+    assert_eq!(events(&mut r), vec![Ev::Gone]);
+    assert_eq!(r.stats().peers_expired, 1);
+    // Its buffers went back to the pool and no timer is left but stale ones.
+    r.handle_timeout(ms(100_000));
+    assert_eq!(r.poll_timeout(), None);
+}
+
+#[test]
+fn max_peers_bounds_the_table() {
+    let c = ReceiverConfig {
+        max_peers: 2,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    for port in 0..5u16 {
+        let mut p = odata(1, 0, b"x");
+        p.sport = 5000 + port;
+        r.handle_repr(ms(0), SRC, &p);
+    }
+    assert_eq!(r.peer_count(), 2);
+    assert_eq!(r.stats().peers_refused, 3);
+}
+
+#[test]
+fn window_is_bounded_when_the_application_does_not_drain() {
+    let c = ReceiverConfig {
+        rxw_sqns: 64,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    for i in 0..200u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &[i as u8; 100]));
+    }
+    assert_eq!(r.stats().odata_received, 64);
+    assert_eq!(r.stats().window_full_drops, 136);
+    assert!(r.buffers_allocated() <= 64);
+    // Draining delivers the 64 held, then later data is accepted again and what was
+    // dropped is recovered by NAK.
+    let ev = events(&mut r);
+    assert_eq!(ev.len(), 65);
+    r.handle_repr(ms(1), SRC, &odata(200, 0, b"z"));
+    let out = run_until(&mut r, 1, 60);
+    let naked: Vec<u32> = out
+        .iter()
+        .flat_map(|(_, n)| n.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(naked.first(), Some(&64));
+    assert!(naked.len() >= 63);
+}
+
+#[test]
+fn buffer_pool_is_bounded() {
+    let c = ReceiverConfig {
+        rxw_max_bytes: 1480 * 8,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    // 1 missing so nothing can be delivered; everything after it must be buffered.
+    for i in 2..40u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, b"x"));
+    }
+    assert_eq!(r.buffers_allocated(), 8);
+    assert_eq!(r.stats().buffer_drops, 30);
+}
+
+#[test]
+fn foreign_and_upstream_packets_are_ignored() {
+    let mut r = rx();
+    let mut p = odata(1, 0, b"x");
+    p.dport = 1;
+    r.handle_repr(ms(0), SRC, &p);
+    let nak = PacketRepr {
+        sport: DPORT,
+        dport: 4000,
+        gsi: tsi().gsi,
+        body: Body::Nak(Nak::default()),
+        options: Options::default(),
+    };
+    r.handle_repr(ms(0), SRC, &nak);
+    // NCF from an unknown session does not create a peer.
+    r.handle_repr(ms(0), SRC, &ncf(1, &[]));
+    assert_eq!(r.stats().packets_ignored, 3);
+    assert_eq!(r.peer_count(), 0);
+    assert!(events(&mut r).is_empty());
+}
+
+#[test]
+fn sequence_numbers_wrap() {
+    let mut r = rx();
+    let start = u32::MAX - 2;
+    r.handle_repr(ms(0), SRC, &spm(0, start, start.wrapping_sub(1)));
+    for k in 0..6u32 {
+        let s = start.wrapping_add(k);
+        if k == 3 {
+            continue; // sqn 0 is lost
+        }
+        r.handle_repr(ms(0), SRC, &odata(s, start, &[k as u8]));
+    }
+    let out = run_until(&mut r, 0, 60);
+    assert_eq!(out[0].1, Some(vec![0]));
+    r.handle_repr(ms(61), SRC, &rdata(0, start, &[3]));
+    let ev = events(&mut r);
+    let sqns: Vec<u32> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Data(s, _) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sqns, vec![u32::MAX - 2, u32::MAX - 1, u32::MAX, 0, 1, 2]);
+}
+
+#[test]
+fn invalid_config_is_refused() {
+    let c = ReceiverConfig {
+        rxw_sqns: 100,
+        ..cfg()
+    };
+    assert!(Receiver::new(c, LOCAL, 1).is_err());
+}
+
+#[test]
+fn huge_trail_jump_is_reported_in_one_event_cheaply() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    // The trail jumps ~2^31 - 2 ahead (the farthest serial arithmetic allows).
+    let far = 1u32 << 31;
+    r.handle_repr(ms(1), SRC, &spm(1, far - 1, far));
+    let ev = events(&mut r);
+    assert_eq!(
+        ev,
+        vec![
+            Ev::NewPeer,
+            Ev::Data(1, b"a".to_vec()),
+            Ev::Unrec(2, far - 3),
+        ]
+    );
+    assert_eq!(r.stats().unrecoverable, u64::from(far - 3));
+}

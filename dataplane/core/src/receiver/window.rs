@@ -1,0 +1,891 @@
+//! Per-peer receive window, NAK state machine, reassembly and in-order delivery.
+
+use core::time::Duration;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::{Bounded, PendingTx, ReceiverStats, push_tx};
+use crate::config::{DATA_OVERHEAD, ReceiverConfig};
+use crate::rng::Rng;
+use crate::seq::Sqn;
+use crate::time::Instant;
+use crate::wire::{Data, Fragment, Nak, NakList, Nla, Options, Spm, Tsi};
+
+/// State shared by all peers (split from the peer table so both can be borrowed).
+#[derive(Debug)]
+pub(crate) struct Env {
+    pub(crate) cfg: ReceiverConfig,
+    pub(crate) pool: Pool,
+    pub(crate) timers: BinaryHeap<Reverse<TimerEntry>>,
+    pub(crate) rng: Rng,
+    pub(crate) stats: ReceiverStats,
+}
+
+impl Env {
+    pub(crate) fn new(cfg: ReceiverConfig, rng: Rng) -> Self {
+        let size = cfg.max_tpdu.saturating_sub(DATA_OVERHEAD).max(1);
+        let max = (cfg.rxw_max_bytes / cfg.max_tpdu.max(1)).max(1);
+        Env {
+            pool: Pool::new(size, max),
+            timers: BinaryHeap::with_capacity(1024),
+            rng,
+            stats: ReceiverStats::default(),
+            cfg,
+        }
+    }
+
+    /// A random instant in `[now, now + span)`.
+    fn random_after(&mut self, now: Instant, span: Duration) -> Instant {
+        let n = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
+        now + Duration::from_nanos(self.rng.below(n))
+    }
+
+    //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
+    // (paraphrase) the receiver ... selects a random back-off interval ... NAK_RB_IVL
+    fn backoff(&mut self, now: Instant) -> Instant {
+        let span = self.cfg.nak_bo_ivl;
+        self.random_after(now, span)
+    }
+}
+
+/// A timer: a deadline for one peer. Entries are never removed early; an entry whose
+/// peer generation or slot deadline no longer matches is stale and skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TimerEntry {
+    pub(crate) at: Instant,
+    pub(crate) peer: u32,
+    pub(crate) epoch: u32,
+    pub(crate) kind: TimerKind,
+}
+
+/// What a timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKind {
+    /// NAK state deadline for `count` consecutive sequences from `first` (those whose
+    /// slot still holds deadline `at`).
+    Nak { first: u32, count: u32 },
+    /// SPMR back-off.
+    Spmr,
+    /// Peer expiry check.
+    Expiry,
+}
+
+/// Receiver-wide TSDU buffers: grown on demand up to `max`, then recycled.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    bufs: Vec<Vec<u8>>,
+    free: Vec<u32>,
+    size: usize,
+    max: usize,
+}
+
+impl Pool {
+    fn new(size: usize, max: usize) -> Self {
+        Pool {
+            bufs: Vec::new(),
+            free: Vec::new(),
+            size,
+            max,
+        }
+    }
+
+    /// Largest TSDU a buffer holds.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    pub(crate) fn allocated(&self) -> usize {
+        self.bufs.len()
+    }
+
+    fn alloc(&mut self) -> Option<u32> {
+        if let Some(i) = self.free.pop() {
+            return Some(i);
+        }
+        if self.bufs.len() >= self.max {
+            return None;
+        }
+        let i = u32::try_from(self.bufs.len()).ok()?;
+        self.bufs.push(Vec::with_capacity(self.size));
+        if self.free.capacity() < self.bufs.len() {
+            // Keep the free list able to hold every buffer, so `free` never allocates.
+            self.free
+                .reserve(self.bufs.len().next_power_of_two() - self.free.len());
+        }
+        Some(i)
+    }
+
+    pub(crate) fn free(&mut self, i: u32) {
+        self.free.push(i);
+    }
+
+    pub(crate) fn get(&self, i: u32) -> &[u8] {
+        self.bufs.get(i as usize).map_or(&[], |v| v.as_slice())
+    }
+
+    fn fill(&mut self, i: u32, data: &[u8]) {
+        if let Some(v) = self.bufs.get_mut(i as usize) {
+            v.clear();
+            v.extend_from_slice(data);
+        }
+    }
+}
+
+/// NAK state of a missing sequence (RFC 3208 6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting a random back-off before NAKing.
+    BackOff,
+    /// NAK sent; waiting NAK_RPT_IVL for an NCF.
+    WaitNcf,
+    /// NCF seen; waiting NAK_RDATA_IVL for the repair.
+    WaitData,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    /// Outside `[next, lead]`.
+    Empty,
+    Missing {
+        phase: Phase,
+        at: Instant,
+        ncf_retries: u32,
+        data_retries: u32,
+    },
+    Have {
+        buf: u32,
+        frag: Option<Fragment>,
+    },
+    Lost,
+}
+
+/// What `next_delivery` found.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Deliver {
+    /// A one-TPDU APDU in pool buffer `buf` (now lent to the event).
+    Buf { tsi: Tsi, sqn: Sqn, buf: u32 },
+    /// A reassembled APDU in the receiver's reassembly buffer.
+    Apdu { tsi: Tsi, sqn: Sqn },
+    /// Lost sequences.
+    Unrecoverable { tsi: Tsi, first: Sqn, count: u32 },
+    /// OPT_FIN reached.
+    End { tsi: Tsi },
+}
+
+/// Accumulates consecutive sequences sharing a deadline into one timer entry.
+struct Run {
+    at: Instant,
+    first: Sqn,
+    count: u32,
+}
+
+/// One remote source (TSI).
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) tsi: Tsi,
+    pub(crate) idx: u32,
+    pub(crate) epoch: u32,
+    /// Source address of its last packet.
+    pub(crate) src: Nla,
+    /// Path NLA from its last SPM: where NAKs go.
+    pub(crate) path: Option<Nla>,
+    pub(crate) last_heard: Instant,
+    pub(crate) spmr_at: Option<Instant>,
+    pub(crate) in_ready: bool,
+    /// NAK being assembled from back-offs expiring together.
+    pub(crate) nak_build: Option<(Sqn, NakList)>,
+    spm_sqn: Option<Sqn>,
+    started: bool,
+    slots: Vec<Slot>,
+    mask: u32,
+    /// Next sequence to deliver (or report).
+    next: Sqn,
+    /// Highest sequence in the window (`next - 1` when empty).
+    lead: Sqn,
+    /// Sequences before this one cannot be repaired any more (source trail).
+    lost_until: Sqn,
+    fin: Option<Sqn>,
+    fin_reported: bool,
+    /// OPT_RST already reported for this peer.
+    pub(crate) reset_reported: bool,
+    /// Reassembly progress of the APDU at `next`: (first, next fragment, bytes so far).
+    scan: Option<(Sqn, Sqn, u32)>,
+}
+
+impl Peer {
+    pub(crate) fn new(
+        env: &mut Env,
+        idx: u32,
+        epoch: u32,
+        tsi: Tsi,
+        src: Nla,
+        now: Instant,
+    ) -> Self {
+        let n = env.cfg.rxw_sqns as usize;
+        env.timers.push(Reverse(TimerEntry {
+            at: now + env.cfg.peer_expiry,
+            peer: idx,
+            epoch,
+            kind: TimerKind::Expiry,
+        }));
+        Peer {
+            tsi,
+            idx,
+            epoch,
+            src,
+            path: None,
+            last_heard: now,
+            spmr_at: None,
+            in_ready: false,
+            nak_build: None,
+            spm_sqn: None,
+            started: false,
+            slots: vec![Slot::Empty; n],
+            mask: env.cfg.rxw_sqns - 1,
+            next: Sqn(0),
+            lead: Sqn(0).prev(),
+            lost_until: Sqn(0),
+            fin: None,
+            fin_reported: false,
+            reset_reported: false,
+            scan: None,
+        }
+    }
+
+    fn cap(&self) -> u32 {
+        self.mask + 1
+    }
+
+    fn si(&self, sqn: Sqn) -> usize {
+        (sqn.0 & self.mask) as usize
+    }
+
+    fn get(&self, sqn: Sqn) -> Slot {
+        self.slots.get(self.si(sqn)).copied().unwrap_or(Slot::Empty)
+    }
+
+    fn set(&mut self, sqn: Sqn, s: Slot) {
+        let i = self.si(sqn);
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = s;
+        }
+    }
+
+    /// Moves delivery on to `next`, keeping `lost_until` from falling behind it (so
+    /// serial-number comparisons with it stay meaningful however long the session runs).
+    fn advance(&mut self, next: Sqn) {
+        self.next = next;
+        if next.gt(self.lost_until) {
+            self.lost_until = next;
+        }
+    }
+
+    fn in_ring(&self, sqn: Sqn) -> bool {
+        sqn.ge(self.next) && sqn.le(self.lead)
+    }
+
+    fn start(&mut self, at: Sqn) {
+        self.started = true;
+        self.next = at;
+        self.lead = at.prev();
+        self.lost_until = at;
+    }
+
+    fn push_run(&self, env: &mut Env, run: &mut Option<Run>, at: Instant, sqn: Sqn) {
+        if let Some(r) = run {
+            if r.at == at && r.first.add(r.count) == sqn {
+                r.count += 1;
+                return;
+            }
+            self.flush_run(env, run);
+        }
+        *run = Some(Run {
+            at,
+            first: sqn,
+            count: 1,
+        });
+    }
+
+    fn flush_run(&self, env: &mut Env, run: &mut Option<Run>) {
+        if let Some(r) = run.take() {
+            env.timers.push(Reverse(TimerEntry {
+                at: r.at,
+                peer: self.idx,
+                epoch: self.epoch,
+                kind: TimerKind::Nak {
+                    first: r.first.0,
+                    count: r.count,
+                },
+            }));
+        }
+    }
+
+    /// Grows the window to `to` (inclusive): the new sequences are missing (sharing one
+    /// back-off deadline) or, below the source's trail, lost. Caller ensures
+    /// `to - next < cap`.
+    fn extend(&mut self, env: &mut Env, now: Instant, to: Sqn) {
+        if !to.gt(self.lead) {
+            return;
+        }
+        let at = env.backoff(now);
+        let mut run = None;
+        let mut s = self.lead.next();
+        loop {
+            if s.lt(self.lost_until) {
+                self.set(s, Slot::Lost);
+            } else {
+                self.set(
+                    s,
+                    Slot::Missing {
+                        phase: Phase::BackOff,
+                        at,
+                        ncf_retries: 0,
+                        data_retries: 0,
+                    },
+                );
+                self.push_run(env, &mut run, at, s);
+            }
+            if s == to {
+                break;
+            }
+            s = s.next();
+        }
+        self.lead = to;
+        self.flush_run(env, &mut run);
+    }
+
+    /// The source's trail moved to `trail`: what is still missing before it is lost.
+    /// `limit` is the highest trail the packet can validly carry.
+    fn apply_trail(&mut self, trail: Sqn, limit: Sqn) {
+        if !self.started || !trail.le(limit) || !trail.gt(self.lost_until) {
+            return;
+        }
+        let from = if self.lost_until.gt(self.next) {
+            self.lost_until
+        } else {
+            self.next
+        };
+        self.lost_until = trail;
+        //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
+        // (paraphrase) data that has fallen out of the transmit window cannot be repaired
+        let mut s = from;
+        while s.lt(trail) && s.le(self.lead) {
+            if let Slot::Missing { .. } = self.get(s) {
+                self.set(s, Slot::Lost);
+            }
+            s = s.next();
+        }
+    }
+
+    /// ODATA or RDATA.
+    pub(crate) fn on_data(
+        &mut self,
+        env: &mut Env,
+        now: Instant,
+        d: &Data<'_>,
+        opts: &Options,
+        rdata: bool,
+    ) {
+        let sqn = d.sqn;
+        if d.payload.len() > env.pool.size() {
+            env.stats.packets_ignored += 1;
+            return;
+        }
+        if !self.started {
+            if rdata {
+                // A repair for someone else's loss tells a newcomer nothing about where
+                // the stream is; wait for ODATA or an SPM.
+                env.stats.packets_ignored += 1;
+                return;
+            }
+            // Late join: start at the first data seen, or earlier if OPT_JOIN allows
+            // (never before the source's trail, never more than half a window back).
+            let mut start = sqn;
+            if let Some(j) = opts.join
+                && j.le(sqn)
+                && sqn.distance(j) < (self.cap() / 2) as i32
+            {
+                start = j;
+            }
+            if d.trail.gt(start) && d.trail.le(sqn) {
+                start = d.trail;
+            }
+            self.start(start);
+            if self.path.is_none() {
+                //= https://www.rfc-editor.org/rfc/rfc3208#section-6.2
+                // (paraphrase) SPMR: data before any SPM -> ask the source for one after a back-off
+                let span = env.cfg.spmr_expiry;
+                let at = env.random_after(now, span);
+                self.spmr_at = Some(at);
+                env.timers.push(Reverse(TimerEntry {
+                    at,
+                    peer: self.idx,
+                    epoch: self.epoch,
+                    kind: TimerKind::Spmr,
+                }));
+            }
+        }
+        self.apply_trail(d.trail, sqn);
+        if opts.fin && self.fin.is_none() {
+            self.fin = Some(sqn);
+        }
+        let dist = sqn.distance(self.next);
+        if dist < 0 {
+            env.stats.duplicates += 1;
+            return;
+        }
+        if dist as u32 >= self.cap() {
+            // Beyond the window: drop it, but grow the window to its full span so the
+            // sequences in between are NAKed and delivery can catch up (otherwise a
+            // receiver that fell a window behind would drop everything forever).
+            env.stats.window_full_drops += 1;
+            let last = self.next.add(self.cap() - 1);
+            self.extend(env, now, last);
+            return;
+        }
+        let fresh = sqn.gt(self.lead);
+        if fresh {
+            self.extend(env, now, sqn.prev());
+        } else if let Slot::Have { .. } = self.get(sqn) {
+            env.stats.duplicates += 1;
+            return;
+        }
+        if let Some(f) = opts.fragment
+            && !fragment_ok(&f, sqn, d.payload.len(), env.cfg.max_apdu)
+        {
+            // A fragment that cannot belong to a valid APDU is never delivered.
+            env.stats.packets_ignored += 1;
+            if fresh {
+                self.lead = sqn;
+            }
+            self.set(sqn, Slot::Lost);
+            return;
+        }
+        let Some(buf) = env.pool.alloc() else {
+            env.stats.buffer_drops += 1;
+            if fresh {
+                // Keep it as a loss to repair once buffers are free again.
+                self.extend(env, now, sqn);
+            }
+            return;
+        };
+        env.pool.fill(buf, d.payload);
+        if fresh {
+            self.lead = sqn;
+        }
+        self.set(
+            sqn,
+            Slot::Have {
+                buf,
+                frag: opts.fragment,
+            },
+        );
+        if rdata {
+            env.stats.rdata_received += 1;
+        } else {
+            env.stats.odata_received += 1;
+        }
+        env.stats.bytes_received += d.payload.len() as u64;
+    }
+
+    pub(crate) fn on_spm(&mut self, env: &mut Env, now: Instant, spm: &Spm, opts: &Options) {
+        env.stats.spm_received += 1;
+        //= https://www.rfc-editor.org/rfc/rfc3208#section-6.2
+        // (paraphrase) receivers ... discard SPMs whose sequence number is not newer
+        if let Some(last) = self.spm_sqn
+            && !spm.sqn.gt(last)
+        {
+            return;
+        }
+        self.spm_sqn = Some(spm.sqn);
+        self.path = Some(spm.path);
+        self.spmr_at = None;
+        if !self.started {
+            // Late join from an SPM: the window starts after the advertised lead.
+            self.start(spm.lead.next());
+        }
+        self.apply_trail(spm.trail, spm.lead.next());
+        if spm.lead.gt(self.lead) {
+            let last = self.next.add(self.cap() - 1);
+            let to = if spm.lead.gt(last) { last } else { spm.lead };
+            self.extend(env, now, to);
+        }
+        if opts.fin && self.fin.is_none() {
+            self.fin = Some(spm.lead);
+        }
+    }
+
+    pub(crate) fn on_ncf(&mut self, env: &mut Env, now: Instant, ncf: &Nak, opts: &Options) {
+        env.stats.ncf_received += 1;
+        if !self.started {
+            return;
+        }
+        let at = now + env.cfg.nak_rdata_ivl;
+        let mut run = None;
+        for &sqn in core::iter::once(&ncf.sqn).chain(opts.nak_list.as_slice()) {
+            let d = sqn.distance(self.next);
+            if d < 0 || d as u32 >= self.cap() {
+                continue;
+            }
+            if sqn.gt(self.lead) {
+                self.extend(env, now, sqn);
+            }
+            //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
+            // (paraphrase) an NCF for a sequence in BACK_OFF suppresses this receiver's NAK
+            if let Slot::Missing {
+                phase: Phase::BackOff | Phase::WaitNcf,
+                ncf_retries,
+                data_retries,
+                ..
+            } = self.get(sqn)
+            {
+                self.set(
+                    sqn,
+                    Slot::Missing {
+                        phase: Phase::WaitData,
+                        at,
+                        ncf_retries,
+                        data_retries,
+                    },
+                );
+                self.push_run(env, &mut run, at, sqn);
+            }
+        }
+        self.flush_run(env, &mut run);
+    }
+
+    fn add_to_nak(&mut self, env: &mut Env, tx: &mut Bounded<PendingTx>, sqn: Sqn) {
+        match &mut self.nak_build {
+            None => self.nak_build = Some((sqn, NakList::default())),
+            Some((_, list)) => {
+                if !list.push(sqn) {
+                    if let Some((first, list)) = self.nak_build.take() {
+                        push_tx(
+                            tx,
+                            &mut env.stats,
+                            PendingTx::Nak {
+                                peer: self.idx,
+                                epoch: self.epoch,
+                                sqn: first,
+                                list,
+                            },
+                        );
+                    }
+                    self.nak_build = Some((sqn, NakList::default()));
+                }
+            }
+        }
+    }
+
+    /// A NAK timer entry fired.
+    pub(crate) fn on_nak_timer(
+        &mut self,
+        env: &mut Env,
+        tx: &mut Bounded<PendingTx>,
+        now: Instant,
+        at: Instant,
+        first: Sqn,
+        count: u32,
+    ) {
+        let mut bo_at = None;
+        let mut wait_run = None;
+        let mut bo_run = None;
+        let rpt_at = now + env.cfg.nak_rpt_ivl;
+        for i in 0..count {
+            let sqn = first.add(i);
+            if !self.in_ring(sqn) {
+                continue;
+            }
+            let Slot::Missing {
+                phase,
+                at: a,
+                ncf_retries,
+                data_retries,
+            } = self.get(sqn)
+            else {
+                continue;
+            };
+            if a != at {
+                continue;
+            }
+            let (ncf_retries, data_retries) = match phase {
+                Phase::BackOff => {
+                    //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
+                    // (paraphrase) back-off expired: send the NAK, then wait NAK_RPT_IVL for an NCF
+                    self.add_to_nak(env, tx, sqn);
+                    self.set(
+                        sqn,
+                        Slot::Missing {
+                            phase: Phase::WaitNcf,
+                            at: rpt_at,
+                            ncf_retries,
+                            data_retries,
+                        },
+                    );
+                    self.push_run(env, &mut wait_run, rpt_at, sqn);
+                    continue;
+                }
+                Phase::WaitNcf => (ncf_retries + 1, data_retries),
+                Phase::WaitData => (ncf_retries, data_retries + 1),
+            };
+            if ncf_retries > env.cfg.nak_ncf_retries || data_retries > env.cfg.nak_data_retries {
+                self.set(sqn, Slot::Lost);
+                continue;
+            }
+            let b = match bo_at {
+                Some(b) => b,
+                None => {
+                    let b = env.backoff(now);
+                    bo_at = Some(b);
+                    b
+                }
+            };
+            self.set(
+                sqn,
+                Slot::Missing {
+                    phase: Phase::BackOff,
+                    at: b,
+                    ncf_retries,
+                    data_retries,
+                },
+            );
+            self.push_run(env, &mut bo_run, b, sqn);
+        }
+        self.flush_run(env, &mut wait_run);
+        self.flush_run(env, &mut bo_run);
+    }
+
+    /// True if `e` (a timer of this peer) can still do something.
+    pub(crate) fn timer_live(&self, e: &TimerEntry) -> bool {
+        match e.kind {
+            TimerKind::Expiry => true,
+            TimerKind::Spmr => self.spmr_at == Some(e.at),
+            TimerKind::Nak { first, count } => (0..count).any(|i| {
+                let s = Sqn(first).add(i);
+                self.in_ring(s) && matches!(self.get(s), Slot::Missing { at, .. } if at == e.at)
+            }),
+        }
+    }
+
+    /// Whether `next_delivery` may have something.
+    pub(crate) fn wants_delivery(&self) -> bool {
+        if !self.started {
+            return false;
+        }
+        if let Some(f) = self.fin
+            && !self.fin_reported
+            && f.lt(self.next)
+        {
+            return true;
+        }
+        if self.lost_until.gt(self.next) {
+            return true;
+        }
+        self.next.le(self.lead) && matches!(self.get(self.next), Slot::Have { .. } | Slot::Lost)
+    }
+
+    /// Frees every buffer the window holds.
+    pub(crate) fn release_all(&mut self, pool: &mut Pool) {
+        for s in &mut self.slots {
+            if let Slot::Have { buf, .. } = *s {
+                pool.free(buf);
+            }
+            *s = Slot::Empty;
+        }
+    }
+
+    fn take_buf(&mut self, env: &mut Env, sqn: Sqn) {
+        if let Slot::Have { buf, .. } = self.get(sqn) {
+            env.pool.free(buf);
+        }
+        self.set(sqn, Slot::Empty);
+    }
+
+    fn unrecoverable(&mut self, env: &mut Env, count: u32) -> Option<Deliver> {
+        let first = self.next;
+        // Only the part inside the ring holds slots; a run past the lead (a trail that
+        // jumped far ahead) costs nothing per sequence.
+        let held = if self.lead.ge(first) {
+            count.min(self.lead.distance(first) as u32 + 1)
+        } else {
+            0
+        };
+        for i in 0..held {
+            self.take_buf(env, first.add(i));
+        }
+        self.advance(first.add(count));
+        if self.next.gt(self.lead.next()) {
+            self.lead = self.next.prev();
+        }
+        self.scan = None;
+        env.stats.unrecoverable += u64::from(count);
+        Some(Deliver::Unrecoverable {
+            tsi: self.tsi,
+            first,
+            count,
+        })
+    }
+
+    /// A run of lost sequences (and orphan fragments of APDUs whose start is lost) at
+    /// `next`.
+    fn lost_run(&mut self, env: &mut Env) -> Option<Deliver> {
+        let mut count = 0u32;
+        let mut s = self.next;
+        while s.le(self.lead) {
+            let dead = match self.get(s) {
+                Slot::Lost => true,
+                Slot::Have { frag: Some(f), .. } => f.first_sqn != s || f.offset != 0,
+                _ => false,
+            };
+            if !dead {
+                break;
+            }
+            count += 1;
+            s = s.next();
+        }
+        if s == self.lead.next() && self.lost_until.gt(s) {
+            count += self.lost_until.distance(s) as u32;
+        }
+        if count == 0 {
+            return None;
+        }
+        self.unrecoverable(env, count)
+    }
+
+    /// The next event of this peer's stream, if it is ready.
+    pub(crate) fn next_delivery(&mut self, env: &mut Env, apdu: &mut Vec<u8>) -> Option<Deliver> {
+        if !self.started {
+            return None;
+        }
+        if let Some(f) = self.fin
+            && !self.fin_reported
+            && f.lt(self.next)
+        {
+            self.fin_reported = true;
+            return Some(Deliver::End { tsi: self.tsi });
+        }
+        if self.next.gt(self.lead) {
+            if self.lost_until.gt(self.next) {
+                let count = self.lost_until.distance(self.next) as u32;
+                return self.unrecoverable(env, count);
+            }
+            return None;
+        }
+        let sqn = self.next;
+        match self.get(sqn) {
+            Slot::Empty | Slot::Missing { .. } => None,
+            Slot::Lost => self.lost_run(env),
+            Slot::Have { buf, frag } => {
+                let single = match frag {
+                    None => true,
+                    Some(f) if f.first_sqn == sqn && f.offset == 0 => {
+                        env.pool.get(buf).len() as u64 == u64::from(f.apdu_len)
+                    }
+                    Some(_) => return self.lost_run(env),
+                };
+                if single {
+                    self.set(sqn, Slot::Empty);
+                    self.advance(sqn.next());
+                    self.scan = None;
+                    env.stats.delivered += 1;
+                    return Some(Deliver::Buf {
+                        tsi: self.tsi,
+                        sqn,
+                        buf,
+                    });
+                }
+                let f = frag?;
+                self.reassemble(env, apdu, f)
+            }
+        }
+    }
+
+    fn reassemble(&mut self, env: &mut Env, apdu: &mut Vec<u8>, f: Fragment) -> Option<Deliver> {
+        let first = self.next;
+        let (mut q, mut acc) = match self.scan {
+            Some((sf, q, acc)) if sf == first => (q, acc),
+            _ => {
+                let Slot::Have { buf, .. } = self.get(first) else {
+                    return None;
+                };
+                (first.next(), env.pool.get(buf).len() as u32)
+            }
+        };
+        let broken = loop {
+            if acc == f.apdu_len {
+                break false;
+            }
+            if acc > f.apdu_len {
+                break true;
+            }
+            if q.gt(self.lead) {
+                if self.lost_until.gt(q) {
+                    break true;
+                }
+                self.scan = Some((first, q, acc));
+                return None;
+            }
+            match self.get(q) {
+                Slot::Missing { .. } => {
+                    self.scan = Some((first, q, acc));
+                    return None;
+                }
+                Slot::Have { buf, frag: Some(g) }
+                    if g.first_sqn == first && g.offset == acc && g.apdu_len == f.apdu_len =>
+                {
+                    acc = acc.saturating_add(env.pool.get(buf).len() as u32);
+                    q = q.next();
+                }
+                _ => break true,
+            }
+        };
+        let count = q.distance(first) as u32;
+        if broken {
+            //= https://www.rfc-editor.org/rfc/rfc3208#section-9.2
+            // (paraphrase) an APDU with a missing fragment is unrecoverable; never deliver it partly
+            return self.unrecoverable(env, count);
+        }
+        apdu.clear();
+        for i in 0..count {
+            let s = first.add(i);
+            if let Slot::Have { buf, .. } = self.get(s) {
+                apdu.extend_from_slice(env.pool.get(buf));
+            }
+            self.take_buf(env, s);
+        }
+        self.advance(q);
+        self.scan = None;
+        env.stats.delivered += 1;
+        Some(Deliver::Apdu {
+            tsi: self.tsi,
+            sqn: first,
+        })
+    }
+}
+
+/// A fragment header that can belong to a valid APDU of at most `max_apdu` bytes.
+fn fragment_ok(f: &Fragment, sqn: Sqn, len: usize, max_apdu: usize) -> bool {
+    let apdu_len = f.apdu_len as usize;
+    let back = sqn.distance(f.first_sqn);
+    len > 0
+        && apdu_len <= max_apdu
+        && (f.offset as usize).saturating_add(len) <= apdu_len
+        && back >= 0
+        && (back as u64) <= u64::from(f.offset)
+        && (back != 0 || f.offset == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_stay_small() {
+        // docs/defaults.md sizes the per-peer ring with this.
+        assert!(
+            core::mem::size_of::<Slot>() <= 24,
+            "{}",
+            core::mem::size_of::<Slot>()
+        );
+    }
+}

@@ -1,0 +1,641 @@
+//! Source state transitions, driven through `handle_repr` / `poll_repr`.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use super::*;
+use crate::wire::{Gsi, PacketType};
+
+const PATH: Nla = Nla::V4(Ipv4Addr::new(10, 0, 0, 1));
+const GROUP: Nla = Nla::V4(Ipv4Addr::new(239, 1, 1, 1));
+const RX: Nla = Nla::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+fn tsi() -> Tsi {
+    Tsi {
+        gsi: Gsi([1, 2, 3, 4, 5, 6]),
+        sport: 4000,
+    }
+}
+
+fn cfg() -> SourceConfig {
+    SourceConfig {
+        group: GROUP,
+        path_nla: PATH,
+        ..SourceConfig::default()
+    }
+}
+
+fn ms(n: u64) -> Instant {
+    Instant::from_nanos(n * 1_000_000)
+}
+
+/// An owned summary of one packet from `poll_repr`.
+#[derive(Clone, Debug, PartialEq)]
+enum Out {
+    Spm {
+        trail: Sqn,
+        lead: Sqn,
+        fin: bool,
+    },
+    Odata {
+        sqn: Sqn,
+        trail: Sqn,
+        len: usize,
+        frag: Option<Fragment>,
+    },
+    Rdata {
+        sqn: Sqn,
+    },
+    Ncf {
+        sqn: Sqn,
+        list: Vec<Sqn>,
+    },
+}
+
+fn poll(s: &mut Source, now: Instant) -> Option<Out> {
+    let p = s.poll_repr(now)?;
+    assert_eq!(p.sport, 4000);
+    assert_eq!(p.gsi, tsi().gsi);
+    Some(match p.body {
+        Body::Spm(spm) => {
+            assert_eq!(spm.path, PATH);
+            Out::Spm {
+                trail: spm.trail,
+                lead: spm.lead,
+                fin: p.options.fin,
+            }
+        }
+        Body::Odata(d) => Out::Odata {
+            sqn: d.sqn,
+            trail: d.trail,
+            len: d.payload.len(),
+            frag: p.options.fragment,
+        },
+        Body::Rdata(d) => Out::Rdata { sqn: d.sqn },
+        Body::Ncf(n) => {
+            assert_eq!((n.source, n.group), (PATH, GROUP));
+            Out::Ncf {
+                sqn: n.sqn,
+                list: p.options.nak_list.as_slice().to_vec(),
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    })
+}
+
+fn drain(s: &mut Source, now: Instant) -> Vec<Out> {
+    let mut v = Vec::new();
+    while let Some(o) = poll(s, now) {
+        v.push(o);
+    }
+    v
+}
+
+fn nak(sqn: u32, list: &[u32]) -> PacketRepr<'static> {
+    let mut options = Options::default();
+    for &x in list {
+        assert!(options.nak_list.push(Sqn(x)));
+    }
+    PacketRepr {
+        sport: DEFAULT_DPORT,
+        dport: 4000,
+        gsi: tsi().gsi,
+        body: Body::Nak(Nak {
+            sqn: Sqn(sqn),
+            source: PATH,
+            group: GROUP,
+        }),
+        options,
+    }
+}
+
+const DEFAULT_DPORT: u16 = crate::wire::DEFAULT_DATA_PORT;
+
+/// A source that has sent `n` one-TPDU APDUs (and its initial SPM) at time 0.
+fn with_data(n: usize) -> Source {
+    let mut s = Source::new(cfg(), tsi(), Instant::ZERO).unwrap();
+    for i in 0..n {
+        s.send(Instant::ZERO, &[i as u8; 100]).unwrap();
+    }
+    let out = drain(&mut s, Instant::ZERO);
+    assert_eq!(out.len(), n + 1);
+    s
+}
+
+#[test]
+fn first_spm_then_odata_numbered_in_unit_increments() {
+    let mut s = Source::new(cfg(), tsi(), Instant::ZERO).unwrap();
+    assert_eq!(s.send(Instant::ZERO, b"a").unwrap(), Sqn(0));
+    assert_eq!(s.send(Instant::ZERO, b"bb").unwrap(), Sqn(1));
+    let out = drain(&mut s, Instant::ZERO);
+    assert_eq!(
+        out,
+        vec![
+            Out::Spm {
+                trail: Sqn(0),
+                lead: Sqn(u32::MAX),
+                fin: false
+            },
+            Out::Odata {
+                sqn: Sqn(0),
+                trail: Sqn(0),
+                len: 1,
+                frag: None
+            },
+            Out::Odata {
+                sqn: Sqn(1),
+                trail: Sqn(0),
+                len: 2,
+                frag: None
+            },
+        ]
+    );
+    assert_eq!(s.stats().odata_sent, 2);
+    assert_eq!(s.stats().odata_bytes, 3);
+    assert_eq!(s.lead(), Sqn(1));
+}
+
+#[test]
+fn large_apdu_is_fragmented_with_opt_fragment() {
+    let mut s = Source::new(cfg(), tsi(), Instant::ZERO).unwrap();
+    let chunk = s.config().max_fragment_tsdu();
+    let apdu: Vec<u8> = (0..chunk * 2 + 10).map(|i| i as u8).collect();
+    assert_eq!(s.send(Instant::ZERO, &apdu).unwrap(), Sqn(0));
+    assert_eq!(s.unsent(), 3);
+    let max_tpdu = s.config().max_tpdu;
+    let _spm = poll(&mut s, Instant::ZERO);
+    let mut joined = Vec::new();
+    for i in 0..3u32 {
+        let p = s.poll_repr(Instant::ZERO).unwrap();
+        let Body::Odata(d) = p.body else {
+            panic!("not odata")
+        };
+        assert_eq!(d.sqn, Sqn(i));
+        let f = p.options.fragment.unwrap();
+        assert_eq!(f.first_sqn, Sqn(0));
+        assert_eq!(f.offset as usize, joined.len());
+        assert_eq!(f.apdu_len as usize, apdu.len());
+        // Every fragment fits in max_tpdu once encoded.
+        assert!(p.buffer_len() <= max_tpdu);
+        joined.extend_from_slice(d.payload);
+    }
+    assert_eq!(joined, apdu);
+    assert!(s.poll_repr(Instant::ZERO).is_none());
+}
+
+#[test]
+fn encoded_sizes_match_the_overhead_constants() {
+    // The fragment arithmetic in config must agree with the codec.
+    let mut s = Source::new(cfg(), tsi(), Instant::ZERO).unwrap();
+    let max = s.config().max_tpdu;
+    let single = vec![7u8; s.config().max_single_tsdu()];
+    s.send(Instant::ZERO, &single).unwrap();
+    let big = vec![9u8; s.config().max_single_tsdu() * 3];
+    s.send(Instant::ZERO, &big).unwrap();
+    let mut buf = [0u8; 2000];
+    let mut kinds = Vec::new();
+    while let Some(t) = s.poll_transmit(Instant::ZERO, &mut buf) {
+        kinds.push(t.kind);
+        if t.kind == PacketType::Odata {
+            assert!(t.len <= max);
+        }
+    }
+    assert_eq!(s.stats().emit_errors, 0);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == PacketType::Odata).count(),
+        1 + 4
+    );
+    // The full-size single TPDU is exactly max_tpdu bytes.
+    let mut s = Source::new(cfg(), tsi(), Instant::ZERO).unwrap();
+    s.send(Instant::ZERO, &single).unwrap();
+    let _spm = s.poll_transmit(Instant::ZERO, &mut buf).unwrap();
+    assert_eq!(s.poll_transmit(Instant::ZERO, &mut buf).unwrap().len, max);
+}
+
+#[test]
+fn send_errors_too_large_would_block_closed() {
+    let c = SourceConfig {
+        send_queue: 4,
+        ..cfg()
+    };
+    let max_apdu = 4 * c.max_fragment_tsdu();
+    let c = SourceConfig { max_apdu, ..c };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    assert_eq!(
+        s.send(Instant::ZERO, &vec![0; max_apdu + 1]),
+        Err(SendError::TooLarge)
+    );
+    for _ in 0..4 {
+        s.send(Instant::ZERO, b"x").unwrap();
+    }
+    assert_eq!(s.send(Instant::ZERO, b"x"), Err(SendError::WouldBlock));
+    // Transmitting frees the queue.
+    let _ = drain(&mut s, Instant::ZERO);
+    assert!(s.send(Instant::ZERO, b"x").is_ok());
+    s.close(Instant::ZERO);
+    assert_eq!(s.send(Instant::ZERO, b"x"), Err(SendError::Closed));
+}
+
+#[test]
+fn nak_gets_ncf_first_then_rdata() {
+    let mut s = with_data(5);
+    s.handle_repr(ms(1), RX, &nak(2, &[3]));
+    assert_eq!(s.stats().naks_received, 2);
+    let out = drain(&mut s, ms(1));
+    assert_eq!(
+        out,
+        vec![
+            Out::Ncf {
+                sqn: Sqn(2),
+                list: vec![Sqn(3)]
+            },
+            Out::Rdata { sqn: Sqn(2) },
+            Out::Rdata { sqn: Sqn(3) },
+        ]
+    );
+    assert_eq!(s.stats().rdata_sent, 2);
+    assert_eq!(s.stats().ncf_sent, 1);
+}
+
+#[test]
+fn repair_once_per_round_however_many_naks() {
+    let mut s = with_data(5);
+    for _ in 0..50 {
+        s.handle_repr(ms(1), RX, &nak(1, &[]));
+    }
+    let out = drain(&mut s, ms(1));
+    let ncfs = out.iter().filter(|o| matches!(o, Out::Ncf { .. })).count();
+    let rdata: Vec<_> = out
+        .iter()
+        .filter(|o| matches!(o, Out::Rdata { .. }))
+        .collect();
+    // Every NAK is confirmed, but the sequence is repaired once.
+    assert_eq!(ncfs, 50);
+    assert_eq!(rdata, vec![&Out::Rdata { sqn: Sqn(1) }]);
+    assert_eq!(s.stats().naks_coalesced, 49);
+    // A NAK after the repair went out starts a new round.
+    s.handle_repr(ms(2), RX, &nak(1, &[]));
+    let out = drain(&mut s, ms(2));
+    assert!(out.contains(&Out::Rdata { sqn: Sqn(1) }));
+}
+
+#[test]
+fn nak_outside_window_is_counted_and_not_answered() {
+    let mut s = with_data(3);
+    // Beyond the lead (not yet sent) and far before the trail.
+    s.handle_repr(ms(1), RX, &nak(3, &[1000, u32::MAX - 5]));
+    assert_eq!(s.stats().naks_outside_window, 3);
+    assert!(drain(&mut s, ms(1)).is_empty());
+    // Mixed: only the in-window part is confirmed and repaired.
+    s.handle_repr(ms(1), RX, &nak(9, &[1]));
+    assert_eq!(
+        drain(&mut s, ms(1)),
+        vec![
+            Out::Ncf {
+                sqn: Sqn(1),
+                list: vec![]
+            },
+            Out::Rdata { sqn: Sqn(1) }
+        ]
+    );
+    assert_eq!(s.stats().naks_outside_window, 4);
+}
+
+#[test]
+fn foreign_naks_are_ignored() {
+    let mut s = with_data(3);
+    let mut wrong_group = nak(1, &[]);
+    if let Body::Nak(n) = &mut wrong_group.body {
+        n.group = Nla::V4(Ipv4Addr::new(239, 9, 9, 9));
+    }
+    let mut wrong_source = nak(1, &[]);
+    if let Body::Nak(n) = &mut wrong_source.body {
+        n.source = Nla::V4(Ipv4Addr::new(10, 9, 9, 9));
+    }
+    let mut wrong_tsi = nak(1, &[]);
+    wrong_tsi.dport = 4001;
+    let mut wrong_dport = nak(1, &[]);
+    wrong_dport.sport = 1;
+    for p in [wrong_group, wrong_source, wrong_tsi, wrong_dport] {
+        s.handle_repr(ms(1), RX, &p);
+    }
+    assert_eq!(s.stats().packets_ignored, 4);
+    assert_eq!(s.stats().naks_received, 0);
+    assert!(drain(&mut s, ms(1)).is_empty());
+}
+
+#[test]
+fn odata_rate_limited_while_rdata_has_its_own_budget() {
+    let c = SourceConfig {
+        txw_max_rte: 100_000,
+        rdata_max_rte: 100_000,
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    // Burst: max(2 * 1480, 1000) bytes; 1000-byte TSDUs cost 1024 bytes each.
+    for _ in 0..10 {
+        s.send(Instant::ZERO, &[1; 1000]).unwrap();
+    }
+    let out = drain(&mut s, Instant::ZERO);
+    let odata = out
+        .iter()
+        .filter(|o| matches!(o, Out::Odata { .. }))
+        .count();
+    assert_eq!(odata, 2, "burst allows two packets");
+    // Blocked: poll_timeout says when the next ODATA fits (1024 - (2960 - 2048) bytes
+    // at 100 kB/s = 1.12 ms).
+    let t = s.poll_timeout().unwrap();
+    assert_eq!(t, Instant::from_nanos(1_120_000));
+    assert!(s.poll_repr(Instant::from_nanos(1_119_999)).is_none());
+    // Repairs are not held back by the exhausted ODATA bucket.
+    s.handle_repr(ms(1), RX, &nak(0, &[1]));
+    let out = drain(&mut s, ms(1));
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Out::Rdata { .. }))
+            .count(),
+        2
+    );
+    // Over the next 100 ms ODATA proceeds at ~100 kB/s: about 10 more packets at most.
+    let mut sent = 0;
+    for i in 1..=100 {
+        sent += drain(&mut s, ms(i))
+            .iter()
+            .filter(|o| matches!(o, Out::Odata { .. }))
+            .count();
+    }
+    assert_eq!(sent, 8, "the remaining 8 APDUs went out, paced");
+    assert_eq!(s.stats().odata_sent, 10);
+}
+
+#[test]
+fn repairs_go_ahead_of_new_data() {
+    let mut s = with_data(3);
+    s.send(ms(1), b"new").unwrap();
+    s.handle_repr(ms(1), RX, &nak(0, &[]));
+    let out = drain(&mut s, ms(1));
+    assert!(matches!(out[0], Out::Ncf { .. }));
+    assert_eq!(out[1], Out::Rdata { sqn: Sqn(0) });
+    assert!(matches!(out[2], Out::Odata { sqn: Sqn(3), .. }));
+}
+
+#[test]
+fn rdata_budget_limits_repairs() {
+    let c = SourceConfig {
+        rdata_max_rte: 10_000,
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    for _ in 0..10 {
+        s.send(Instant::ZERO, &[1; 1000]).unwrap();
+    }
+    let _ = drain(&mut s, Instant::ZERO);
+    s.handle_repr(ms(1), RX, &nak(0, &[1, 2, 3, 4, 5]));
+    let out = drain(&mut s, ms(1));
+    let rdata = out
+        .iter()
+        .filter(|o| matches!(o, Out::Rdata { .. }))
+        .count();
+    assert_eq!(rdata, 2, "the repair bucket's burst");
+    assert_eq!(s.repairs_pending(), 4);
+    // ODATA is not blocked by pending repairs.
+    s.send(ms(1), b"x").unwrap();
+    assert!(matches!(poll(&mut s, ms(1)), Some(Out::Odata { .. })));
+}
+
+#[test]
+fn heartbeat_spms_after_data_then_ambient() {
+    // A long TXW_SECS so the window-age deadline does not mask the SPM schedule.
+    let c = SourceConfig {
+        txw_secs: Duration::from_secs(3600),
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    s.send(Instant::ZERO, b"x").unwrap();
+    assert_eq!(drain(&mut s, Instant::ZERO).len(), 2);
+    // Heartbeats at +100 ms four times, then 1.3 s, 7 s, 16 s, 25 s, then ambient 30 s.
+    let expect = [
+        100u64, 100, 100, 100, 1300, 7000, 16000, 25000, 30000, 30000,
+    ];
+    let mut t = 0;
+    for gap in expect {
+        assert_eq!(s.poll_timeout(), Some(ms(t + gap)));
+        assert!(s.poll_repr(ms(t + gap - 1)).is_none());
+        t += gap;
+        s.handle_timeout(ms(t));
+        assert!(matches!(
+            poll(&mut s, ms(t)),
+            Some(Out::Spm { lead: Sqn(0), .. })
+        ));
+    }
+    // New data restarts the heartbeat.
+    s.send(ms(t), b"x").unwrap();
+    let _ = drain(&mut s, ms(t));
+    assert_eq!(s.poll_timeout(), Some(ms(t + 100)));
+}
+
+#[test]
+fn spmr_storm_yields_few_spms() {
+    let mut s = with_data(1);
+    let before = s.stats().spm_sent;
+    let spmr = PacketRepr {
+        sport: DEFAULT_DPORT,
+        dport: 4000,
+        gsi: tsi().gsi,
+        body: Body::Spmr,
+        options: Options::default(),
+    };
+    // 1000 SPMRs over 50 ms (the first heartbeat is due at 100 ms).
+    for i in 0..1000u64 {
+        let now = Instant::from_nanos(i * 50_000);
+        s.handle_repr(now, RX, &spmr);
+        let _ = drain(&mut s, now);
+    }
+    assert_eq!(s.stats().spmr_received, 1000);
+    assert_eq!(s.stats().spm_sent - before, 1);
+}
+
+#[test]
+fn close_sends_remaining_data_then_fin_spms() {
+    let c = SourceConfig {
+        txw_max_rte: 10_000,
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    for _ in 0..5 {
+        s.send(Instant::ZERO, &[0; 1000]).unwrap();
+    }
+    s.close(Instant::ZERO);
+    let mut out = Vec::new();
+    for i in 0..2000 {
+        s.handle_timeout(ms(i));
+        out.extend(drain(&mut s, ms(i)));
+    }
+    let last_odata = out
+        .iter()
+        .rposition(|o| matches!(o, Out::Odata { .. }))
+        .unwrap();
+    let first_fin = out
+        .iter()
+        .position(|o| matches!(o, Out::Spm { fin: true, .. }))
+        .unwrap();
+    assert!(first_fin > last_odata);
+    assert_eq!(s.stats().odata_sent, 5);
+    assert!(s.fin_started());
+    // FIN SPMs advertise the final lead and repeat on the heartbeat schedule.
+    let fins: Vec<_> = out
+        .iter()
+        .filter(|o| matches!(o, Out::Spm { fin: true, .. }))
+        .collect();
+    assert!(fins.len() >= 4);
+    assert!(
+        fins.iter()
+            .all(|o| matches!(o, Out::Spm { lead: Sqn(4), .. }))
+    );
+}
+
+#[test]
+fn window_trail_advances_by_age_and_by_size() {
+    let c = SourceConfig {
+        txw_sqns: 8,
+        send_queue: 8,
+        txw_secs: Duration::from_secs(1),
+        txw_min_secs: Duration::ZERO,
+        max_apdu: 1000,
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    for i in 0..12u8 {
+        s.send(Instant::ZERO, &[i]).unwrap();
+        let _ = drain(&mut s, Instant::ZERO);
+    }
+    // Only the last 8 are repairable.
+    assert_eq!(s.trail(), Sqn(4));
+    assert_eq!(s.lead(), Sqn(11));
+    s.handle_repr(ms(1), RX, &nak(3, &[4]));
+    assert_eq!(s.stats().naks_outside_window, 1);
+    let out = drain(&mut s, ms(1));
+    assert!(out.contains(&Out::Rdata { sqn: Sqn(4) }));
+    // TXW_SECS: after 1 s everything has aged out.
+    assert_eq!(s.poll_timeout(), Some(ms(100)));
+    s.handle_timeout(ms(1000));
+    assert_eq!(s.trail(), Sqn(12));
+    s.handle_repr(ms(1000), RX, &nak(11, &[]));
+    assert_eq!(s.stats().naks_outside_window, 2);
+}
+
+#[test]
+fn repair_queue_is_bounded() {
+    let c = SourceConfig {
+        repair_queue: 3,
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    for _ in 0..10 {
+        s.send(Instant::ZERO, b"x").unwrap();
+    }
+    let _ = drain(&mut s, Instant::ZERO);
+    s.handle_repr(ms(1), RX, &nak(0, &[1, 2, 3, 4]));
+    assert_eq!(s.repairs_pending(), 3);
+    assert_eq!(s.stats().repairs_dropped, 2);
+}
+
+#[test]
+fn invalid_config_is_refused() {
+    let c = SourceConfig {
+        txw_sqns: 0,
+        ..cfg()
+    };
+    assert!(matches!(
+        Source::new(c, tsi(), Instant::ZERO),
+        Err(ConfigError::WindowSqns(0))
+    ));
+}
+
+#[test]
+fn ambient_spms_continue_under_continuous_data() {
+    let c = SourceConfig {
+        txw_secs: Duration::from_secs(3600),
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    let mut spms = 0;
+    // One APDU every 10 ms for 65 s: heartbeats never come due, ambient SPMs must.
+    for i in 0..6500u64 {
+        let now = ms(i * 10);
+        s.send(now, b"x").unwrap();
+        s.handle_timeout(now);
+        spms += drain(&mut s, now)
+            .iter()
+            .filter(|o| matches!(o, Out::Spm { .. }))
+            .count();
+    }
+    // The initial SPM plus ambient ones at 30 s and 60 s.
+    assert_eq!(spms, 3);
+}
+
+#[test]
+fn full_window_of_young_data_blocks_send_until_it_ages() {
+    let c = SourceConfig {
+        txw_sqns: 8,
+        send_queue: 8,
+        max_apdu: 1000,
+        txw_min_secs: Duration::from_millis(500),
+        txw_secs: Duration::from_secs(3600),
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    for i in 0..8u64 {
+        s.send(ms(i), b"x").unwrap();
+        let _ = drain(&mut s, ms(i));
+    }
+    // Evicting sqn 0 (sent at 0 ms) is refused before 500 ms.
+    assert_eq!(s.send(ms(10), b"y"), Err(SendError::WouldBlock));
+    assert_eq!(
+        s.poll_timeout(),
+        Some(ms(107)),
+        "heartbeat after the last ODATA"
+    );
+    assert_eq!(s.send(ms(499), b"y"), Err(SendError::WouldBlock));
+    assert_eq!(s.trail(), Sqn(0));
+    assert_eq!(s.send(ms(500), b"y").unwrap(), Sqn(8));
+    assert_eq!(s.trail(), Sqn(1));
+    let c2 = SourceConfig {
+        txw_sqns: 8,
+        send_queue: 8,
+        max_apdu: 4000,
+        txw_min_secs: Duration::from_millis(500),
+        txw_secs: Duration::from_secs(3600),
+        ..cfg()
+    };
+    let mut s = Source::new(c2, tsi(), Instant::ZERO).unwrap();
+    for i in 0..8u64 {
+        s.send(ms(i), b"x").unwrap();
+        let _ = drain(&mut s, ms(i));
+    }
+    // An APDU needing two slots waits for sqn 1 (sent at 1 ms).
+    let two = vec![0u8; 2000];
+    assert_eq!(s.send(ms(500), &two), Err(SendError::WouldBlock));
+    for t in [107, 207, 307, 407] {
+        assert_eq!(s.poll_timeout(), Some(ms(t)));
+        s.handle_timeout(ms(t));
+        let _ = drain(&mut s, ms(t));
+    }
+    // The blocked-until deadline (501 ms) is reported once the heartbeats are done.
+    assert_eq!(s.poll_timeout(), Some(ms(501)));
+    assert_eq!(s.send(ms(501), &two).unwrap(), Sqn(8));
+    // Disabled: the window evicts at once.
+    let c3 = SourceConfig {
+        txw_sqns: 8,
+        send_queue: 8,
+        max_apdu: 1000,
+        txw_min_secs: Duration::ZERO,
+        ..cfg()
+    };
+    let mut s = Source::new(c3, tsi(), Instant::ZERO).unwrap();
+    for i in 0..20u8 {
+        s.send(Instant::ZERO, &[i]).unwrap();
+        let _ = drain(&mut s, Instant::ZERO);
+    }
+    assert_eq!(s.trail(), Sqn(12));
+}
