@@ -1,0 +1,22 @@
+//! xpgm's AF_XDP transport.
+//!
+//! * [`xsk`]: AF_XDP sockets over a memmap2 UMEM (huge pages when
+//!   available), zero-copy bind with copy-mode fallback, need_wakeup,
+//!   batched RX/TX, completion reclaim and fill-ring refill; frames owned
+//!   through a move-only [`xsk::Frame`]. The crate's only `unsafe` code.
+//! * [`frame`]: Ethernet + IPv4/IPv6 (+ UDP) headers built in place in
+//!   front of the PGM packet; received frames validated before the engine
+//!   sees them.
+//! * [`link`]: the [`link::Link`] seam (AF_XDP socket or an in-memory hub
+//!   for tests).
+//! * [`worker`]: source/receiver sessions driving the `xpgm-core` engines
+//!   between `xpgm-ring` rings and a link; pinned worker threads.
+//! * [`register`]: handing the sockets to xpgmd (`register`, SCM_RIGHTS).
+//!
+//! See docs/afxdp.md.
+
+pub mod frame;
+pub mod link;
+pub mod register;
+pub mod worker;
+pub mod xsk;
