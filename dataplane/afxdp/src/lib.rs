@@ -12,11 +12,16 @@
 //! * [`worker`]: source/receiver sessions driving the `xpgm-core` engines
 //!   between `xpgm-ring` rings and a link; pinned worker threads.
 //! * [`register`]: handing the sockets to xpgmd (`register`, SCM_RIGHTS).
+//! * [`session`]: [`session::XdpSender`] / [`session::XdpReceiver`], what
+//!   applications and `xpgm --transport xdp` use.
+//! * [`iface`]: interface MAC, MTU and addresses.
 //!
 //! See docs/afxdp.md.
 
 pub mod frame;
+pub mod iface;
 pub mod link;
 pub mod register;
+pub mod session;
 pub mod worker;
 pub mod xsk;
