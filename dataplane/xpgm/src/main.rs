@@ -1,4 +1,9 @@
-//! The `xpgm` command.
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("usage: xpgm sim ...")
+//! The `xpgm` command. Subcommands live in [`cli`]: `sim`, `send`, `recv`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
 }

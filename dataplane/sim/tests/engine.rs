@@ -1,0 +1,271 @@
+//! The real engines (`xpgm_core::source::Source`, `xpgm_core::receiver::Receiver`) on
+//! the simulated network: reliability properties, determinism, NAK suppression.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use xpgm_core::wire::PacketType;
+use xpgm_sim::{EndReason, Report, SimConfig};
+
+/// Work cap per run: every property case stays well under a second in debug builds.
+const MAX_EVENTS: u64 = 3_000_000;
+
+fn base(receivers: usize, messages: u64, seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        receivers,
+        messages,
+        size: 64,
+        max_events: MAX_EVENTS,
+        ..SimConfig::default()
+    }
+}
+
+fn run(c: &SimConfig) -> Report {
+    xpgm_sim::run(c).expect("valid config")
+}
+
+/// Every receiver got every message exactly once and in order, or was told it is
+/// unrecoverable; nothing is corrupt, duplicated or reordered. The only messages a
+/// receiver may never mention are those before the first one it heard of (`join_gap`:
+/// it missed the session's start — the initial SPM and the first data — and joined
+/// late, which RFC 3208 allows; see the report of the `sim` branch).
+fn assert_accounted(r: &Report) {
+    assert_eq!(r.duplicates, 0, "{r}");
+    assert_eq!(r.out_of_order, 0, "{r}");
+    assert_eq!(r.corrupt, 0, "{r}");
+    assert_eq!(r.source_parse_errors, 0, "{r}");
+    assert_eq!(r.sent, r.messages, "{r}");
+    for (i, rr) in r.per_receiver.iter().enumerate() {
+        assert_eq!(rr.parse_errors, 0, "receiver {i}: {r}");
+        assert_eq!(
+            rr.delivered + rr.unrecoverable + rr.join_gap,
+            r.messages,
+            "receiver {i}: {rr:?}\n{r}"
+        );
+    }
+    assert_ne!(r.end, Some(EndReason::EventLimit), "{r}");
+    assert_ne!(r.end, Some(EndReason::TimeLimit), "{r}");
+}
+
+#[derive(Debug, Clone)]
+struct Faults {
+    loss: f64,
+    burst: bool,
+    upstream_loss: f64,
+    jitter_us: u64,
+    dup: f64,
+    spm: f64,
+    nak: f64,
+    ncf: f64,
+    rdata: f64,
+}
+
+fn faults() -> impl Strategy<Value = Faults> {
+    (
+        0.0..0.15f64,
+        any::<bool>(),
+        0.0..0.05f64,
+        0u64..2000,
+        0.0..0.05f64,
+        (0.0..0.5f64, 0.0..0.5f64, 0.0..0.5f64, 0.0..0.3f64),
+    )
+        .prop_map(
+            |(loss, burst, upstream_loss, jitter_us, dup, (spm, nak, ncf, rdata))| Faults {
+                loss,
+                burst,
+                upstream_loss,
+                jitter_us,
+                dup,
+                spm,
+                nak,
+                ncf,
+                rdata,
+            },
+        )
+}
+
+fn faulty(f: &Faults, receivers: usize, messages: u64, size: usize, seed: u64) -> SimConfig {
+    let mut c = base(receivers, messages, seed).with_receiver_loss(f.loss, f.burst);
+    c.size = size;
+    c.upstream.loss = f.upstream_loss;
+    let jitter = Duration::from_micros(f.jitter_us);
+    c.downstream.jitter = jitter;
+    c.reverse.jitter = jitter;
+    c.downstream.duplicate = f.dup;
+    c.reverse.duplicate = f.dup;
+    c.type_loss.spm = f.spm;
+    c.type_loss.nak = f.nak;
+    c.type_loss.ncf = f.ncf;
+    c.type_loss.rdata = f.rdata;
+    c
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever the network does, each message is delivered once, in order, intact, or
+    /// reported unrecoverable.
+    #[test]
+    fn every_message_is_delivered_once_in_order_or_reported(
+        f in faults(),
+        receivers in 1usize..6,
+        messages in 50u64..300,
+        size in prop_oneof![8usize..200, 1000usize..5000],
+        seed in any::<u64>(),
+    ) {
+        let c = faulty(&f, receivers, messages, size, seed);
+        let r = run(&c);
+        assert_accounted(&r);
+    }
+
+    /// With at most 5% independent loss and the default (ample) windows, nothing is lost.
+    #[test]
+    fn moderate_random_loss_is_fully_repaired(
+        loss in 0.0..0.05f64,
+        receivers in 1usize..6,
+        messages in 50u64..300,
+        jitter_us in 0u64..500,
+        seed in any::<u64>(),
+    ) {
+        let mut c = base(receivers, messages, seed).with_receiver_loss(loss, false);
+        c.downstream.jitter = Duration::from_micros(jitter_us);
+        let r = run(&c);
+        assert_accounted(&r);
+        prop_assert_eq!(r.unrecoverable, 0, "{}", r);
+        prop_assert_eq!(r.delivered + r.join_gap, r.messages * r.receivers as u64, "{}", r);
+        prop_assert_eq!(r.end, Some(EndReason::AllSessionsEnded), "{}", r);
+    }
+}
+
+#[test]
+fn same_seed_same_report_different_seed_different_network() {
+    let f = Faults {
+        loss: 0.05,
+        burst: true,
+        upstream_loss: 0.01,
+        jitter_us: 300,
+        dup: 0.01,
+        spm: 0.1,
+        nak: 0.1,
+        ncf: 0.1,
+        rdata: 0.05,
+    };
+    let c = faulty(&f, 4, 400, 64, 99);
+    let a = run(&c);
+    let b = run(&c);
+    assert_eq!(a, b);
+    assert_accounted(&a);
+    let mut differ = 0;
+    for seed in 100..105 {
+        let d = run(&faulty(&f, 4, 400, 64, seed));
+        assert_accounted(&d);
+        if d.net != a.net || d.naks_at_source != a.naks_at_source {
+            differ += 1;
+        }
+    }
+    assert!(differ >= 4, "only {differ} of 5 seeds changed the run");
+}
+
+/// 50 receivers behind one lossy shared link, every other link lossless.
+fn suppression(seed: u64) -> SimConfig {
+    let mut c = base(50, 400, seed).with_receiver_loss(0.0, false);
+    c.upstream.loss = 0.03;
+    c
+}
+
+/// Bound on NAKs per packet lost upstream. Every receiver detects an upstream loss at
+/// (almost) the same time and backs off uniformly in `[0, NAK_BO_IVL)`. The first NAK
+/// reaches the source one reverse delay after the earliest back-off, and the NCF it
+/// triggers reaches the others one downstream delay later: about `rtt` ≈ 2.4 ms
+/// (1 ms + 1 ms + up to 2 × 200 µs jitter). Only receivers whose back-off falls in that
+/// window NAK as well: expected `1 + (N − 1) · rtt / NAK_BO_IVL` = 1 + 49 · 2.4 / 50 ≈ 3.4
+/// per loss. We allow 5× (margin for the spread of the few losses in a short run);
+/// without suppression the source would get up to N = 50 NAKs per loss.
+const NAKS_PER_UPSTREAM_LOSS: u64 = 5;
+
+#[test]
+fn ncf_suppresses_duplicate_naks_behind_a_shared_lossy_link() {
+    for seed in [1, 2, 3] {
+        let c = suppression(seed);
+        let r = run(&c);
+        assert_accounted(&r);
+        assert_eq!(r.unrecoverable, 0, "{r}");
+        let lost = r.net.upstream_dropped.get(PacketType::Odata)
+            + r.net.upstream_dropped.get(PacketType::Rdata);
+        assert!(lost > 0, "seed {seed}: nothing lost upstream");
+        assert!(
+            r.naks_at_source <= NAKS_PER_UPSTREAM_LOSS * lost,
+            "seed {seed}: {} NAKs for {lost} upstream losses\n{r}",
+            r.naks_at_source
+        );
+    }
+}
+
+#[test]
+fn without_back_off_and_ncf_every_receiver_naks() {
+    // Control for the test above: with (almost) no back-off nobody waits long enough to
+    // hear an NCF, and with NCFs lost nobody is told either, so NAKs scale with the
+    // number of receivers.
+    let mut c = suppression(1);
+    c.receiver.nak_bo_ivl = Duration::from_micros(1);
+    c.type_loss.ncf = 1.0;
+    let r = run(&c);
+    assert_accounted(&r);
+    let lost = r.net.upstream_dropped.get(PacketType::Odata);
+    assert!(lost > 0);
+    let suppressed = run(&suppression(1));
+    assert!(
+        r.naks_at_source >= 20 * lost,
+        "{} NAKs for {lost} losses",
+        r.naks_at_source
+    );
+    assert!(
+        r.naks_at_source > 4 * suppressed.naks_at_source,
+        "{} vs {} with suppression",
+        r.naks_at_source,
+        suppressed.naks_at_source
+    );
+}
+
+#[test]
+fn heavy_bursty_loss_on_every_path_still_accounts_for_every_message() {
+    let mut c = base(10, 1000, 5).with_receiver_loss(0.2, true);
+    c.upstream.loss = 0.05;
+    c.upstream.burst_len = Some(8.0);
+    let r = run(&c);
+    assert_accounted(&r);
+}
+
+#[test]
+fn a_rate_limited_source_pushes_back_and_the_application_catches_up() {
+    let mut c = base(3, 3000, 8).with_receiver_loss(0.02, false);
+    c.msg_rate = 0; // offer as fast as the source accepts
+    c.source.txw_max_rte = 500_000; // bytes/s: ~5000 messages of 64 bytes + headers
+    let r = run(&c);
+    assert_accounted(&r);
+    assert!(r.would_block > 0, "{r}");
+    assert_eq!(r.unrecoverable, 0, "{r}");
+    // 3000 messages of ~100 bytes on the wire at 500 kB/s take about 0.6 s.
+    assert!(r.virtual_ns > 400_000_000, "{r}");
+}
+
+#[test]
+fn without_repairs_a_lost_fragment_loses_its_whole_message() {
+    // 3000-byte messages travel as 3 TPDUs; NAKs never reach the source.
+    let mut c = base(3, 300, 21).with_receiver_loss(0.05, false);
+    c.size = 3000;
+    c.reverse.loss = 1.0;
+    let r = run(&c);
+    assert_accounted(&r);
+    assert_eq!(r.naks_at_source, 0);
+    assert_eq!(r.rdata_sent, 0);
+    assert!(r.odata_sent >= 900, "{r}");
+    assert!(r.unrecoverable > 0, "{r}");
+    for rr in &r.per_receiver {
+        // Each unrecoverable message owns at least one of the lost sequence numbers,
+        // and no lost sequence number belongs to two messages.
+        assert!(rr.unrecoverable <= rr.unrecoverable_sqns, "{rr:?}");
+        assert!(rr.unrecoverable_sqns <= 3 * rr.unrecoverable, "{rr:?}");
+    }
+}

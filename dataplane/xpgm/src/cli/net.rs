@@ -1,0 +1,61 @@
+//! Arguments shared by `xpgm send` and `xpgm recv`.
+
+use std::net::IpAddr;
+
+use clap::Args;
+use xpgm::{SessionConfig, TransportKind};
+
+/// Where the session lives.
+#[derive(Debug, Args, Clone)]
+pub struct NetArgs {
+    /// Network interface to send on and join the group on (e.g. eth0).
+    #[arg(long, value_parser = iface)]
+    pub iface: String,
+    /// Multicast group, IPv4 or IPv6 (e.g. 239.192.0.1, ff15::1).
+    #[arg(long, value_parser = group)]
+    pub group: IpAddr,
+    /// PGM data-destination port.
+    #[arg(long, default_value_t = xpgm::core::wire::DEFAULT_DATA_PORT)]
+    pub dport: u16,
+    /// UDP encapsulation on PORT instead of raw IP protocol 113: multicast downstream
+    /// to GROUP:PORT, unicast NAK/SPMR upstream to SOURCE:PORT.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub udp_encap: Option<u16>,
+    /// Transport: `socket` (kernel sockets) or `xdp` (AF_XDP via xpgmd).
+    #[arg(long, default_value = "socket", value_parser = transport)]
+    pub transport: TransportKind,
+}
+
+fn iface(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 15 || s.contains('/') || s.contains(char::is_whitespace) {
+        return Err(format!("'{s}' is not a valid interface name"));
+    }
+    Ok(s.to_string())
+}
+
+fn group(s: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
+    if !ip.is_multicast() {
+        return Err(format!(
+            "{ip} is not a multicast address (IPv4 224.0.0.0/4, IPv6 ff00::/8)"
+        ));
+    }
+    Ok(ip)
+}
+
+fn transport(s: &str) -> Result<TransportKind, String> {
+    s.parse()
+}
+
+impl NetArgs {
+    /// The library's session configuration.
+    pub fn session(&self) -> SessionConfig {
+        let mut s = SessionConfig::new(self.iface.clone(), self.group);
+        s.dport = self.dport;
+        s.udp_encap = self.udp_encap;
+        s.transport = self.transport;
+        s
+    }
+}

@@ -1,0 +1,156 @@
+//! Transports: how the worker moves PGM packets. A transport is a [`Datapath`]; the
+//! worker ([`crate::worker`]) is generic over it, so adding one (AF_XDP) means
+//! implementing [`Datapath`] and adding an arm to [`open`].
+
+pub mod socket;
+
+use std::net::IpAddr;
+use std::os::fd::BorrowedFd;
+use std::str::FromStr;
+use std::time::Duration;
+
+use xpgm_core::source::Destination;
+use xpgm_core::wire::Nla;
+
+use crate::Error;
+
+/// Which transport a session uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TransportKind {
+    /// Kernel sockets: raw IP protocol 113, or UDP encapsulation. Needs no xpgmd.
+    #[default]
+    Socket,
+    /// AF_XDP through xpgmd. Not built yet: [`open`] returns [`Error::XdpNotBuilt`].
+    Xdp,
+}
+
+impl TransportKind {
+    /// The name used on the command line and in JSON reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Socket => "socket",
+            TransportKind::Xdp => "xdp",
+        }
+    }
+}
+
+impl FromStr for TransportKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "socket" => Ok(TransportKind::Socket),
+            "xdp" => Ok(TransportKind::Xdp),
+            other => Err(format!(
+                "unknown transport '{other}' (expected 'socket' or 'xdp')"
+            )),
+        }
+    }
+}
+
+/// Where a session lives on the network (shared by publisher and subscriber).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Transport.
+    pub transport: TransportKind,
+    /// Interface to send on and join the group on.
+    pub iface: String,
+    /// Multicast group (IPv4 or IPv6).
+    pub group: IpAddr,
+    /// PGM data-destination port (default 7500, as OpenPGM).
+    pub dport: u16,
+    /// `Some(port)`: UDP encapsulation, multicast downstream to `group:port` and unicast
+    /// upstream (NAK, SPMR) to `source:port` (OpenPGM with both encapsulation ports set to
+    /// the same value). `None`: raw IP protocol 113.
+    pub udp_encap: Option<u16>,
+    /// Multicast TTL / hop limit (default 16).
+    pub ttl: u8,
+    /// IP TOS / IPv6 traffic class byte (default 0xb8: DSCP EF, as OpenPGM).
+    pub tos: u8,
+    /// IP_MULTICAST_LOOP: deliver our multicast to local receivers too (default on, so a
+    /// sender and a receiver on one host work).
+    pub multicast_loop: bool,
+    /// Socket receive and send buffer size requested (SO_RCVBUFFORCE when privileged).
+    pub socket_buffer: usize,
+}
+
+impl SessionConfig {
+    /// Defaults for `iface` and `group`: raw IP, port 7500, TTL 16, EF, loop on, 8 MiB.
+    pub fn new(iface: impl Into<String>, group: IpAddr) -> Self {
+        SessionConfig {
+            transport: TransportKind::Socket,
+            iface: iface.into(),
+            group,
+            dport: xpgm_core::wire::DEFAULT_DATA_PORT,
+            udp_encap: None,
+            ttl: 16,
+            tos: 0xb8,
+            multicast_loop: true,
+            socket_buffer: 8 << 20,
+        }
+    }
+
+    /// Checks what can be checked without the network: a multicast group, a usable port.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !self.group.is_multicast() {
+            return Err(Error::NotMulticast(self.group));
+        }
+        if self.udp_encap == Some(0) {
+            return Err(Error::Config("UDP encapsulation port must not be 0".into()));
+        }
+        if self.iface.is_empty() {
+            return Err(Error::UnknownInterface(String::new()));
+        }
+        Ok(())
+    }
+
+    /// Bytes of IP (+UDP) header around each PGM packet.
+    pub fn header_overhead(&self) -> usize {
+        let ip = if self.group.is_ipv4() { 20 } else { 40 };
+        ip + if self.udp_encap.is_some() { 8 } else { 0 }
+    }
+
+    /// The largest PGM packet (TPDU) that fits a 1500-byte MTU.
+    pub fn max_tpdu(&self) -> usize {
+        1500 - self.header_overhead()
+    }
+}
+
+/// Which side of a session a datapath serves (they bind differently under UDP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Sends downstream to the group, receives NAK/SPMR.
+    Source,
+    /// Receives the group's traffic, sends NAK/SPMR upstream.
+    Receiver,
+}
+
+/// The seam between the worker and the network: everything the worker needs from a
+/// transport, per packet, with no allocation.
+pub trait Datapath: Send {
+    /// Receive up to `max` packets without blocking, calling `f(source, pgm_bytes)` for
+    /// each (the PGM packet without IP/UDP headers). Returns how many were received.
+    fn recv_batch(&mut self, max: usize, f: &mut dyn FnMut(Nla, &[u8])) -> Result<usize, Error>;
+    /// Send one PGM packet. Transient failures (no buffer space, unreachable) are
+    /// counted in [`Datapath::send_errors`] and treated as loss; the protocol repairs it.
+    fn send(&mut self, dest: Destination, pgm: &[u8]) -> Result<(), Error>;
+    /// Sleep until a packet may be readable, `doorbell` becomes readable, or `timeout`
+    /// passes (`None`: no timeout).
+    fn wait(
+        &mut self,
+        doorbell: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error>;
+    /// Our own address on the session's interface (source path NLA / receiver NLA).
+    fn local_nla(&self) -> Nla;
+    /// Sends that failed transiently.
+    fn send_errors(&self) -> u64;
+}
+
+/// Opens the transport `config.transport` for `role`.
+pub fn open(config: &SessionConfig, role: Role) -> Result<Box<dyn Datapath>, Error> {
+    config.validate()?;
+    match config.transport {
+        TransportKind::Socket => Ok(Box::new(socket::SocketDatapath::open(config, role)?)),
+        TransportKind::Xdp => Err(Error::XdpNotBuilt),
+    }
+}

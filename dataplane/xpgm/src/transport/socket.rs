@@ -1,0 +1,356 @@
+//! Kernel-socket transport: PGM over raw IP (protocol 113) or UDP encapsulation, IPv4 or
+//! IPv6, with no xpgmd. See `docs/transport.md`.
+//!
+//! Safe code only: every system call goes through `rustix`.
+//!
+//! * Raw IP: one `SOCK_RAW` socket of protocol 113 per session, used both ways. IPv4 raw
+//!   sockets deliver the IP header on receive; it is parsed (and its checksum checked)
+//!   with [`xpgm_core::wire::framing::Ipv4Repr::parse`]. IPv6 raw sockets deliver the
+//!   payload only; the source address comes from `recvfrom`.
+//! * UDP (`udp_encap = Some(port)`): the source binds `*:port` (receives unicast
+//!   NAK/SPMR, sends to `group:port`); a receiver binds `group:port` (so it sees only
+//!   the group's traffic, never another local source's unicast NAKs) and sends its NAKs
+//!   from a second, unbound UDP socket to `source:port`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::{
+    self, AddressFamily, Protocol, RecvFlags, SendFlags, SocketFlags, SocketType, sockopt,
+};
+use xpgm_core::source::Destination;
+use xpgm_core::wire::Nla;
+use xpgm_core::wire::framing::Ipv4Repr;
+
+use super::{Datapath, Role, SessionConfig};
+use crate::Error;
+
+/// Largest datagram we read (an IPv4 packet cannot be larger).
+const RECV_BUF: usize = 65536;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    RawV4,
+    RawV6,
+    Udp,
+}
+
+/// Kernel sockets for one session side.
+#[derive(Debug)]
+pub struct SocketDatapath {
+    /// The socket we receive on (and send on, unless `tx` is set).
+    rx: OwnedFd,
+    /// Separate send socket (UDP receivers: `rx` is bound to the group address).
+    tx: Option<OwnedFd>,
+    kind: Kind,
+    group: IpAddr,
+    /// Destination port: the UDP encapsulation port, 0 for raw IP.
+    port: u16,
+    local: Nla,
+    ifindex: u32,
+    buf: Box<[u8]>,
+    send_errors: u64,
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    }
+}
+
+fn pgm_protocol() -> Option<Protocol> {
+    core::num::NonZeroU32::new(u32::from(xpgm_core::wire::IP_PROTOCOL)).map(Protocol::from_raw)
+}
+
+fn ip_of(nla: Nla) -> IpAddr {
+    match nla {
+        Nla::V4(a) => IpAddr::V4(a),
+        Nla::V6(a) => IpAddr::V6(a),
+    }
+}
+
+fn nla_of(ip: IpAddr) -> Nla {
+    match ip {
+        IpAddr::V4(a) => Nla::V4(a),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => Nla::V4(v4),
+            None => Nla::V6(a),
+        },
+    }
+}
+
+fn udp_socket(fam: AddressFamily) -> Result<OwnedFd, Error> {
+    net::socket_with(fam, SocketType::DGRAM, SocketFlags::CLOEXEC, None)
+        .map_err(|e| Error::io("socket(UDP)", e))
+}
+
+/// The index of interface `iface`.
+pub fn interface_index(iface: &str) -> Result<u32, Error> {
+    let probe = udp_socket(AddressFamily::INET)?;
+    match net::netdevice::name_to_index(&probe, iface) {
+        Ok(i) if i > 0 => Ok(i),
+        _ => Err(Error::UnknownInterface(iface.to_string())),
+    }
+}
+
+/// Sets the outgoing multicast interface of `fd`.
+fn set_multicast_if(fd: &OwnedFd, group: IpAddr, ifindex: u32) -> Result<(), Error> {
+    match group {
+        IpAddr::V4(_) => sockopt::set_ip_multicast_if_with_ifindex(
+            fd,
+            &Ipv4Addr::UNSPECIFIED,
+            &Ipv4Addr::UNSPECIFIED,
+            ifindex,
+        ),
+        IpAddr::V6(_) => sockopt::set_ipv6_multicast_if(fd, ifindex),
+    }
+    .map_err(|e| Error::io("setsockopt(IP_MULTICAST_IF)", e))
+}
+
+/// The address the kernel would send from to `group` out of `ifindex`: a UDP socket
+/// "connected" to the group picks it (no packet is sent).
+fn local_address(cfg: &SessionConfig, ifindex: u32) -> Result<IpAddr, Error> {
+    let fam_name = if cfg.group.is_ipv4() { "IPv4" } else { "IPv6" };
+    let no_addr = |source: std::io::Error| Error::NoAddress {
+        iface: cfg.iface.clone(),
+        family: fam_name,
+        source,
+    };
+    let probe = udp_socket(family(cfg.group))?;
+    set_multicast_if(&probe, cfg.group, ifindex)?;
+    net::connect(&probe, &SocketAddr::new(cfg.group, cfg.dport)).map_err(|e| no_addr(e.into()))?;
+    let name = net::getsockname(&probe).map_err(|e| no_addr(e.into()))?;
+    let addr = SocketAddr::try_from(name)
+        .map_err(|_| no_addr(std::io::Error::other("not an IP address")))?;
+    if addr.ip().is_unspecified() {
+        return Err(no_addr(std::io::Error::other("unspecified")));
+    }
+    Ok(addr.ip())
+}
+
+fn set_buffers(fd: &OwnedFd, bytes: usize) {
+    // Best effort: the *_FORCE variants need CAP_NET_ADMIN; fall back to the capped ones.
+    if sockopt::set_socket_recv_buffer_size_force(fd, bytes).is_err() {
+        let _ = sockopt::set_socket_recv_buffer_size(fd, bytes);
+    }
+    if sockopt::set_socket_send_buffer_size_force(fd, bytes).is_err() {
+        let _ = sockopt::set_socket_send_buffer_size(fd, bytes);
+    }
+}
+
+/// Multicast sending options: interface, loop, TTL / hop limit, TOS / traffic class.
+fn set_send_options(fd: &OwnedFd, cfg: &SessionConfig, ifindex: u32) -> Result<(), Error> {
+    set_multicast_if(fd, cfg.group, ifindex)?;
+    match cfg.group {
+        IpAddr::V4(_) => {
+            sockopt::set_ip_multicast_loop(fd, cfg.multicast_loop)
+                .map_err(|e| Error::io("setsockopt(IP_MULTICAST_LOOP)", e))?;
+            sockopt::set_ip_multicast_ttl(fd, u32::from(cfg.ttl))
+                .map_err(|e| Error::io("setsockopt(IP_MULTICAST_TTL)", e))?;
+            sockopt::set_ip_tos(fd, cfg.tos).map_err(|e| Error::io("setsockopt(IP_TOS)", e))?;
+        }
+        IpAddr::V6(_) => {
+            sockopt::set_ipv6_multicast_loop(fd, cfg.multicast_loop)
+                .map_err(|e| Error::io("setsockopt(IPV6_MULTICAST_LOOP)", e))?;
+            sockopt::set_ipv6_multicast_hops(fd, u32::from(cfg.ttl))
+                .map_err(|e| Error::io("setsockopt(IPV6_MULTICAST_HOPS)", e))?;
+            sockopt::set_ipv6_tclass(fd, u32::from(cfg.tos))
+                .map_err(|e| Error::io("setsockopt(IPV6_TCLASS)", e))?;
+        }
+    }
+    Ok(())
+}
+
+fn join(fd: &OwnedFd, group: IpAddr, ifindex: u32) -> Result<(), Error> {
+    match group {
+        IpAddr::V4(g) => {
+            sockopt::set_ip_add_membership_with_ifindex(fd, &g, &Ipv4Addr::UNSPECIFIED, ifindex)
+        }
+        IpAddr::V6(g) => sockopt::set_ipv6_add_membership(fd, &g, ifindex),
+    }
+    .map_err(|e| Error::io("setsockopt(IP_ADD_MEMBERSHIP)", e))
+}
+
+impl SocketDatapath {
+    /// Opens the sockets for `role` (joining the group on `cfg.iface` for a receiver).
+    pub fn open(cfg: &SessionConfig, role: Role) -> Result<SocketDatapath, Error> {
+        cfg.validate()?;
+        let ifindex = interface_index(&cfg.iface)?;
+        let local = local_address(cfg, ifindex)?;
+        let fam = family(cfg.group);
+        let (rx, tx, kind, port) = match cfg.udp_encap {
+            None => {
+                let fd =
+                    net::socket_with(fam, SocketType::RAW, SocketFlags::CLOEXEC, pgm_protocol())
+                        .map_err(|e| match e {
+                            Errno::PERM | Errno::ACCESS => Error::RawPermission,
+                            e => Error::io("socket(SOCK_RAW, 113)", e),
+                        })?;
+                set_send_options(&fd, cfg, ifindex)?;
+                let kind = if cfg.group.is_ipv4() {
+                    Kind::RawV4
+                } else {
+                    Kind::RawV6
+                };
+                (fd, None, kind, 0)
+            }
+            Some(port) => match role {
+                Role::Source => {
+                    let fd = udp_socket(fam)?;
+                    sockopt::set_socket_reuseaddr(&fd, true)
+                        .map_err(|e| Error::io("setsockopt(SO_REUSEADDR)", e))?;
+                    let any = if cfg.group.is_ipv4() {
+                        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                    } else {
+                        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                    };
+                    net::bind(&fd, &SocketAddr::new(any, port))
+                        .map_err(|e| Error::io("bind(UDP encapsulation port)", e))?;
+                    set_send_options(&fd, cfg, ifindex)?;
+                    (fd, None, Kind::Udp, port)
+                }
+                Role::Receiver => {
+                    let rx = udp_socket(fam)?;
+                    sockopt::set_socket_reuseaddr(&rx, true)
+                        .map_err(|e| Error::io("setsockopt(SO_REUSEADDR)", e))?;
+                    net::bind(&rx, &SocketAddr::new(cfg.group, port))
+                        .map_err(|e| Error::io("bind(group, UDP encapsulation port)", e))?;
+                    let tx = udp_socket(fam)?;
+                    set_send_options(&tx, cfg, ifindex)?;
+                    (rx, Some(tx), Kind::Udp, port)
+                }
+            },
+        };
+        set_buffers(&rx, cfg.socket_buffer);
+        if let Some(tx) = &tx {
+            set_buffers(tx, cfg.socket_buffer);
+        }
+        if role == Role::Receiver {
+            join(&rx, cfg.group, ifindex)?;
+        }
+        Ok(SocketDatapath {
+            rx,
+            tx,
+            kind,
+            group: cfg.group,
+            port,
+            local: nla_of(local),
+            ifindex,
+            buf: vec![0u8; RECV_BUF].into_boxed_slice(),
+            send_errors: 0,
+        })
+    }
+
+    /// The interface index the session uses.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+}
+
+/// Send failures that are loss, not a broken session.
+fn transient(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::NOBUFS
+            | Errno::AGAIN
+            | Errno::HOSTUNREACH
+            | Errno::NETUNREACH
+            | Errno::CONNREFUSED
+            | Errno::MSGSIZE
+            | Errno::NOMEM
+    )
+}
+
+impl Datapath for SocketDatapath {
+    fn recv_batch(&mut self, max: usize, f: &mut dyn FnMut(Nla, &[u8])) -> Result<usize, Error> {
+        let mut n = 0;
+        while n < max {
+            let (len, full, from) =
+                match net::recvfrom(&self.rx, &mut self.buf[..], RecvFlags::DONTWAIT) {
+                    Ok(r) => r,
+                    Err(Errno::AGAIN) => break,
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(Error::io("recvfrom", e)),
+                };
+            n += 1;
+            if full > len {
+                continue; // truncated: cannot be a valid PGM packet
+            }
+            let bytes = self.buf.get(..len).unwrap_or_default();
+            match self.kind {
+                Kind::RawV4 => {
+                    if let Ok((ip, payload)) = Ipv4Repr::parse(bytes)
+                        && ip.protocol == xpgm_core::wire::IP_PROTOCOL
+                    {
+                        f(Nla::V4(ip.src), payload);
+                    }
+                }
+                Kind::RawV6 | Kind::Udp => {
+                    if let Some(addr) = from.and_then(|a| SocketAddr::try_from(a).ok()) {
+                        f(nla_of(addr.ip()), bytes);
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, dest: Destination, pgm: &[u8]) -> Result<(), Error> {
+        let ip = match dest {
+            Destination::Group => self.group,
+            Destination::Unicast(nla) => ip_of(nla),
+        };
+        if ip.is_ipv4() != self.group.is_ipv4() {
+            self.send_errors += 1;
+            return Ok(());
+        }
+        let addr = SocketAddr::new(ip, self.port);
+        let fd = self.tx.as_ref().unwrap_or(&self.rx);
+        loop {
+            match net::sendto(fd, pgm, SendFlags::empty(), &addr) {
+                Ok(_) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                Err(e) if transient(e) => {
+                    self.send_errors += 1;
+                    return Ok(());
+                }
+                Err(e) => return Err(Error::io("sendto", e)),
+            }
+        }
+    }
+
+    fn wait(
+        &mut self,
+        doorbell: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        let ts = timeout.map(|d| Timespec {
+            tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(d.subsec_nanos()),
+        });
+        let rx = self.rx.as_fd();
+        let bell = doorbell.unwrap_or(rx);
+        let mut fds = [
+            PollFd::new(&rx, PollFlags::IN),
+            PollFd::new(&bell, PollFlags::IN),
+        ];
+        let used = if doorbell.is_some() { 2 } else { 1 };
+        match rustix::event::poll(&mut fds[..used], ts.as_ref()) {
+            Ok(_) | Err(Errno::INTR) => Ok(()),
+            Err(e) => Err(Error::io("poll", e)),
+        }
+    }
+
+    fn local_nla(&self) -> Nla {
+        self.local
+    }
+
+    fn send_errors(&self) -> u64 {
+        self.send_errors
+    }
+}

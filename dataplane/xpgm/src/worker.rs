@@ -1,0 +1,542 @@
+//! The worker: one thread that owns a [`Datapath`] and one protocol engine, and talks to
+//! the application through [`xpgm_ring`] rings.
+//!
+//! Each turn of the loop ([`SourceWorker::step`] / [`ReceiverWorker::step`]) follows the
+//! engines' driving rule (docs/engine.md): take input (network packets, application
+//! messages, due timers), drain `poll_transmit` to the network, (receiver) drain
+//! `poll_event` into the delivery ring, then sleep until `poll_timeout`, a packet, or the
+//! application's doorbell. After warm-up a turn allocates nothing (tests/alloc.rs).
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::time::Duration;
+
+use xpgm_core::Instant;
+use xpgm_core::receiver::Receiver;
+use xpgm_core::source::{SendError as EngineSendError, Source};
+use xpgm_ring::{RecvError, SendError as RingSendError};
+
+use crate::Error;
+use crate::delivery;
+use crate::transport::Datapath;
+
+/// Packets read from the network per turn before the engine's output is drained.
+pub const RECV_BATCH: usize = 64;
+/// Application messages handed to the source per turn.
+pub const INGEST_BATCH: usize = 256;
+/// Longest sleep while the delivery ring is full (the application is reading).
+const FULL_RING_POLL: Duration = Duration::from_millis(1);
+
+/// Monotonic clock mapped to the engines' virtual [`Instant`].
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+impl Clock {
+    /// A clock whose zero is now.
+    pub fn new() -> Self {
+        Clock {
+            origin: std::time::Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since creation, as an engine [`Instant`].
+    pub fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Counters the worker publishes for the application (relaxed atomics, updated every turn).
+#[derive(Debug, Default)]
+pub struct Counters(pub [AtomicU64; COUNTERS]);
+
+/// Number of counter slots.
+pub const COUNTERS: usize = 16;
+
+impl Counters {
+    pub(crate) fn set(&self, i: usize, v: u64) {
+        if let Some(c) = self.0.get(i) {
+            c.store(v, Ordering::Relaxed);
+        }
+    }
+    pub(crate) fn get(&self, i: usize) -> u64 {
+        self.0.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Source counter slots.
+pub(crate) mod src_ix {
+    pub const ACCEPTED: usize = 0;
+    pub const UNSENT: usize = 1;
+    pub const ODATA: usize = 2;
+    pub const ODATA_BYTES: usize = 3;
+    pub const RDATA: usize = 4;
+    pub const NCF: usize = 5;
+    pub const NAKS: usize = 6;
+    pub const SPM: usize = 7;
+    pub const SPMR: usize = 8;
+    pub const NAKS_OUTSIDE: usize = 9;
+    pub const REPAIRS_DROPPED: usize = 10;
+    pub const SEND_ERRORS: usize = 11;
+    pub const IGNORED: usize = 12;
+}
+
+/// Receiver counter slots.
+pub(crate) mod rcv_ix {
+    pub const ODATA: usize = 0;
+    pub const RDATA: usize = 1;
+    pub const DUPLICATES: usize = 2;
+    pub const NAKS: usize = 3;
+    pub const NCF: usize = 4;
+    pub const UNRECOVERABLE: usize = 5;
+    pub const DELIVERED: usize = 6;
+    pub const WINDOW_FULL: usize = 7;
+    pub const BUFFER_DROPS: usize = 8;
+    pub const IGNORED: usize = 9;
+    pub const SPM: usize = 10;
+    pub const SEND_ERRORS: usize = 11;
+    pub const BYTES: usize = 12;
+    pub const SPMR: usize = 13;
+}
+
+/// State shared by an application handle and its worker.
+#[derive(Debug)]
+pub struct Shared {
+    /// Set by the handle: finish (source: close, linger, exit; receiver: exit).
+    pub stop: AtomicBool,
+    /// Source: how long to linger after close, in nanoseconds.
+    pub linger_ns: AtomicU64,
+    /// Set by the worker when it has exited.
+    pub done: AtomicBool,
+    /// The worker's fatal error, if any.
+    pub error: Mutex<Option<String>>,
+    /// Published counters.
+    pub counters: Counters,
+    /// Worker is (about to be) asleep in `poll`; the handle must ring the bell.
+    sleeping: AtomicBool,
+    bell_tx: UnixDatagram,
+}
+
+impl Shared {
+    /// A new shared block and the worker's end of the doorbell.
+    pub fn new() -> Result<(std::sync::Arc<Shared>, UnixDatagram), Error> {
+        let (tx, rx) = UnixDatagram::pair().map_err(|e| Error::io("socketpair", e))?;
+        tx.set_nonblocking(true)
+            .map_err(|e| Error::io("doorbell nonblocking", e))?;
+        rx.set_nonblocking(true)
+            .map_err(|e| Error::io("doorbell nonblocking", e))?;
+        Ok((
+            std::sync::Arc::new(Shared {
+                stop: AtomicBool::new(false),
+                linger_ns: AtomicU64::new(0),
+                done: AtomicBool::new(false),
+                error: Mutex::new(None),
+                counters: Counters::default(),
+                sleeping: AtomicBool::new(false),
+                bell_tx: tx,
+            }),
+            rx,
+        ))
+    }
+
+    /// Wakes the worker if it is asleep (call after publishing to a ring).
+    pub fn ring(&self) {
+        // Pairs with the worker's store of `sleeping` + fence + ring re-check: either the
+        // worker sees our message, or we see it sleeping.
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
+            let _ = self.bell_tx.send(&[1]);
+        }
+    }
+
+    /// Always wakes the worker (stop requests).
+    pub fn ring_always(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
+        let _ = self.bell_tx.send(&[1]);
+    }
+
+    /// The worker's error, if it stopped because of one.
+    pub fn failure(&self) -> Option<Error> {
+        let guard = self.error.lock().ok()?;
+        guard.as_ref().map(|e| Error::Worker(e.clone()))
+    }
+
+    fn fail(&self, e: &Error) {
+        if let Ok(mut g) = self.error.lock() {
+            *g = Some(e.to_string());
+        }
+    }
+}
+
+/// What a turn leaves to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// More work is ready now: run another turn without sleeping.
+    Again,
+    /// Nothing to do before this deadline (`None`: until a packet or the doorbell).
+    Sleep(Option<Instant>),
+    /// The worker is finished.
+    Done,
+}
+
+fn drain_bell(bell: &UnixDatagram) {
+    let mut b = [0u8; 16];
+    while bell.recv(&mut b).is_ok() {}
+}
+
+/// The source side: publish ring → [`Source`] → datapath.
+pub struct SourceWorker {
+    dp: Box<dyn Datapath>,
+    source: Source,
+    reader: xpgm_ring::Reader,
+    clock: Clock,
+    shared: std::sync::Arc<Shared>,
+    msg: Box<[u8]>,
+    pending: Option<usize>,
+    tx_buf: Box<[u8]>,
+    accepted: u64,
+    linger_until: Option<Instant>,
+}
+
+impl core::fmt::Debug for SourceWorker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SourceWorker")
+            .field("accepted", &self.accepted)
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceWorker {
+    /// A worker for `source`, reading application messages from `reader`.
+    pub fn new(
+        dp: Box<dyn Datapath>,
+        source: Source,
+        reader: xpgm_ring::Reader,
+        clock: Clock,
+        shared: std::sync::Arc<Shared>,
+    ) -> Self {
+        let max_msg = reader.ring().config().max_msg;
+        let max_tpdu = source.config().max_tpdu;
+        SourceWorker {
+            dp,
+            source,
+            reader,
+            clock,
+            shared,
+            msg: vec![0u8; max_msg].into_boxed_slice(),
+            pending: None,
+            tx_buf: vec![0u8; max_tpdu].into_boxed_slice(),
+            accepted: 0,
+            linger_until: None,
+        }
+    }
+
+    /// The engine (for tests and stats).
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    fn flush(&mut self, now: Instant) -> Result<(), Error> {
+        while let Some(t) = self.source.poll_transmit(now, &mut self.tx_buf) {
+            let pkt = self.tx_buf.get(..t.len).unwrap_or_default();
+            self.dp.send(t.dest, pkt)?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self) {
+        use src_ix::*;
+        let s = self.source.stats();
+        let c = &self.shared.counters;
+        c.set(ACCEPTED, self.accepted);
+        c.set(
+            UNSENT,
+            self.source.unsent() as u64 + u64::from(self.pending.is_some()),
+        );
+        c.set(ODATA, s.odata_sent);
+        c.set(ODATA_BYTES, s.odata_bytes);
+        c.set(RDATA, s.rdata_sent);
+        c.set(NCF, s.ncf_sent);
+        c.set(NAKS, s.naks_received);
+        c.set(SPM, s.spm_sent);
+        c.set(SPMR, s.spmr_received);
+        c.set(NAKS_OUTSIDE, s.naks_outside_window);
+        c.set(REPAIRS_DROPPED, s.repairs_dropped);
+        c.set(SEND_ERRORS, self.dp.send_errors());
+        c.set(IGNORED, s.packets_ignored);
+    }
+
+    /// One turn of the loop (never sleeps).
+    pub fn step(&mut self) -> Result<Step, Error> {
+        let now = self.clock.now();
+        // 1. Network input (NAK, SPMR).
+        let Self { dp, source, .. } = self;
+        let got = dp.recv_batch(RECV_BATCH, &mut |from, bytes| {
+            let _ = source.handle_packet(now, from, bytes);
+        })?;
+        // 2. Timers.
+        if self.source.poll_timeout().is_some_and(|t| t <= now) {
+            self.source.handle_timeout(now);
+        }
+        // 3. Application messages, while the engine accepts them.
+        let mut blocked = false;
+        for _ in 0..INGEST_BATCH {
+            if self.pending.is_none() {
+                match self.reader.try_recv(&mut self.msg) {
+                    Ok(r) => self.pending = Some(r.len),
+                    Err(RecvError::Empty) => break,
+                    Err(e) => return Err(Error::Worker(format!("publish ring: {e}"))),
+                }
+            }
+            let Some(len) = self.pending else { break };
+            let msg = self.msg.get(..len).unwrap_or_default();
+            match self.source.send(now, msg) {
+                Ok(_) => {
+                    self.pending = None;
+                    self.accepted += 1;
+                }
+                Err(EngineSendError::WouldBlock) => {
+                    blocked = true;
+                    break;
+                }
+                // The ring's max_msg equals max_apdu, so TooLarge cannot happen; Closed
+                // cannot either (we close only once the ring is drained).
+                Err(EngineSendError::TooLarge | EngineSendError::Closed) => {
+                    self.pending = None;
+                }
+            }
+        }
+        // 4. Output.
+        self.flush(now)?;
+        // 5. Close and linger once the application has finished and all is handed over.
+        if self.shared.stop.load(Ordering::Acquire)
+            && self.pending.is_none()
+            && self.reader.lag() == 0
+            && self.linger_until.is_none()
+        {
+            self.source.close(now);
+            self.flush(now)?;
+            let linger = self.shared.linger_ns.load(Ordering::Relaxed);
+            self.linger_until = Some(Instant::from_nanos(now.as_nanos().saturating_add(linger)));
+        }
+        self.publish();
+        if let Some(until) = self.linger_until
+            && now >= until
+            && self.source.unsent() == 0
+        {
+            return Ok(Step::Done);
+        }
+        if got == RECV_BATCH || (!blocked && self.reader.lag() > 0) {
+            return Ok(Step::Again);
+        }
+        let mut deadline = self.source.poll_timeout();
+        if let Some(until) = self.linger_until {
+            deadline = Some(deadline.map_or(until, |d| d.min(until)));
+        }
+        Ok(Step::Sleep(deadline))
+    }
+
+    /// Runs until closed and lingered, or a fatal error (recorded in `shared`).
+    pub fn run(mut self, bell: UnixDatagram) {
+        if let Err(e) = self.run_inner(&bell) {
+            self.shared.fail(&e);
+        }
+        self.shared.done.store(true, Ordering::Release);
+    }
+
+    fn run_inner(&mut self, bell: &UnixDatagram) -> Result<(), Error> {
+        loop {
+            match self.step()? {
+                Step::Again => {}
+                Step::Done => return Ok(()),
+                Step::Sleep(deadline) => {
+                    self.shared.sleeping.store(true, Ordering::Relaxed);
+                    fence(Ordering::SeqCst);
+                    let stop = self.shared.stop.load(Ordering::Relaxed);
+                    let work = self.pending.is_none()
+                        && (self.reader.lag() > 0 || (stop && self.linger_until.is_none()));
+                    if !work {
+                        let timeout =
+                            deadline.map(|d| d.saturating_duration_since(self.clock.now()));
+                        self.dp.wait(Some(bell.as_fd()), timeout)?;
+                    }
+                    self.shared.sleeping.store(false, Ordering::Relaxed);
+                    drain_bell(bell);
+                }
+            }
+        }
+    }
+}
+
+/// The receiver side: datapath → [`Receiver`] → delivery ring.
+pub struct ReceiverWorker {
+    dp: Box<dyn Datapath>,
+    receiver: Receiver,
+    writer: xpgm_ring::Writer,
+    clock: Clock,
+    shared: std::sync::Arc<Shared>,
+    tx_buf: Box<[u8]>,
+    ev_buf: Box<[u8]>,
+    pending: Option<usize>,
+    unrecoverable: u64,
+}
+
+impl core::fmt::Debug for ReceiverWorker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReceiverWorker")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReceiverWorker {
+    /// A worker for `receiver`, delivering into `writer`.
+    pub fn new(
+        dp: Box<dyn Datapath>,
+        receiver: Receiver,
+        writer: xpgm_ring::Writer,
+        clock: Clock,
+        shared: std::sync::Arc<Shared>,
+    ) -> Self {
+        let max_msg = writer.ring().config().max_msg;
+        let max_tpdu = receiver.config().max_tpdu;
+        ReceiverWorker {
+            dp,
+            receiver,
+            writer,
+            clock,
+            shared,
+            tx_buf: vec![0u8; max_tpdu].into_boxed_slice(),
+            ev_buf: vec![0u8; max_msg].into_boxed_slice(),
+            pending: None,
+            unrecoverable: 0,
+        }
+    }
+
+    /// The engine (for tests and stats).
+    pub fn receiver(&self) -> &Receiver {
+        &self.receiver
+    }
+
+    fn publish(&self) {
+        use rcv_ix::*;
+        let s = self.receiver.stats();
+        let c = &self.shared.counters;
+        c.set(ODATA, s.odata_received);
+        c.set(RDATA, s.rdata_received);
+        c.set(DUPLICATES, s.duplicates);
+        c.set(NAKS, s.naks_sent);
+        c.set(NCF, s.ncf_received);
+        c.set(UNRECOVERABLE, self.unrecoverable);
+        c.set(DELIVERED, s.delivered);
+        c.set(WINDOW_FULL, s.window_full_drops);
+        c.set(BUFFER_DROPS, s.buffer_drops);
+        c.set(IGNORED, s.packets_ignored);
+        c.set(SPM, s.spm_received);
+        c.set(SEND_ERRORS, self.dp.send_errors());
+        c.set(BYTES, s.bytes_received);
+        c.set(SPMR, s.spmr_sent);
+    }
+
+    /// One turn of the loop (never sleeps).
+    pub fn step(&mut self) -> Result<Step, Error> {
+        if self.shared.stop.load(Ordering::Acquire) {
+            return Ok(Step::Done);
+        }
+        let now = self.clock.now();
+        let Self { dp, receiver, .. } = self;
+        let got = dp.recv_batch(RECV_BATCH, &mut |from, bytes| {
+            let _ = receiver.handle_packet(now, from, bytes);
+        })?;
+        if self.receiver.poll_timeout().is_some_and(|t| t <= now) {
+            self.receiver.handle_timeout(now);
+        }
+        while let Some(t) = self.receiver.poll_transmit(now, &mut self.tx_buf) {
+            let pkt = self.tx_buf.get(..t.len).unwrap_or_default();
+            self.dp.send(t.dest, pkt)?;
+        }
+        // Delivery: a message the ring refused waits in `ev_buf`; while it waits, events
+        // stay in the engine's window (back-pressure, never a drop).
+        if let Some(len) = self.pending {
+            match self
+                .writer
+                .try_send(self.ev_buf.get(..len).unwrap_or_default())
+            {
+                Ok(_) => self.pending = None,
+                Err(RingSendError::Full) => {}
+                Err(e) => return Err(Error::Worker(format!("delivery ring: {e}"))),
+            }
+        }
+        while self.pending.is_none() {
+            let Some(ev) = self.receiver.poll_event() else {
+                break;
+            };
+            if let delivery::Delivery::Unrecoverable { count, .. } = ev {
+                self.unrecoverable += u64::from(count);
+            }
+            let Some(len) = delivery::encode(&ev, &mut self.ev_buf) else {
+                // Cannot happen: the ring's max_msg holds HEADER_LEN + max_apdu.
+                continue;
+            };
+            match self
+                .writer
+                .try_send(self.ev_buf.get(..len).unwrap_or_default())
+            {
+                Ok(_) => {}
+                Err(RingSendError::Full) => self.pending = Some(len),
+                Err(e) => return Err(Error::Worker(format!("delivery ring: {e}"))),
+            }
+        }
+        self.publish();
+        if got == RECV_BATCH {
+            return Ok(Step::Again);
+        }
+        let mut deadline = self.receiver.poll_timeout();
+        if self.pending.is_some() {
+            let soon = Instant::from_nanos(
+                now.as_nanos()
+                    .saturating_add(FULL_RING_POLL.as_nanos() as u64),
+            );
+            deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
+        }
+        Ok(Step::Sleep(deadline))
+    }
+
+    /// Runs until stopped or a fatal error (recorded in `shared`).
+    pub fn run(mut self, bell: UnixDatagram) {
+        if let Err(e) = self.run_inner(&bell) {
+            self.shared.fail(&e);
+        }
+        self.shared.done.store(true, Ordering::Release);
+    }
+
+    fn run_inner(&mut self, bell: &UnixDatagram) -> Result<(), Error> {
+        loop {
+            match self.step()? {
+                Step::Again => {}
+                Step::Done => return Ok(()),
+                Step::Sleep(deadline) => {
+                    self.shared.sleeping.store(true, Ordering::Relaxed);
+                    fence(Ordering::SeqCst);
+                    if !self.shared.stop.load(Ordering::Relaxed) {
+                        let timeout =
+                            deadline.map(|d| d.saturating_duration_since(self.clock.now()));
+                        self.dp.wait(Some(bell.as_fd()), timeout)?;
+                    }
+                    self.shared.sleeping.store(false, Ordering::Relaxed);
+                    drain_bell(bell);
+                }
+            }
+        }
+    }
+}

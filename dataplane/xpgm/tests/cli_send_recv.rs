@@ -1,0 +1,140 @@
+//! `xpgm send` / `xpgm recv` argument validation: bad input fails fast with a clear
+//! message and no network access (no root needed).
+
+use std::process::{Command, Output};
+
+fn xpgm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xpgm"))
+        .args(args)
+        .output()
+        .expect("run xpgm")
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = xpgm(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "xpgm {args:?} succeeded");
+    assert!(
+        err.contains(needle),
+        "xpgm {args:?}: stderr {err:?} lacks {needle:?}"
+    );
+    assert!(out.stdout.is_empty(), "no JSON on failure");
+}
+
+#[test]
+fn unknown_interface_is_named() {
+    for cmd in ["send", "recv"] {
+        fails_with(
+            &[
+                cmd,
+                "--iface",
+                "nosuchif0",
+                "--group",
+                "239.1.1.1",
+                "--udp-encap",
+                "3056",
+            ],
+            "unknown network interface 'nosuchif0'",
+        );
+    }
+}
+
+#[test]
+fn non_multicast_group_is_refused() {
+    for cmd in ["send", "recv"] {
+        fails_with(
+            &[cmd, "--iface", "lo", "--group", "10.0.0.1"],
+            "not a multicast address",
+        );
+        fails_with(
+            &[cmd, "--iface", "lo", "--group", "fd00::1"],
+            "not a multicast address",
+        );
+        fails_with(
+            &[cmd, "--iface", "lo", "--group", "nonsense"],
+            "not an IPv4 or IPv6",
+        );
+    }
+}
+
+#[test]
+fn size_below_eight_is_refused() {
+    fails_with(
+        &[
+            "send",
+            "--iface",
+            "lo",
+            "--group",
+            "239.1.1.1",
+            "--size",
+            "7",
+        ],
+        "--size",
+    );
+}
+
+#[test]
+fn zero_rate_and_zero_encap_port_are_refused() {
+    fails_with(
+        &[
+            "send",
+            "--iface",
+            "lo",
+            "--group",
+            "239.1.1.1",
+            "--rate",
+            "0",
+        ],
+        "--rate",
+    );
+    fails_with(
+        &[
+            "recv",
+            "--iface",
+            "lo",
+            "--group",
+            "239.1.1.1",
+            "--udp-encap",
+            "0",
+        ],
+        "--udp-encap",
+    );
+}
+
+#[test]
+fn transport_names_are_checked_and_xdp_says_it_is_not_built() {
+    fails_with(
+        &[
+            "send",
+            "--iface",
+            "lo",
+            "--group",
+            "239.1.1.1",
+            "--transport",
+            "dpdk",
+        ],
+        "unknown transport 'dpdk'",
+    );
+    for cmd in ["send", "recv"] {
+        fails_with(
+            &[
+                cmd,
+                "--iface",
+                "lo",
+                "--group",
+                "239.1.1.1",
+                "--transport",
+                "xdp",
+            ],
+            "xdp transport is not built",
+        );
+    }
+}
+
+#[test]
+fn bad_interface_name_is_refused_by_the_parser() {
+    fails_with(
+        &["recv", "--iface", "a/b", "--group", "239.1.1.1"],
+        "not a valid interface name",
+    );
+}

@@ -1,0 +1,379 @@
+//! End to end over the kernel-socket transport, in network namespaces built by
+//! `scripts/topology` (a sender, two receivers, a snooping bridge, 1% random loss on each
+//! receiver port). Needs root: the tests are `#[ignore]`d and run by `scripts/test-e2e`
+//! (release build, one at a time), which `scripts/test` calls.
+//!
+//! Knobs: `XPGM_E2E_COUNT` (default 1 000 000 messages), `XPGM_E2E_RATE` (default
+//! 20 000 msg/s, sustained by kernel sockets on a 2-core machine with two receivers;
+//! see docs/transport.md).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One topology at a time: the tests share two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn root_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A topology that is torn down when dropped (also when the test panics).
+struct Topology {
+    name: String,
+}
+
+impl Topology {
+    fn up(tag: &str, receivers: u32, loss: &str) -> Topology {
+        let name = format!("x{tag}{:x}", std::process::id() % 0xfff);
+        let script = root_dir().join("scripts/topology");
+        // A leftover from a crashed run with the same name would make `up` fail.
+        let _ = Command::new(&script).args(["down", &name]).status();
+        let st = Command::new(&script)
+            .args([
+                "up",
+                &name,
+                "--receivers",
+                &receivers.to_string(),
+                "--loss",
+                loss,
+            ])
+            .status()
+            .expect("run scripts/topology");
+        assert!(st.success(), "scripts/topology up {name} failed");
+        Topology { name }
+    }
+
+    fn tx(&self) -> String {
+        format!("{}-tx", self.name)
+    }
+
+    fn rx(&self, k: u32) -> String {
+        format!("{}-rx{k}", self.name)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = Command::new(root_dir().join("scripts/topology"))
+            .args(["down", &self.name])
+            .status();
+    }
+}
+
+/// A running `xpgm` in a namespace, killed if still running when dropped.
+struct Proc {
+    child: Child,
+    what: String,
+}
+
+impl Proc {
+    fn spawn(ns: &str, args: &[&str]) -> Proc {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_xpgm")])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xpgm");
+        Proc {
+            child,
+            what: format!("{ns}: xpgm {}", args.join(" ")),
+        }
+    }
+
+    /// Waits (at most `limit`) and parses the one JSON object printed on stdout.
+    fn json(mut self, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {limit:?}",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            o.read_to_string(&mut out).expect("stdout");
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).expect("stderr");
+        }
+        let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{} ({status}) printed no JSON ({e}): stdout {out:?} stderr {err:?}",
+                self.what
+            )
+        });
+        eprintln!("{}: {v}", self.what);
+        v
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v.get(k)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no integer '{k}' in {v}"))
+}
+
+fn assert_clean(v: &Value, expect: u64) {
+    assert_eq!(u(v, "received"), expect, "received: {v}");
+    for k in [
+        "unrecoverable",
+        "duplicates",
+        "out_of_order",
+        "index_gaps",
+        "corrupt",
+    ] {
+        assert_eq!(u(v, k), 0, "{k}: {v}");
+    }
+    assert_eq!(v["transport"], "socket");
+}
+
+/// Two receivers, 1% loss each, `count` messages of 64 bytes at `rate`.
+fn two_receivers(tag: &str, extra: &[&str]) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let count = env_u64("XPGM_E2E_COUNT", 1_000_000);
+    let rate = env_u64("XPGM_E2E_RATE", 20_000);
+    let topo = Topology::up(tag, 2, "1");
+    let group = "239.192.10.1";
+    let count_s = count.to_string();
+    let rate_s = rate.to_string();
+    let mut rargs = vec![
+        "recv",
+        "--iface",
+        "eth0",
+        "--group",
+        group,
+        "--transport",
+        "socket",
+        "--count",
+        &count_s,
+        "--idle-ms",
+        "8000",
+        "--json",
+    ];
+    rargs.extend_from_slice(extra);
+    let r1 = Proc::spawn(&topo.rx(1), &rargs);
+    let r2 = Proc::spawn(&topo.rx(2), &rargs);
+    std::thread::sleep(Duration::from_millis(700));
+    let mut sargs = vec![
+        "send",
+        "--iface",
+        "eth0",
+        "--group",
+        group,
+        "--transport",
+        "socket",
+        "--count",
+        &count_s,
+        "--size",
+        "64",
+        "--rate",
+        &rate_s,
+        "--linger-ms",
+        "3000",
+        "--json",
+    ];
+    sargs.extend_from_slice(extra);
+    let limit = Duration::from_secs(count / rate.max(1) * 3 + 60);
+    let s = Proc::spawn(&topo.tx(), &sargs).json(limit);
+    let v1 = r1.json(Duration::from_secs(30));
+    let v2 = r2.json(Duration::from_secs(30));
+    assert_eq!(u(&s, "sent"), count);
+    assert!(
+        u(&s, "naks_received") > 0,
+        "sender saw no NAK with 1% loss: {s}"
+    );
+    assert!(u(&s, "rdata_sent") > 0, "{s}");
+    for v in [&v1, &v2] {
+        assert_clean(v, count);
+        assert!(u(v, "naks_sent") > 0, "no NAK sent with 1% loss: {v}");
+        assert_eq!(u(v, "first_index"), 0, "{v}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
+fn raw_ip_two_receivers_one_percent_loss() {
+    two_receivers("r", &[]);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
+fn udp_encap_two_receivers_one_percent_loss() {
+    two_receivers("u", &["--udp-encap", "3056"]);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
+fn receiver_started_mid_stream_delivers_in_order_from_where_it_joined() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("m", 1, "1");
+    let group = "239.192.10.2";
+    let count = 100_000u64;
+    let s = Proc::spawn(
+        &topo.tx(),
+        &[
+            "send",
+            "--iface",
+            "eth0",
+            "--group",
+            group,
+            "--count",
+            "100000",
+            "--rate",
+            "20000",
+            "--linger-ms",
+            "2000",
+            "--json",
+        ],
+    );
+    // The stream takes 5 s; join after about 2 s.
+    std::thread::sleep(Duration::from_secs(2));
+    let r = Proc::spawn(
+        &topo.rx(1),
+        &[
+            "recv",
+            "--iface",
+            "eth0",
+            "--group",
+            group,
+            "--idle-ms",
+            "5000",
+            "--json",
+        ],
+    );
+    let s = s.json(Duration::from_secs(60));
+    let v = r.json(Duration::from_secs(30));
+    assert_eq!(u(&s, "sent"), count);
+    let first = u(&v, "first_index");
+    assert!(first > 0 && first < count, "joined mid-stream: {v}");
+    assert_clean(&v, count - first);
+    assert_eq!(
+        v["session_end"], true,
+        "FIN seen after the last message: {v}"
+    );
+}
+
+/// Sender and receiver in the same namespace (same host): multicast loop must be on.
+fn same_host(tag: &str, extra: &[&str]) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up(tag, 1, "0");
+    let group = "239.192.10.3";
+    let mut rargs = vec![
+        "recv",
+        "--iface",
+        "eth0",
+        "--group",
+        group,
+        "--count",
+        "20000",
+        "--idle-ms",
+        "5000",
+        "--json",
+    ];
+    rargs.extend_from_slice(extra);
+    let r = Proc::spawn(&topo.rx(1), &rargs);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut sargs = vec![
+        "send",
+        "--iface",
+        "eth0",
+        "--group",
+        group,
+        "--count",
+        "20000",
+        "--rate",
+        "20000",
+        "--linger-ms",
+        "500",
+        "--json",
+    ];
+    sargs.extend_from_slice(extra);
+    let s = Proc::spawn(&topo.rx(1), &sargs).json(Duration::from_secs(60));
+    let v = r.json(Duration::from_secs(30));
+    assert_eq!(u(&s, "sent"), 20_000);
+    assert_clean(&v, 20_000);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
+fn same_host_raw_ip() {
+    same_host("h", &[]);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
+fn same_host_udp_encap() {
+    same_host("k", &["--udp-encap", "3100"]);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
+fn ipv6_raw_ip_with_loss() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("v", 1, "1");
+    let group = "ff15::1:7";
+    let r = Proc::spawn(
+        &topo.rx(1),
+        &[
+            "recv",
+            "--iface",
+            "eth0",
+            "--group",
+            group,
+            "--count",
+            "50000",
+            "--idle-ms",
+            "5000",
+            "--json",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let s = Proc::spawn(
+        &topo.tx(),
+        &[
+            "send",
+            "--iface",
+            "eth0",
+            "--group",
+            group,
+            "--count",
+            "50000",
+            "--rate",
+            "20000",
+            "--linger-ms",
+            "2000",
+            "--json",
+        ],
+    )
+    .json(Duration::from_secs(60));
+    let v = r.json(Duration::from_secs(30));
+    assert_eq!(u(&s, "sent"), 50_000);
+    assert_clean(&v, 50_000);
+    assert!(u(&v, "naks_sent") > 0, "{v}");
+}
