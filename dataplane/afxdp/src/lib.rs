@@ -14,6 +14,8 @@
 //! * [`register`]: handing the sockets to xpgmd (`register`, SCM_RIGHTS).
 //! * [`session`]: [`session::XdpSender`] / [`session::XdpReceiver`], what
 //!   applications and `xpgm --transport xdp` use.
+//! * [`port`]: [`port::XdpPort`], a registered socket as "PGM packets in and
+//!   out", behind the `xpgm` crate's `--transport xdp`.
 //! * [`iface`]: interface MAC, MTU and addresses.
 //!
 //! See docs/afxdp.md.
@@ -21,6 +23,7 @@
 pub mod frame;
 pub mod iface;
 pub mod link;
+pub mod port;
 pub mod register;
 pub mod session;
 pub mod worker;

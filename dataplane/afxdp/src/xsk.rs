@@ -45,6 +45,8 @@ use xdpilone::{
 use crate::link::{Link, TxOutcome};
 
 const SOL_XDP: libc::c_int = 283;
+/// Transmit descriptors committed to the TX ring at once (one wake-up).
+pub const TX_BATCH: usize = 64;
 const XDP_OPTIONS: libc::c_int = 8;
 const XDP_OPTIONS_ZEROCOPY: u32 = 1;
 
@@ -334,7 +336,7 @@ impl XskSocket {
             frame_size: config.frame_size,
             rx_free: (0..half).map(|idx| Frame { idx }).collect(),
             tx_free: (half..config.frames).map(|idx| Frame { idx }).collect(),
-            tx_pending: Vec::with_capacity(half as usize),
+            tx_pending: Vec::with_capacity(TX_BATCH.min(half as usize)),
             mode,
             huge,
             iface: iface.to_string(),
@@ -481,6 +483,17 @@ impl XskSocket {
     }
 }
 
+/// `poll(2)` on `fds` (entries with a negative fd are ignored by the
+/// kernel) for at most `timeout` (rounded up to a millisecond).
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout: Duration) {
+    let ms = libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
+    let n = libc::nfds_t::try_from(fds.len()).unwrap_or(0);
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `n` pollfds.
+    unsafe {
+        libc::poll(fds.as_mut_ptr(), n, ms);
+    }
+}
+
 /// Chunk index, start and length of an RX descriptor, if inside the UMEM
 /// and inside one chunk.
 fn chunk_of(frame_size: u32, area_len: usize, addr: u64, len: u32) -> Option<(u32, usize, usize)> {
@@ -575,16 +588,12 @@ impl Link for XskSocket {
     }
 
     fn wait(&mut self, timeout: Duration) {
-        let mut pfd = libc::pollfd {
+        let mut pfd = [libc::pollfd {
             fd: self.raw_fd(),
             events: libc::POLLIN,
             revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: one valid pollfd, count 1.
-        unsafe {
-            libc::poll(&mut pfd, 1, ms);
-        }
+        }];
+        poll_fds(&mut pfd, timeout);
     }
 }
 
