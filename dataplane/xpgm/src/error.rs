@@ -55,11 +55,10 @@ pub enum Error {
     /// The handle was closed, or its worker has stopped.
     #[error("session closed")]
     Closed,
-    /// `--transport xdp` before the AF_XDP transport is merged.
-    #[error(
-        "the xdp transport is not built into this xpgm yet (AF_XDP lands with the dataplane/afxdp crate); use --transport socket"
-    )]
-    XdpNotBuilt,
+    /// The AF_XDP transport failed (xpgmd not running, feed already served on this
+    /// host, socket setup); the text says what to do.
+    #[error("--transport xdp: {0}")]
+    Xdp(String),
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -7,8 +7,8 @@
 //!   [`Subscriber::try_recv`] and [`Subscriber::recv_batch`] of [`Delivery`] items:
 //!   data, unrecoverable loss, session end.
 //! * [`transport`]: where packets go. [`TransportKind::Socket`] (raw IP protocol 113
-//!   or UDP encapsulation over kernel sockets) is built; [`TransportKind::Xdp`] is the
-//!   slot for the AF_XDP transport and returns [`Error::XdpNotBuilt`] for now.
+//!   or UDP encapsulation over kernel sockets) needs nothing else;
+//!   [`TransportKind::Xdp`] is AF_XDP (`xpgm-afxdp`) registered with a running xpgmd.
 //! * [`worker`]: the loop that owns a transport and an engine (one thread per
 //!   publisher or subscriber).
 //!

@@ -102,7 +102,7 @@ fn zero_rate_and_zero_encap_port_are_refused() {
 }
 
 #[test]
-fn transport_names_are_checked_and_xdp_says_it_is_not_built() {
+fn transport_names_are_checked_and_xdp_needs_xpgmd() {
     fails_with(
         &[
             "send",
@@ -115,9 +115,11 @@ fn transport_names_are_checked_and_xdp_says_it_is_not_built() {
         ],
         "unknown transport 'dpdk'",
     );
+    // No xpgmd behind XPGM_SOCKET: the error says so and how to start it.
+    let sock = std::env::temp_dir().join(format!("xpgm-cli-noxpgmd-{}.sock", std::process::id()));
     for cmd in ["send", "recv"] {
-        fails_with(
-            &[
+        let out = Command::new(env!("CARGO_BIN_EXE_xpgm"))
+            .args([
                 cmd,
                 "--iface",
                 "lo",
@@ -125,9 +127,21 @@ fn transport_names_are_checked_and_xdp_says_it_is_not_built() {
                 "239.1.1.1",
                 "--transport",
                 "xdp",
-            ],
-            "xdp transport is not built",
+            ])
+            .env("XPGM_SOCKET", &sock)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "xpgm {cmd} --transport xdp succeeded"
         );
+        assert!(err.contains("xpgmd is not running"), "{cmd}: {err}");
+        assert!(
+            err.contains(&format!("xpgmd --socket {}", sock.display())),
+            "{cmd}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "no JSON on failure");
     }
 }
 

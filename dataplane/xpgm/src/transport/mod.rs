@@ -3,6 +3,7 @@
 //! implementing [`Datapath`] and adding an arm to [`open`].
 
 pub mod socket;
+pub mod xdp;
 
 use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
@@ -20,7 +21,7 @@ pub enum TransportKind {
     /// Kernel sockets: raw IP protocol 113, or UDP encapsulation. Needs no xpgmd.
     #[default]
     Socket,
-    /// AF_XDP through xpgmd. Not built yet: [`open`] returns [`Error::XdpNotBuilt`].
+    /// AF_XDP through xpgmd (`xpgm-afxdp`); xpgmd must be running.
     Xdp,
 }
 
@@ -151,6 +152,6 @@ pub fn open(config: &SessionConfig, role: Role) -> Result<Box<dyn Datapath>, Err
     config.validate()?;
     match config.transport {
         TransportKind::Socket => Ok(Box::new(socket::SocketDatapath::open(config, role)?)),
-        TransportKind::Xdp => Err(Error::XdpNotBuilt),
+        TransportKind::Xdp => Ok(Box::new(xdp::XdpDatapath::open(config, role)?)),
     }
 }

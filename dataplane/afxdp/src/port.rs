@@ -1,0 +1,312 @@
+//! [`XdpPort`]: one AF_XDP socket registered with xpgmd, seen as "PGM
+//! packets in, PGM packets out" — what the `xpgm` crate's transport seam
+//! (`Datapath`) needs for `--transport xdp`.
+//!
+//! Receive: frames are validated ([`crate::frame::parse`]) and the PGM
+//! packet is lent to the caller straight from the UMEM frame (no copy).
+//! Transmit: the PGM packet is copied once into a UMEM frame behind the
+//! headers (the `Datapath` seam hands us a finished packet; the zero-copy
+//! path where the engine writes into the frame is [`crate::worker`]).
+//! Transmissions are batched: they are committed to the TX ring (one
+//! wake-up) when the caller next receives or waits, or when the batch is full.
+//!
+//! A receiver registers with xpgmd when opened. A source registers on its
+//! first packet, whose PGM header carries the TSI source port that xpgmd
+//! needs to steer NAKs (the session's first packet is an SPM, so the
+//! steering is in place before any receiver can NAK).
+
+use core::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use xpgm_core::source::Destination;
+use xpgm_core::wire::Nla;
+use xpgm_core::wire::framing::Framing;
+
+use crate::frame::{self, Mac, NeighbourCache, TxHeaders, ip_of, nla_of};
+use crate::iface::InterfaceInfo;
+use crate::link::{Link, TxOutcome};
+use crate::register::{self, RegisterError, Registration, Role, SocketSpec};
+use crate::xsk::{XskConfig, XskError, XskSocket};
+
+/// Which side of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Sends to the group; receives NAK/SPMR.
+    Source,
+    /// Receives the group; sends NAK/SPMR.
+    Receiver,
+}
+
+/// Configuration of a port.
+#[derive(Clone, Debug)]
+pub struct PortConfig {
+    /// Interface.
+    pub iface: String,
+    /// Queue to bind.
+    pub queue: u32,
+    /// Group.
+    pub group: IpAddr,
+    /// PGM data port.
+    pub dport: u16,
+    /// UDP encapsulation port (both directions) or raw IP.
+    pub udp_encap: Option<u16>,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// TOS / traffic class.
+    pub tos: u8,
+    /// xpgmd's socket (`None`: `XPGM_SOCKET` or `/run/xpgm/xpgmd.sock`).
+    pub xpgmd_socket: Option<PathBuf>,
+    /// UMEM geometry.
+    pub xsk: XskConfig,
+}
+
+/// Errors opening or registering a port.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// Interface lookup.
+    #[error("{0}")]
+    Interface(std::io::Error),
+    /// No address of the group's family.
+    #[error("interface {iface} has no address of the family of {group}")]
+    NoAddress {
+        /// Interface.
+        iface: String,
+        /// Group.
+        group: IpAddr,
+    },
+    /// AF_XDP.
+    #[error(transparent)]
+    Xsk(#[from] XskError),
+    /// xpgmd.
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+}
+
+/// One registered AF_XDP socket.
+#[derive(Debug)]
+pub struct XdpPort {
+    sock: XskSocket,
+    headers: TxHeaders,
+    group: IpAddr,
+    group_mac: Mac,
+    accept: [IpAddr; 1],
+    framing: Framing,
+    neighbours: NeighbourCache,
+    side: Side,
+    iface: String,
+    queue: u32,
+    dport: u16,
+    xpgmd: PathBuf,
+    registration: Option<Registration>,
+    register_error: Option<RegisterError>,
+    ident: u16,
+    send_errors: u64,
+    unsent: bool,
+}
+
+impl XdpPort {
+    /// Opens the socket; a receiver registers now (joins, steers).
+    pub fn open(c: &PortConfig, side: Side) -> Result<Self, PortError> {
+        let info = InterfaceInfo::lookup(&c.iface).map_err(PortError::Interface)?;
+        let local = info
+            .address_for(c.group)
+            .ok_or_else(|| PortError::NoAddress {
+                iface: c.iface.clone(),
+                group: c.group,
+            })?;
+        let xpgmd = xpgm_control::socket_path(c.xpgmd_socket.as_deref());
+        // Fail early with the "start xpgmd" message, before building a UMEM.
+        if std::os::unix::net::UnixStream::connect(&xpgmd).is_err() {
+            let err = std::io::Error::new(std::io::ErrorKind::NotFound, "no xpgmd listening");
+            return Err(RegisterError::NotRunning { path: xpgmd, err }.into());
+        }
+        let sock = XskSocket::open(&c.iface, c.queue, c.xsk)?;
+        let framing = match c.udp_encap {
+            None => Framing::RawIp,
+            Some(p) => Framing::Udp {
+                ucast_port: p,
+                mcast_port: p,
+            },
+        };
+        let headers = TxHeaders {
+            src_mac: info.mac,
+            src_ip: local,
+            framing,
+            ttl: c.ttl,
+            tos: c.tos,
+        };
+        let accept = match side {
+            Side::Source => [local],
+            Side::Receiver => [c.group],
+        };
+        let mut port = XdpPort {
+            sock,
+            headers,
+            group: c.group,
+            group_mac: Mac::of_multicast(c.group),
+            accept,
+            framing,
+            neighbours: NeighbourCache::default(),
+            side,
+            iface: c.iface.clone(),
+            queue: c.queue,
+            dport: c.dport,
+            xpgmd,
+            registration: None,
+            register_error: None,
+            ident: 0,
+            send_errors: 0,
+            unsent: false,
+        };
+        if side == Side::Receiver {
+            port.register(Role::Receiver, "")?;
+        }
+        Ok(port)
+    }
+
+    fn register(&mut self, role: Role, tsi: &str) -> Result<(), RegisterError> {
+        let spec = [SocketSpec {
+            iface: &self.iface,
+            queue: self.queue,
+            fd: self.sock.fd(),
+        }];
+        let r = register::register(&self.xpgmd, &role, self.group, self.dport, tsi, &spec)?;
+        self.registration = Some(r);
+        Ok(())
+    }
+
+    /// The socket (mode, statistics).
+    pub fn socket(&self) -> &XskSocket {
+        &self.sock
+    }
+
+    /// xpgmd's session id, once registered.
+    pub fn xpgmd_session(&self) -> Option<u64> {
+        self.registration.as_ref().map(|r| r.session)
+    }
+
+    /// The source's deferred registration failed (reported once).
+    pub fn take_register_error(&mut self) -> Option<RegisterError> {
+        self.register_error.take()
+    }
+
+    /// Our address as an NLA.
+    pub fn local_nla(&self) -> Nla {
+        nla_of(self.headers.src_ip)
+    }
+
+    /// Packets that could not be sent (no TX frame, unknown neighbour).
+    pub fn send_errors(&self) -> u64 {
+        self.send_errors
+    }
+
+    /// Receives up to `max` PGM packets, calling `f(source, pgm)` for each
+    /// frame that passed validation. Commits pending transmissions first.
+    pub fn recv_batch(&mut self, max: usize, f: &mut dyn FnMut(Nla, &[u8])) -> usize {
+        self.flush_tx();
+        let (framing, accept, neighbours) = (self.framing, &self.accept, &mut self.neighbours);
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let mut n = 0;
+        self.sock.recv(max, &mut |bytes| {
+            if let Ok(fr) = frame::parse(bytes, framing, accept) {
+                neighbours.learn(fr.src_ip, fr.src_mac);
+                f(nla_of(fr.src_ip), fr.pgm);
+                n += 1;
+            }
+        });
+        n
+    }
+
+    /// Sends one PGM packet (copied into a UMEM frame). Returns false when
+    /// it could not be sent (counted; the protocol repairs it like a loss).
+    pub fn send(&mut self, dest: Destination, pgm: &[u8]) -> bool {
+        if self.side == Side::Source && self.registration.is_none() && self.register_error.is_none()
+        {
+            let sport = pgm.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let local = self.headers.src_ip;
+            if let Err(e) = self.register(
+                Role::Source {
+                    source_port: sport,
+                    local_address: local,
+                },
+                "",
+            ) {
+                self.register_error = Some(e);
+            }
+        }
+        let (dst_ip, dst_mac) = match dest {
+            Destination::Group => (self.group, self.group_mac),
+            Destination::Unicast(nla) => {
+                let ip = ip_of(nla);
+                match self
+                    .neighbours
+                    .lookup(ip)
+                    .or_else(|| frame::kernel_neighbour(ip))
+                {
+                    Some(mac) => (ip, mac),
+                    None => {
+                        self.send_errors += 1;
+                        return false;
+                    }
+                }
+            }
+        };
+        let off = self.headers.pgm_offset();
+        let mut out = TxOutcome::NoBuffer;
+        for attempt in 0..2 {
+            if attempt == 1 {
+                // Every TX frame is in flight: push them out, reclaim, retry once.
+                self.flush_tx();
+            }
+            let (headers, ident) = (&self.headers, &mut self.ident);
+            out = self.sock.send(&mut |buf| {
+                buf.get_mut(off..off + pgm.len())?.copy_from_slice(pgm);
+                *ident = ident.wrapping_add(1);
+                headers.write(buf, dst_mac, dst_ip, pgm.len(), *ident).ok()
+            });
+            if out != TxOutcome::NoBuffer {
+                break;
+            }
+        }
+        match out {
+            TxOutcome::Queued => {
+                self.unsent = true;
+                true
+            }
+            TxOutcome::NoBuffer | TxOutcome::Cancelled => {
+                self.send_errors += 1;
+                false
+            }
+        }
+    }
+
+    fn flush_tx(&mut self) {
+        self.sock.flush();
+        self.unsent = false;
+    }
+
+    /// Commits pending transmissions, then sleeps until a frame arrives on
+    /// the socket, `doorbell` becomes readable, or `timeout` passes.
+    pub fn wait(&mut self, doorbell: Option<BorrowedFd<'_>>, timeout: Option<Duration>) {
+        self.flush_tx();
+        let mut fds = [
+            libc::pollfd {
+                fd: self.sock.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: doorbell.map_or(-1, |d| d.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // While transmissions are still completing, do not sleep long: the
+        // completion ring has no wake-up of its own.
+        let cap = Duration::from_millis(1);
+        let t = timeout.map_or(cap, |t| t.min(cap));
+        crate::xsk::poll_fds(&mut fds, t);
+    }
+}

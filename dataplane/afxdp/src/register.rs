@@ -1,0 +1,271 @@
+//! Registration of a session's AF_XDP sockets with xpgmd (`register` op,
+//! descriptors over `SCM_RIGHTS`; see docs/control-api.md).
+//!
+//! The session lives as long as the returned [`Registration`] (its
+//! connection): when the process exits or crashes, xpgmd removes the
+//! steering entries and socket slots and leaves the groups nobody else needs.
+
+use core::net::IpAddr;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+use xpgm_control::client::Client;
+
+/// Why registration failed. The messages are meant for the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// Nobody listens on the control socket.
+    #[error(
+        "xpgmd is not running (cannot connect to {path}: {err}); --transport xdp needs it: \
+         start it as root with `xpgmd --socket {path}` (or set XPGM_SOCKET to the socket of a \
+         running xpgmd), or use --transport socket"
+    )]
+    NotRunning {
+        /// Socket path tried.
+        path: PathBuf,
+        /// The connect error.
+        err: std::io::Error,
+    },
+    /// Another AF_XDP session already receives (or sends) this feed here.
+    #[error(
+        "{role} for group {group} port {port} is already served on this host by another AF_XDP \
+         session (xpgmd: {message}); the XDP classifier can steer each frame to one socket only. \
+         Use --transport socket for this second local consumer, or stop the other one"
+    )]
+    AlreadyServed {
+        /// receiver or source.
+        role: &'static str,
+        /// Group.
+        group: IpAddr,
+        /// Data port.
+        port: u16,
+        /// xpgmd's message.
+        message: String,
+    },
+    /// xpgmd refused with another error.
+    #[error("xpgmd refused register: {code}: {message}")]
+    Refused {
+        /// Error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// I/O on the control connection.
+    #[error("talking to xpgmd: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A live session in xpgmd; dropping it (or exiting) ends the session.
+#[derive(Debug)]
+pub struct Registration {
+    client: Client,
+    /// xpgmd's session id.
+    pub session: u64,
+    /// The session as xpgmd reported it.
+    pub detail: Value,
+}
+
+impl Registration {
+    /// The control connection (kept open for the session's lifetime).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// What to register.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// Receive `group` on the interfaces of the sockets.
+    Receiver,
+    /// Send from `local_address` with TSI port `source_port` (NAKs steered).
+    Source {
+        /// The source's TSI port (data-source port).
+        source_port: u16,
+        /// Local unicast address NAKs are sent to.
+        local_address: IpAddr,
+    },
+}
+
+/// One socket handed over: its interface and queue.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketSpec<'a> {
+    /// Interface name.
+    pub iface: &'a str,
+    /// Queue id the socket is bound to.
+    pub queue: u32,
+    /// The AF_XDP socket.
+    pub fd: BorrowedFd<'a>,
+}
+
+/// Builds the `register` arguments (separate for testing).
+pub fn register_args(
+    role: &Role,
+    group: IpAddr,
+    port: u16,
+    tsi: &str,
+    sockets: &[SocketSpec<'_>],
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    let first_iface = sockets.first().map(|s| s.iface).unwrap_or("");
+    m.insert("group".into(), json!(group.to_string()));
+    m.insert("port".into(), json!(port));
+    m.insert("tsi".into(), json!(tsi));
+    match role {
+        Role::Receiver => {
+            m.insert("role".into(), json!("receiver"));
+            let mut ifaces: Vec<&str> = sockets.iter().map(|s| s.iface).collect();
+            ifaces.dedup();
+            m.insert("interfaces".into(), json!(ifaces));
+        }
+        Role::Source {
+            source_port,
+            local_address,
+        } => {
+            m.insert("role".into(), json!("source"));
+            m.insert("send_interface".into(), json!(first_iface));
+            m.insert("source_port".into(), json!(source_port));
+            m.insert("local_address".into(), json!(local_address.to_string()));
+        }
+    }
+    let socks: Vec<Value> = sockets
+        .iter()
+        .map(|s| json!({"interface": s.iface, "queue": s.queue}))
+        .collect();
+    m.insert("sockets".into(), Value::Array(socks));
+    m
+}
+
+/// Registers a session with xpgmd at `socket_path` and hands over `sockets`.
+pub fn register(
+    socket_path: &Path,
+    role: &Role,
+    group: IpAddr,
+    port: u16,
+    tsi: &str,
+    sockets: &[SocketSpec<'_>],
+) -> Result<Registration, RegisterError> {
+    let mut client = Client::connect(socket_path).map_err(|err| RegisterError::NotRunning {
+        path: socket_path.to_path_buf(),
+        err,
+    })?;
+    let args = register_args(role, group, port, tsi, sockets);
+    let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.fd).collect();
+    let reply = client.request_with_fds("register", args, &fds)?;
+    interpret_reply(reply, role, group, port).map(|(session, detail)| Registration {
+        client,
+        session,
+        detail,
+    })
+}
+
+/// Turns a `register` reply into the session id or a [`RegisterError`].
+pub fn interpret_reply(
+    reply: Value,
+    role: &Role,
+    group: IpAddr,
+    port: u16,
+) -> Result<(u64, Value), RegisterError> {
+    if reply.get("ok").and_then(Value::as_bool) == Some(true) {
+        let session = reply.get("session").and_then(Value::as_u64).unwrap_or(0);
+        let detail = reply.get("detail").cloned().unwrap_or(Value::Null);
+        return Ok((session, detail));
+    }
+    let err = reply.get("error");
+    let code = err
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    let message = err
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if code == "exists" {
+        return Err(RegisterError::AlreadyServed {
+            role: match role {
+                Role::Receiver => "receiver",
+                Role::Source { .. } => "source",
+            },
+            group,
+            port,
+            message,
+        });
+    }
+    Err(RegisterError::Refused { code, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn receiver_and_source_arguments() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let socks = [SocketSpec {
+            iface: "eth0",
+            queue: 3,
+            fd: f.as_fd(),
+        }];
+        let group: IpAddr = "239.192.0.7".parse().unwrap();
+        let m = register_args(&Role::Receiver, group, 7500, "t", &socks);
+        assert_eq!(m["role"], "receiver");
+        assert_eq!(m["group"], "239.192.0.7");
+        assert_eq!(m["port"], 7500);
+        assert_eq!(m["interfaces"], json!(["eth0"]));
+        assert_eq!(m["sockets"], json!([{"interface":"eth0","queue":3}]));
+        let role = Role::Source {
+            source_port: 40001,
+            local_address: "10.77.0.1".parse().unwrap(),
+        };
+        let m = register_args(&role, group, 7500, "t", &socks);
+        assert_eq!(m["role"], "source");
+        assert_eq!(m["send_interface"], "eth0");
+        assert_eq!(m["source_port"], 40001);
+        assert_eq!(m["local_address"], "10.77.0.1");
+    }
+
+    #[test]
+    fn replies_are_interpreted() {
+        let group: IpAddr = "239.192.0.7".parse().unwrap();
+        let ok = json!({"id":1,"ok":true,"session":4,"detail":{"session":4}});
+        let (s, d) = interpret_reply(ok, &Role::Receiver, group, 7500).unwrap();
+        assert_eq!(s, 4);
+        assert_eq!(d["session"], 4);
+        let exists = json!({"id":1,"ok":false,"error":{"code":"exists","message":"entry taken by session 2"}});
+        let e = interpret_reply(exists, &Role::Receiver, group, 7500).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, RegisterError::AlreadyServed { .. }));
+        assert!(text.contains("already served on this host"), "{text}");
+        assert!(text.contains("--transport socket"), "{text}");
+        let other = json!({"id":1,"ok":false,"error":{"code":"bpf_error","message":"no"}});
+        assert!(matches!(
+            interpret_reply(other, &Role::Receiver, group, 7500),
+            Err(RegisterError::Refused { code, .. }) if code == "bpf_error"
+        ));
+    }
+
+    #[test]
+    fn missing_daemon_says_how_to_start_it() {
+        let dir = std::env::temp_dir().join(format!("xpgm-afxdp-nod-{}", std::process::id()));
+        let path = dir.join("none.sock");
+        let e = register(
+            &path,
+            &Role::Receiver,
+            "239.1.1.1".parse().unwrap(),
+            7500,
+            "t",
+            &[],
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, RegisterError::NotRunning { .. }));
+        assert!(text.contains("xpgmd is not running"), "{text}");
+        assert!(
+            text.contains(&format!("xpgmd --socket {}", path.display())),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! AF_XDP transport: a [`Datapath`] over `xpgm_afxdp::port::XdpPort` (an AF_XDP
+//! socket registered with xpgmd, which attaches the classifier, steers the session's
+//! frames to the socket and joins the group). See docs/afxdp.md.
+
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use xpgm_afxdp::port::{PortConfig, Side, XdpPort};
+use xpgm_afxdp::xsk::XskConfig;
+use xpgm_core::source::Destination;
+use xpgm_core::wire::Nla;
+
+use super::{Datapath, Role, SessionConfig};
+use crate::Error;
+
+/// One AF_XDP socket on queue 0 of the session's interface.
+#[derive(Debug)]
+pub struct XdpDatapath {
+    port: XdpPort,
+}
+
+impl XdpDatapath {
+    /// Opens the socket and (receiver) registers with xpgmd; a source registers on
+    /// its first packet. Prints which data path (zero-copy or copy) the kernel chose.
+    pub fn open(config: &SessionConfig, role: Role) -> Result<Self, Error> {
+        let pc = PortConfig {
+            iface: config.iface.clone(),
+            queue: 0,
+            group: config.group,
+            dport: config.dport,
+            udp_encap: config.udp_encap,
+            ttl: config.ttl,
+            tos: config.tos,
+            xpgmd_socket: None,
+            xsk: XskConfig::default(),
+        };
+        let side = match role {
+            Role::Source => Side::Source,
+            Role::Receiver => Side::Receiver,
+        };
+        let port = XdpPort::open(&pc, side).map_err(|e| Error::Xdp(e.to_string()))?;
+        let s = port.socket();
+        eprintln!(
+            "xpgm: AF_XDP socket on {} queue {}: {} mode, UMEM on {} pages",
+            s.iface(),
+            s.queue(),
+            s.mode().as_str(),
+            if s.huge_pages() { "huge" } else { "4 KiB" }
+        );
+        Ok(XdpDatapath { port })
+    }
+}
+
+impl Datapath for XdpDatapath {
+    fn recv_batch(&mut self, max: usize, f: &mut dyn FnMut(Nla, &[u8])) -> Result<usize, Error> {
+        if let Some(e) = self.port.take_register_error() {
+            return Err(Error::Xdp(e.to_string()));
+        }
+        Ok(self.port.recv_batch(max, f))
+    }
+
+    fn send(&mut self, dest: Destination, pgm: &[u8]) -> Result<(), Error> {
+        // A frame that cannot be sent is counted in send_errors and repaired as loss.
+        self.port.send(dest, pgm);
+        Ok(())
+    }
+
+    fn wait(
+        &mut self,
+        doorbell: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.port.wait(doorbell, timeout);
+        Ok(())
+    }
+
+    fn local_nla(&self) -> Nla {
+        self.port.local_nla()
+    }
+
+    fn send_errors(&self) -> u64 {
+        self.port.send_errors()
+    }
+}
