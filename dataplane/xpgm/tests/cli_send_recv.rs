@@ -152,3 +152,43 @@ fn bad_interface_name_is_refused_by_the_parser() {
         "not a valid interface name",
     );
 }
+
+#[test]
+fn socket_flag_wins_over_xpgm_socket_env() {
+    // The xpgmd socket rule shared with xpgmd and xpgmctl: --socket, else
+    // $XPGM_SOCKET, else /run/xpgm/xpgmd.sock.
+    let pid = std::process::id();
+    let flag = std::env::temp_dir().join(format!("xpgm-cli-flag-{pid}.sock"));
+    let env = std::env::temp_dir().join(format!("xpgm-cli-env-{pid}.sock"));
+    let flag_s = flag.to_string_lossy().into_owned();
+    for cmd in ["send", "recv"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xpgm"))
+            .args([
+                cmd,
+                "--iface",
+                "lo",
+                "--group",
+                "239.1.1.1",
+                "--transport",
+                "xdp",
+                "--socket",
+                &flag_s,
+            ])
+            .env("XPGM_SOCKET", &env)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "xpgm {cmd} --transport xdp succeeded"
+        );
+        assert!(
+            err.contains(&format!("xpgmd --socket {flag_s}")),
+            "{cmd}: {err}"
+        );
+        assert!(
+            !err.contains(&env.to_string_lossy().into_owned()),
+            "{cmd}: {err}"
+        );
+    }
+}

@@ -24,6 +24,10 @@ pub struct NetArgs {
     /// Transport: `socket` (kernel sockets) or `xdp` (AF_XDP via xpgmd).
     #[arg(long, default_value = "socket", value_parser = transport)]
     pub transport: TransportKind,
+    /// xpgmd's control socket for `--transport xdp` (else $XPGM_SOCKET, else
+    /// /run/xpgm/xpgmd.sock — the same rule as xpgmd and xpgmctl).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     /// Framing of messages inside PGM APDUs: `none` (one message per APDU) or `zmq`
     /// (ZeroMQ's pgm:// / epgm:// framing, to talk to ZeroMQ PUB/SUB sockets).
     #[arg(long, value_enum, default_value_t = Framing::None)]
@@ -69,6 +73,7 @@ impl NetArgs {
         s.dport = self.dport;
         s.udp_encap = self.udp_encap;
         s.transport = self.transport;
+        s.xpgmd_socket = self.socket.clone();
         s
     }
 }

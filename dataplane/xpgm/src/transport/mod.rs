@@ -72,6 +72,9 @@ pub struct SessionConfig {
     pub multicast_loop: bool,
     /// Socket receive and send buffer size requested (SO_RCVBUFFORCE when privileged).
     pub socket_buffer: usize,
+    /// xpgmd's control socket (AF_XDP only). `None`: `$XPGM_SOCKET`, else
+    /// `/run/xpgm/xpgmd.sock` (`xpgm_control::socket_path`).
+    pub xpgmd_socket: Option<std::path::PathBuf>,
 }
 
 impl SessionConfig {
@@ -87,6 +90,7 @@ impl SessionConfig {
             tos: 0xb8,
             multicast_loop: true,
             socket_buffer: 8 << 20,
+            xpgmd_socket: None,
         }
     }
 

@@ -31,7 +31,7 @@ impl XdpDatapath {
             udp_encap: config.udp_encap,
             ttl: config.ttl,
             tos: config.tos,
-            xpgmd_socket: None,
+            xpgmd_socket: config.xpgmd_socket.clone(),
             xsk: XskConfig::default(),
         };
         let side = match role {
