@@ -1,0 +1,445 @@
+//! End to end over the AF_XDP transport (`--transport xdp`), in network namespaces
+//! built by `scripts/topology` with an xpgmd per host namespace (its own `--socket`).
+//! Needs root, the classifier's toolchain and a release `xpgmd` next to the `xpgm`
+//! binary: the tests are `#[ignore]`d and run by `scripts/test-xdp` (which builds
+//! xpgmd), called from `scripts/test`. Every topology and xpgmd is torn down by a
+//! guard, also when a test fails.
+//!
+//! Knobs: `XPGM_E2E_XDP_COUNT` (default 1 000 000 messages for the two-receiver run).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One topology at a time: the tests share two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn root_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn sibling_bin(name: &str) -> PathBuf {
+    let xpgm = PathBuf::from(env!("CARGO_BIN_EXE_xpgm"));
+    let p = xpgm.with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} not found: build it first (`cargo build -p xpgm-control --release --bins`; scripts/test-xdp does)",
+        p.display()
+    );
+    p
+}
+
+/// A topology with an xpgmd in every host namespace; all torn down on drop.
+struct Topology {
+    name: String,
+    dir: PathBuf,
+    daemons: Vec<Child>,
+}
+
+impl Topology {
+    fn up(tag: &str, receivers: u32, loss: &str) -> Topology {
+        let name = format!("d{tag}{:x}", std::process::id() % 0xfff);
+        let script = root_dir().join("scripts/topology");
+        let _ = Command::new(&script).args(["down", &name]).status();
+        let dir = std::env::temp_dir().join(format!("xpgm-e2e-xdp-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("socket dir");
+        let mut t = Topology {
+            name: name.clone(),
+            dir,
+            daemons: Vec::new(),
+        };
+        let st = Command::new(&script)
+            .args([
+                "up",
+                &name,
+                "--receivers",
+                &receivers.to_string(),
+                "--loss",
+                loss,
+            ])
+            .status()
+            .expect("run scripts/topology");
+        assert!(st.success(), "scripts/topology up {name} failed");
+        let xpgmd = sibling_bin("xpgmd");
+        let mut hosts = vec![t.tx()];
+        hosts.extend((1..=receivers).map(|k| t.rx(k)));
+        for ns in hosts {
+            let sock = t.sock(&ns);
+            let child = Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .arg(&xpgmd)
+                .arg("--socket")
+                .arg(&sock)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn xpgmd");
+            t.daemons.push(child);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !sock.exists() {
+                assert!(Instant::now() < deadline, "xpgmd in {ns} did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        t
+    }
+
+    fn tx(&self) -> String {
+        format!("{}-tx", self.name)
+    }
+
+    fn rx(&self, k: u32) -> String {
+        format!("{}-rx{k}", self.name)
+    }
+
+    fn sock(&self, ns: &str) -> PathBuf {
+        self.dir.join(format!("{ns}.sock"))
+    }
+
+    /// `xpgmctl --json OP` against the xpgmd of `ns`.
+    fn ctl(&self, ns: &str, op: &str) -> Value {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(sibling_bin("xpgmctl"))
+            .arg("--socket")
+            .arg(self.sock(ns))
+            .args(["--json", op])
+            .output()
+            .expect("run xpgmctl");
+        assert!(out.status.success(), "xpgmctl {op} in {ns}: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("xpgmctl JSON")
+    }
+
+    fn xpgm(&self, ns: &str, args: &[&str]) -> Proc {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_xpgm")])
+            .args(args)
+            .env("XPGM_SOCKET", self.sock(ns))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xpgm");
+        Proc {
+            child,
+            what: format!("{ns}: xpgm {}", args.join(" ")),
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for c in &mut self.daemons {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new(root_dir().join("scripts/topology"))
+            .args(["down", &self.name])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `xpgm`, killed if still running when dropped.
+struct Proc {
+    child: Child,
+    what: String,
+}
+
+impl Proc {
+    /// Waits (at most `limit`), returns (status ok, stdout, stderr).
+    fn finish(mut self, limit: Duration) -> (bool, String, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {limit:?}",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            o.read_to_string(&mut out).expect("stdout");
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).expect("stderr");
+        }
+        (status.success(), out, err)
+    }
+
+    fn json(self, limit: Duration) -> Value {
+        let what = self.what.clone();
+        let (_, out, err) = self.finish(limit);
+        let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| {
+            panic!("{what} printed no JSON ({e}): stdout {out:?} stderr {err:?}")
+        });
+        eprintln!("{what}: {v}");
+        v
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v.get(k)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no integer '{k}' in {v}"))
+}
+
+fn assert_clean(v: &Value, expect: u64, transport: &str) {
+    assert_eq!(u(v, "received"), expect, "received: {v}");
+    for k in [
+        "unrecoverable",
+        "duplicates",
+        "out_of_order",
+        "index_gaps",
+        "corrupt",
+    ] {
+        assert_eq!(u(v, k), 0, "{k}: {v}");
+    }
+    assert_eq!(v["transport"], transport);
+}
+
+fn recv_args<'a>(group: &'a str, transport: &'a str, count: &'a str) -> Vec<&'a str> {
+    vec![
+        "recv",
+        "--iface",
+        "eth0",
+        "--group",
+        group,
+        "--transport",
+        transport,
+        "--count",
+        count,
+        "--idle-ms",
+        "8000",
+        "--json",
+    ]
+}
+
+fn send_args<'a>(group: &'a str, transport: &'a str, count: &'a str) -> Vec<&'a str> {
+    vec![
+        "send",
+        "--iface",
+        "eth0",
+        "--group",
+        group,
+        "--transport",
+        transport,
+        "--count",
+        count,
+        "--size",
+        "64",
+        "--linger-ms",
+        "3000",
+        "--json",
+    ]
+}
+
+fn ping(topo: &Topology, from: &str, to: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns", "exec", from, "ping", "-c", "2", "-i", "0.2", "-W", "2", to,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && !topo.name.is_empty()
+}
+
+fn classifier_attached(topo: &Topology, ns: &str) -> bool {
+    let v = topo.ctl(ns, "interfaces");
+    v["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|i| i["name"] == "eth0" && i["xdp"]["owner"] == "xpgmd")
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_sender_to_two_xdp_receivers_one_percent_loss() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let count = env_u64("XPGM_E2E_XDP_COUNT", 1_000_000);
+    let count_s = count.to_string();
+    let topo = Topology::up("a", 2, "1");
+    let group = "239.192.20.1";
+    let r1 = topo.xpgm(&topo.rx(1), &recv_args(group, "xdp", &count_s));
+    let r2 = topo.xpgm(&topo.rx(2), &recv_args(group, "xdp", &count_s));
+    std::thread::sleep(Duration::from_millis(1000));
+    let s = topo.xpgm(&topo.tx(), &send_args(group, "xdp", &count_s));
+    // While the classifier is attached on every host, ordinary traffic still flows.
+    std::thread::sleep(Duration::from_millis(1000));
+    for ns in [topo.tx(), topo.rx(1), topo.rx(2)] {
+        assert!(classifier_attached(&topo, &ns), "classifier on {ns}");
+    }
+    assert!(ping(&topo, &topo.rx(1), "10.77.0.1"), "ping rx1 -> tx");
+    assert!(ping(&topo, &topo.tx(), "10.77.0.102"), "ping tx -> rx2");
+    let limit = Duration::from_secs(count / 10_000 + 60);
+    let s = s.json(limit);
+    let v1 = r1.json(Duration::from_secs(30));
+    let v2 = r2.json(Duration::from_secs(30));
+    assert_eq!(u(&s, "sent"), count);
+    assert_eq!(s["transport"], "xdp");
+    assert!(u(&s, "naks_received") > 0, "{s}");
+    assert!(u(&s, "rdata_sent") > 0, "{s}");
+    for v in [&v1, &v2] {
+        assert_clean(v, count, "xdp");
+        assert!(u(v, "naks_sent") > 0, "no NAK sent with 1% loss: {v}");
+        assert_eq!(u(v, "first_index"), 0, "{v}");
+    }
+}
+
+fn mixed(tag: &str, sender: &str, receiver: &str) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up(tag, 1, "1");
+    let group = "239.192.20.2";
+    let r = topo.xpgm(&topo.rx(1), &recv_args(group, receiver, "100000"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let s = topo
+        .xpgm(&topo.tx(), &send_args(group, sender, "100000"))
+        .json(Duration::from_secs(90));
+    let v = r.json(Duration::from_secs(30));
+    assert_eq!(u(&s, "sent"), 100_000);
+    assert_eq!(s["transport"], sender);
+    assert_clean(&v, 100_000, receiver);
+    assert!(u(&v, "naks_sent") > 0, "{v}");
+    assert!(u(&s, "rdata_sent") > 0, "{s}");
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_sender_to_socket_receiver() {
+    mixed("b", "xdp", "socket");
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn socket_sender_to_xdp_receiver() {
+    mixed("c", "socket", "xdp");
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_receiver_started_mid_stream_delivers_in_order_from_where_it_joined() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("m", 1, "1");
+    let group = "239.192.20.3";
+    let count = 100_000u64;
+    let mut sargs = send_args(group, "xdp", "100000");
+    sargs.extend_from_slice(&["--rate", "20000"]);
+    let s = topo.xpgm(&topo.tx(), &sargs);
+    std::thread::sleep(Duration::from_secs(2));
+    let r = topo.xpgm(
+        &topo.rx(1),
+        &[
+            "recv",
+            "--iface",
+            "eth0",
+            "--group",
+            group,
+            "--transport",
+            "xdp",
+            "--idle-ms",
+            "5000",
+            "--json",
+        ],
+    );
+    let s = s.json(Duration::from_secs(60));
+    let v = r.json(Duration::from_secs(30));
+    assert_eq!(u(&s, "sent"), count);
+    let first = u(&v, "first_index");
+    assert!(first > 0 && first < count, "joined mid-stream: {v}");
+    assert_clean(&v, count - first, "xdp");
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn second_local_xdp_receiver_fails_clearly_and_a_killed_receiver_leaves_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("k", 1, "0");
+    let group = "239.192.20.4";
+    let rx = topo.rx(1);
+    let first = topo.xpgm(&rx, &recv_args(group, "xdp", "1000000"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = topo.ctl(&rx, "sessions");
+        if s["sessions"].as_array().is_some_and(|a| a.len() == 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "first receiver never registered: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let groups = topo.ctl(&rx, "groups");
+    assert!(
+        groups["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|m| m["group"] == group)),
+        "membership while receiving: {groups}"
+    );
+    // A second AF_XDP receiver of the same feed on this host: clear error, the
+    // first keeps its traffic.
+    let (ok, out, err) = topo
+        .xpgm(&rx, &recv_args(group, "xdp", "10"))
+        .finish(Duration::from_secs(20));
+    assert!(!ok, "second receiver must fail");
+    assert!(out.is_empty(), "{out}");
+    // Either xpgmd refuses the steering entry (`exists`), or, on a queue that
+    // already has an AF_XDP socket, the kernel refuses the bind (EBUSY) first.
+    assert!(
+        (err.contains("already served on this host") && err.contains("--transport socket"))
+            || err.contains("Device or resource busy"),
+        "{err}"
+    );
+    // Kill the first receiver (SIGKILL: no cleanup of its own).
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = topo.ctl(&rx, "sessions");
+        let g = topo.ctl(&rx, "groups");
+        let no_sessions = s["sessions"].as_array().is_some_and(|a| a.is_empty());
+        let no_groups = g["groups"].as_array().is_some_and(|a| a.is_empty());
+        if no_sessions && no_groups {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind after kill: sessions {s} groups {g}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its steering entry is gone too: a new receiver can claim the same feed and
+    // receives it.
+    let again = topo.xpgm(&rx, &recv_args(group, "xdp", "20000"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let s = topo
+        .xpgm(&topo.tx(), &send_args(group, "xdp", "20000"))
+        .json(Duration::from_secs(60));
+    assert_eq!(u(&s, "sent"), 20_000);
+    assert_clean(&again.json(Duration::from_secs(30)), 20_000, "xdp");
+}
