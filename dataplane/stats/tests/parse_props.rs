@@ -1,0 +1,70 @@
+//! Property tests of the stats-file parser: random bytes, and valid files with random
+//! words overwritten, never panic; files a writer produced always parse back.
+
+use proptest::prelude::*;
+use xpgm_stats::layout::TOTAL_BYTES;
+use xpgm_stats::{Role, SessionInfo, StatsWriter, parse};
+
+#[path = "../fuzz/check.rs"]
+mod check;
+
+fn info() -> impl Strategy<Value = SessionInfo> {
+    (
+        any::<bool>(),
+        "[a-z]{0,20}",
+        ".{0,20}",
+        ".{0,80}",
+        any::<u16>(),
+        any::<Option<u16>>(),
+        any::<[u8; 8]>(),
+    )
+        .prop_map(
+            |(src, transport, iface, group, dport, udp_encap, tsi)| SessionInfo {
+                role: if src { Role::Source } else { Role::Receiver },
+                transport,
+                iface,
+                group,
+                dport,
+                udp_encap,
+                tsi,
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..TOTAL_BYTES + 16)) {
+        check::check(&data);
+    }
+
+    #[test]
+    fn written_files_parse_back(i in info(), vals in proptest::collection::vec(any::<u64>(), 32)) {
+        let w = StatsWriter::private(&i);
+        for (k, v) in vals.iter().enumerate() {
+            w.set(k, *v);
+        }
+        let s = parse(&w.snapshot_bytes()).expect("a writer's file parses");
+        check::check(&w.snapshot_bytes());
+        prop_assert_eq!(s.role, i.role);
+        prop_assert_eq!(s.dport, i.dport);
+        prop_assert_eq!(s.udp_encap, i.udp_encap);
+        prop_assert_eq!(s.tsi, i.tsi);
+        prop_assert_eq!(&s.counters[..], &vals[..]);
+        // Text survives when it was already label-safe and fits.
+        if i.iface.len() <= 16 && i.iface.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+            prop_assert_eq!(&s.iface, &i.iface);
+        }
+    }
+
+    #[test]
+    fn mutated_files_never_panic(i in info(), edits in proptest::collection::vec((0usize..TOTAL_BYTES, any::<u8>()), 1..16)) {
+        let w = StatsWriter::private(&i);
+        let mut b = w.snapshot_bytes();
+        for (at, v) in edits {
+            if let Some(x) = b.get_mut(at) {
+                *x = v;
+            }
+        }
+        check::check(&b);
+    }
+}
