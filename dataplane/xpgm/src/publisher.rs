@@ -180,7 +180,8 @@ impl Publisher {
             .grace_ns
             .store(config.finish_timeout.as_nanos() as u64, Ordering::Relaxed);
         let local = dp.local_nla();
-        let worker = SourceWorker::new(dp, source, reader, clock, shared.clone());
+        let stats = crate::worker::stats_writer(&config.session, xpgm_stats::Role::Source, tsi);
+        let worker = SourceWorker::new(dp, source, reader, clock, shared.clone()).with_stats(stats);
         let thread = std::thread::Builder::new()
             .name("xpgm-source".into())
             .spawn(move || worker.run(bell))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use xpgm_core::config::ReceiverConfig;
 use xpgm_core::receiver::Receiver;
-use xpgm_core::wire::Nla;
+use xpgm_core::wire::{Gsi, Nla, Tsi};
 use xpgm_ring::{Mode, RecvError, Ring, RingConfig};
 
 use crate::Error;
@@ -132,7 +132,16 @@ impl Subscriber {
         let reader = ring.reader()?;
         let writer = ring.writer()?;
         let (shared, bell) = Shared::new()?;
-        let worker = ReceiverWorker::new(dp, receiver, writer, Clock::new(), shared.clone());
+        let stats = crate::worker::stats_writer(
+            &config.session,
+            xpgm_stats::Role::Receiver,
+            Tsi {
+                gsi: Gsi([0; 6]),
+                sport: 0,
+            },
+        );
+        let worker = ReceiverWorker::new(dp, receiver, writer, Clock::new(), shared.clone())
+            .with_stats(stats);
         let thread = std::thread::Builder::new()
             .name("xpgm-receiver".into())
             .spawn(move || worker.run(bell))

@@ -6,6 +6,12 @@
 //! messages, due timers), drain `poll_transmit` to the network, (receiver) drain
 //! `poll_event` into the delivery ring, then sleep until `poll_timeout`, a packet, or the
 //! application's doorbell. After warm-up a turn allocates nothing (tests/alloc.rs).
+//!
+//! Every turn the worker also publishes its counters: into [`Shared::counters`] for the
+//! application handle and, when a [`StatsWriter`] is attached (publishers and
+//! subscribers attach one), into the session's shared-memory stats file for
+//! `xpgmctl top` and xpgmd's Prometheus endpoint (`docs/operations.md`). Both are
+//! relaxed atomic stores: no system call, no lock.
 
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
@@ -17,6 +23,8 @@ use xpgm_core::Instant;
 use xpgm_core::receiver::Receiver;
 use xpgm_core::source::{SendError as EngineSendError, Source};
 use xpgm_ring::{RecvError, SendError as RingSendError};
+use xpgm_stats::StatsWriter;
+use xpgm_stats::layout::{rcv as st_rcv, src as st_src};
 
 use crate::Error;
 use crate::delivery;
@@ -198,6 +206,27 @@ impl Shared {
     }
 }
 
+/// The stats file for a session (in `$XPGM_STATS_DIR`, default
+/// `/dev/shm/xpgm-stats`); heap-backed when no file can be created, so a session never
+/// fails for want of a stats directory.
+pub fn stats_writer(
+    session: &crate::transport::SessionConfig,
+    role: xpgm_stats::Role,
+    tsi: xpgm_core::wire::Tsi,
+) -> StatsWriter {
+    let [g0, g1, g2, g3, g4, g5] = tsi.gsi.0;
+    let [p0, p1] = tsi.sport.to_be_bytes();
+    StatsWriter::open_default(&xpgm_stats::SessionInfo {
+        role,
+        transport: session.transport.name().into(),
+        iface: session.iface.clone(),
+        group: session.group.to_string(),
+        dport: session.dport,
+        udp_encap: session.udp_encap,
+        tsi: [g0, g1, g2, g3, g4, g5, p0, p1],
+    })
+}
+
 /// What a turn leaves to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -228,6 +257,8 @@ pub struct SourceWorker {
     linger_until: Option<Instant>,
     /// When the stop request was first seen (bounds how long finishing may take).
     stop_seen: Option<Instant>,
+    /// The session's stats file, if attached.
+    stats: Option<StatsWriter>,
 }
 
 impl core::fmt::Debug for SourceWorker {
@@ -262,7 +293,14 @@ impl SourceWorker {
             accepted: 0,
             linger_until: None,
             stop_seen: None,
+            stats: None,
         }
+    }
+
+    /// Attaches the session's stats file; the worker updates it every turn.
+    pub fn with_stats(mut self, stats: StatsWriter) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// The engine (for tests and stats).
@@ -299,6 +337,29 @@ impl SourceWorker {
         c.set(SEND_ERRORS, self.dp.send_errors());
         c.set(IGNORED, s.packets_ignored);
         c.set(QUEUED, self.reader.lag());
+        if let Some(st) = &self.stats {
+            st.set(st_src::ODATA_PACKETS, s.odata_sent);
+            st.set(st_src::ODATA_BYTES, s.odata_bytes);
+            st.set(st_src::RDATA_PACKETS, s.rdata_sent);
+            st.set(st_src::RDATA_BYTES, s.rdata_bytes);
+            st.set(st_src::NAKS_RECEIVED, s.naks_received);
+            st.set(st_src::NAKS_OUTSIDE_WINDOW, s.naks_outside_window);
+            st.set(st_src::NCF_SENT, s.ncf_sent);
+            st.set(st_src::SPM_SENT, s.spm_sent);
+            st.set(st_src::SPMR_RECEIVED, s.spmr_received);
+            st.set(st_src::REPAIRS_DROPPED, s.repairs_dropped);
+            st.set(st_src::TXW_TRAIL, u64::from(self.source.trail().0));
+            st.set(st_src::TXW_LEAD, u64::from(self.source.lead().0));
+            st.set(st_src::MESSAGES_ACCEPTED, self.accepted);
+            st.set(st_src::UNSENT, c.get(UNSENT));
+            st.set(st_src::QUEUED, c.get(QUEUED));
+            st.set(st_src::SEND_ERRORS, c.get(SEND_ERRORS));
+            st.set(st_src::PACKETS_IGNORED, s.packets_ignored);
+            st.set(
+                st_src::REPAIRS_PENDING,
+                self.source.repairs_pending() as u64,
+            );
+        }
     }
 
     /// One turn of the loop (never sleeps).
@@ -428,6 +489,8 @@ pub struct ReceiverWorker {
     ev_buf: Box<[u8]>,
     pending: Option<usize>,
     unrecoverable: u64,
+    /// The session's stats file, if attached.
+    stats: Option<StatsWriter>,
 }
 
 impl core::fmt::Debug for ReceiverWorker {
@@ -459,7 +522,14 @@ impl ReceiverWorker {
             ev_buf: vec![0u8; max_msg].into_boxed_slice(),
             pending: None,
             unrecoverable: 0,
+            stats: None,
         }
+    }
+
+    /// Attaches the session's stats file; the worker updates it every turn.
+    pub fn with_stats(mut self, stats: StatsWriter) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// The engine (for tests and stats).
@@ -485,6 +555,30 @@ impl ReceiverWorker {
         c.set(SEND_ERRORS, self.dp.send_errors());
         c.set(BYTES, s.bytes_received);
         c.set(SPMR, s.spmr_sent);
+        if let Some(st) = &self.stats {
+            st.set(st_rcv::ODATA_PACKETS, s.odata_received);
+            st.set(st_rcv::RDATA_PACKETS, s.rdata_received);
+            st.set(st_rcv::DATA_BYTES, s.bytes_received);
+            st.set(st_rcv::DUPLICATES, s.duplicates);
+            st.set(st_rcv::NAKS_SENT, s.naks_sent);
+            st.set(st_rcv::SQNS_NAKED, s.sqns_naked);
+            st.set(st_rcv::NCF_RECEIVED, s.ncf_received);
+            st.set(st_rcv::UNRECOVERABLE, self.unrecoverable);
+            st.set(st_rcv::DELIVERED, s.delivered);
+            st.set(st_rcv::WINDOW_FULL_DROPS, s.window_full_drops);
+            st.set(st_rcv::BUFFER_DROPS, s.buffer_drops);
+            st.set(st_rcv::SPM_RECEIVED, s.spm_received);
+            st.set(st_rcv::SPMR_SENT, s.spmr_sent);
+            st.set(st_rcv::PEERS, self.receiver.peer_count() as u64);
+            st.set(st_rcv::SEND_ERRORS, c.get(SEND_ERRORS));
+            st.set(st_rcv::PACKETS_IGNORED, s.packets_ignored);
+            st.set(st_rcv::LOST_TO_TRAIL, s.lost_to_trail);
+            st.set(st_rcv::RETRIES_EXHAUSTED, s.retries_exhausted);
+            st.set(
+                st_rcv::RXW_BUFFERS,
+                self.receiver.buffers_allocated() as u64,
+            );
+        }
     }
 
     /// One turn of the loop (never sleeps).

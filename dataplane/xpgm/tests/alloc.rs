@@ -3,7 +3,8 @@
 //! in-memory queues, every 101st ODATA lost so NAK/NCF/RDATA run too), with the
 //! application's publish and delivery rings, in virtual time (a manual clock advanced
 //! 20 µs per turn, so every run is the same). After warm-up, 30 000 more messages —
-//! including their repairs — pass with zero allocations on this thread.
+//! including their repairs — pass with zero allocations on this thread. Both workers
+//! publish into real shared-memory stats files (xpgm-stats) the whole time.
 
 mod common;
 
@@ -126,8 +127,24 @@ fn worker_steady_state_allocates_nothing_per_packet() {
 
     let (sshared, _sbell) = Shared::new().expect("shared");
     let (rshared, _rbell) = Shared::new().expect("shared");
-    let mut sw = SourceWorker::new(Box::new(sdp), source, worker_reader, clock.clone(), sshared);
-    let mut rw = ReceiverWorker::new(Box::new(rdp), receiver, worker_writer, clock, rshared);
+    let stats_dir = std::env::temp_dir().join(format!("xpgm-alloc-stats-{}", std::process::id()));
+    let info = |role| xpgm_stats::SessionInfo {
+        role,
+        transport: "fake".into(),
+        iface: "none".into(),
+        group: "239.1.2.3".into(),
+        dport: 7500,
+        udp_encap: None,
+        tsi: [1, 2, 3, 4, 5, 6, 0x0f, 0xa0],
+    };
+    let sstats = xpgm_stats::StatsWriter::create(&stats_dir, &info(xpgm_stats::Role::Source))
+        .expect("stats file");
+    let rstats = xpgm_stats::StatsWriter::create(&stats_dir, &info(xpgm_stats::Role::Receiver))
+        .expect("stats file");
+    let mut sw = SourceWorker::new(Box::new(sdp), source, worker_reader, clock.clone(), sshared)
+        .with_stats(sstats);
+    let mut rw = ReceiverWorker::new(Box::new(rdp), receiver, worker_writer, clock, rshared)
+        .with_stats(rstats);
 
     let mut msg = [0u8; SIZE];
     let mut dbuf = vec![0u8; (1 << 14) + delivery::HEADER_LEN];
@@ -182,4 +199,28 @@ fn worker_steady_state_allocates_nothing_per_packet() {
         allocs, 0,
         "allocations in the steady state ({MEASURED} messages)"
     );
+    // The stats files carried the workers' counters.
+    let scan = xpgm_stats::scan(&stats_dir, false).expect("scan");
+    assert_eq!(scan.sessions.len(), 2);
+    let src = &scan.sessions[0];
+    let rcv = &scan.sessions[1];
+    assert_eq!(src.role, xpgm_stats::Role::Source);
+    assert_eq!(
+        src.counter("odata_packets"),
+        Some(sw.source().stats().odata_sent)
+    );
+    assert_eq!(
+        src.counter("rdata_packets"),
+        Some(sw.source().stats().rdata_sent)
+    );
+    assert_eq!(rcv.counter("delivered"), Some(total));
+    assert!(rcv.counter("naks_sent").is_some_and(|n| n > 100));
+    drop((sw, rw));
+    assert!(
+        xpgm_stats::scan(&stats_dir, false)
+            .expect("scan")
+            .sessions
+            .is_empty()
+    );
+    let _ = std::fs::remove_dir(&stats_dir);
 }
