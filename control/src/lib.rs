@@ -9,9 +9,11 @@
 pub mod client;
 pub mod daemon;
 pub mod mcast;
+pub mod metrics;
 pub mod netlink;
 pub mod server;
 pub mod sys;
+pub mod top;
 
 use std::path::{Path, PathBuf};
 

@@ -21,7 +21,9 @@ commands:
   sessions
   flows
   events
-socket: --socket, else $XPGM_SOCKET, else /run/xpgm/xpgmd.sock";
+  top [--interval MS] [--once] [--stats-dir DIR]   (no xpgmd needed)
+socket: --socket, else $XPGM_SOCKET, else /run/xpgm/xpgmd.sock
+stats:  --stats-dir, else $XPGM_STATS_DIR, else /dev/shm/xpgm-stats";
 
 fn main() -> ExitCode {
     match run() {
@@ -41,6 +43,9 @@ struct Opts {
     sources: Vec<String>,
     limit: Option<u64>,
     cursor: Option<String>,
+    interval_ms: Option<u64>,
+    once: bool,
+    stats_dir: Option<PathBuf>,
 }
 
 fn run() -> Result<ExitCode> {
@@ -54,6 +59,9 @@ fn run() -> Result<ExitCode> {
         sources: Vec::new(),
         limit: None,
         cursor: None,
+        interval_ms: None,
+        once: false,
+        stats_dir: None,
     };
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
@@ -65,6 +73,9 @@ fn run() -> Result<ExitCode> {
             "--source" => o.sources.push(val("--source")?),
             "--limit" => o.limit = Some(val("--limit")?.parse().context("--limit")?),
             "--cursor" => o.cursor = Some(val("--cursor")?),
+            "--interval" => o.interval_ms = Some(val("--interval")?.parse().context("--interval")?),
+            "--once" => o.once = true,
+            "--stats-dir" => o.stats_dir = Some(PathBuf::from(val("--stats-dir")?)),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -76,6 +87,9 @@ fn run() -> Result<ExitCode> {
     let Some(cmd) = o.positional.first().cloned() else {
         bail!("{USAGE}");
     };
+    if cmd == "top" {
+        return top(&o);
+    }
     let path = xpgm_control::socket_path(socket.as_deref());
     let mut c = Client::connect(&path)?;
     let p = |i: usize, what: &str| -> Result<String> {
@@ -358,5 +372,44 @@ fn events(c: &mut Client, o: &Opts) -> Result<ExitCode> {
             let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!("{kind:<22} {}", parts.join(" "));
         }
+    }
+}
+
+/// `xpgmctl top`: sessions on this host from the xpgm-stats files (no xpgmd needed).
+fn top(o: &Opts) -> Result<ExitCode> {
+    use xpgm_control::top;
+    let dir = o.stats_dir.clone().unwrap_or_else(xpgm_stats::stats_dir);
+    let interval = o
+        .interval_ms
+        .map_or(top::DEFAULT_INTERVAL, std::time::Duration::from_millis);
+    if interval.is_zero() {
+        bail!("--interval must be at least 1 ms");
+    }
+    let live = !o.once && !o.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut prev = top::sample(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    loop {
+        std::thread::sleep(interval);
+        let cur = top::sample(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        if o.json {
+            println!("{}", top::report_json(&prev, &cur));
+        } else {
+            if live {
+                // Clear the screen and home the cursor.
+                print!("\x1b[H\x1b[2J");
+                println!(
+                    "xpgmctl top  {}  every {} ms",
+                    dir.display(),
+                    interval.as_millis()
+                );
+            }
+            print!("{}", top::report_table(&prev, &cur));
+        }
+        if o.once {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !live {
+            println!();
+        }
+        prev = cur;
     }
 }

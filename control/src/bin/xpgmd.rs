@@ -11,8 +11,10 @@ use xpgm_control::netlink::LinkMonitor;
 use xpgm_control::server::{self, ServerConfig};
 
 const USAGE: &str = "usage: xpgmd [--socket PATH] [--group NAME|GID] [--max-clients N] \
-[--idle-timeout SECS] [--udp-ports UCAST,MCAST]
-socket: --socket, else $XPGM_SOCKET, else /run/xpgm/xpgmd.sock";
+[--idle-timeout SECS] [--udp-ports UCAST,MCAST] [--metrics-listen HOST:PORT [--metrics-allow-remote]]
+socket: --socket, else $XPGM_SOCKET, else /run/xpgm/xpgmd.sock
+metrics: GET /metrics (Prometheus text) of the sessions in $XPGM_STATS_DIR, else /dev/shm/xpgm-stats;
+         loopback addresses only unless --metrics-allow-remote";
 
 fn group_id(s: &str) -> Result<u32> {
     if let Ok(g) = s.parse() {
@@ -37,6 +39,8 @@ fn main() -> Result<()> {
     let mut scfg_max = None;
     let mut idle = None;
     let mut dcfg = DaemonConfig::default();
+    let mut metrics_listen: Option<String> = None;
+    let mut metrics_allow_remote = false;
     while let Some(a) = args.next() {
         let mut val = |n: &str| args.next().with_context(|| format!("{n} needs a value"));
         match a.as_str() {
@@ -56,6 +60,8 @@ fn main() -> Result<()> {
                 dcfg.classifier.udp_ucast_port = u.parse().context("--udp-ports")?;
                 dcfg.classifier.udp_mcast_port = m.parse().context("--udp-ports")?;
             }
+            "--metrics-listen" => metrics_listen = Some(val("--metrics-listen")?),
+            "--metrics-allow-remote" => metrics_allow_remote = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -70,6 +76,24 @@ fn main() -> Result<()> {
     }
     if let Some(i) = idle {
         scfg.idle_timeout = i;
+    }
+
+    // Metrics first: a bad address fails before anything is set up.
+    let metrics = match &metrics_listen {
+        Some(a) => {
+            let addr = xpgm_control::metrics::listen_addr(a, metrics_allow_remote)
+                .map_err(anyhow::Error::msg)?;
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding metrics listener {addr}"))?;
+            Some(l)
+        }
+        None => None,
+    };
+    if let Some(l) = metrics {
+        let addr = l.local_addr().context("metrics listener address")?;
+        xpgm_control::metrics::spawn(l, xpgm_stats::stats_dir())
+            .context("spawning metrics listener")?;
+        eprintln!("xpgmd: metrics on http://{addr}/metrics");
     }
 
     let mut daemon = Daemon::new(dcfg);
