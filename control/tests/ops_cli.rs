@@ -199,15 +199,21 @@ fn xpgmd_metrics_listener() {
         .expect("spawn xpgmd");
     let stderr = child.stderr.take().expect("stderr");
     let d = Daemon(child);
-    let mut addr = None;
-    for line in BufReader::new(stderr).lines() {
-        let line = line.expect("line");
-        if let Some(rest) = line.strip_prefix("xpgmd: metrics on http://") {
-            addr = rest.strip_suffix("/metrics").map(str::to_string);
-            break;
+    // Keep draining xpgmd's stderr (a closed pipe would make its next message fail).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("xpgmd: metrics on http://") {
+                let _ = tx.send(rest.strip_suffix("/metrics").map(str::to_string));
+            }
         }
-    }
-    let addr = addr.expect("xpgmd announced its metrics address");
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .ok()
+        .flatten()
+        .expect("xpgmd announced its metrics address");
     let get = |req: &str| {
         let mut s = TcpStream::connect(&addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10)))
