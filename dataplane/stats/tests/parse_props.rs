@@ -68,3 +68,33 @@ proptest! {
         check::check(&b);
     }
 }
+
+/// The fuzz corpus (seeds and anything the fuzzer kept) replays through the checks, and
+/// the seeds mean what their names say.
+#[test]
+fn fuzz_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("corpus dir") {
+        let p = e.expect("entry").path();
+        let data = std::fs::read(&p).expect("read");
+        check::check(&data);
+        n += 1;
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        match name {
+            "source_udp" => {
+                let s = parse(&data).expect("valid seed");
+                assert_eq!((s.role, s.udp_encap), (Role::Source, Some(3056)));
+                assert_eq!(s.counter("repairs_pending"), Some(18));
+            }
+            "receiver_raw" => {
+                let s = parse(&data).expect("valid seed");
+                assert_eq!((s.role, s.group.as_str()), (Role::Receiver, "ff0e::1:2"));
+            }
+            "closed" => assert!(parse(&data).expect("valid seed").closed),
+            "init" => assert_eq!(parse(&data), Err(xpgm_stats::ParseError::NotReady)),
+            _ => {}
+        }
+    }
+    assert!(n >= 4, "corpus seeds missing");
+}
