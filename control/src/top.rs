@@ -166,7 +166,12 @@ pub fn report_table(prev: &Sample, cur: &Sample) -> String {
                 let lead = s.counter("txw_lead").unwrap_or(0);
                 format!("{trail}..{lead}")
             }
-            Role::Receiver => format!("peers {}", s.counter("peers").unwrap_or(0)),
+            Role::Receiver => format!(
+                "{}..{} peers {}",
+                s.counter("rxw_trail").unwrap_or(0),
+                s.counter("rxw_lead").unwrap_or(0),
+                s.counter("peers").unwrap_or(0)
+            ),
         });
         table.push(row);
     }

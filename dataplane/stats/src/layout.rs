@@ -212,6 +212,8 @@ pub mod rcv {
     pub const LOST_TO_TRAIL: usize = 16;
     pub const RETRIES_EXHAUSTED: usize = 17;
     pub const RXW_BUFFERS: usize = 18;
+    pub const RXW_TRAIL: usize = 19;
+    pub const RXW_LEAD: usize = 20;
 }
 
 /// A source's counters.
@@ -360,6 +362,16 @@ pub const RECEIVER_COUNTERS: &[CounterDef] = &[
         rcv::RXW_BUFFERS,
         "rxw_buffers",
         "Receive window buffers allocated",
+    ),
+    g(
+        rcv::RXW_TRAIL,
+        "rxw_trail",
+        "Receive window trailing edge advertised by the source last heard (sequence number)",
+    ),
+    g(
+        rcv::RXW_LEAD,
+        "rxw_lead",
+        "Receive window leading edge: highest sequence number heard from the source last heard",
     ),
 ];
 

@@ -489,8 +489,66 @@ pub struct ReceiverWorker {
     ev_buf: Box<[u8]>,
     pending: Option<usize>,
     unrecoverable: u64,
+    /// Receive-window edges of the source last heard (for the stats file).
+    window: RxWindow,
     /// The session's stats file, if attached.
     stats: Option<StatsWriter>,
+}
+
+/// RXW_TRAIL / RXW_LEAD followed from the packets the engine parsed, for the stats
+/// file: the trail is the source's advertised trailing edge (SPM_TRAIL, or the data
+/// packet's trail field), the lead the highest sequence number heard (data sequence
+/// number, or SPM_LEAD). Tracked for one source, the one heard last: a receiver session
+/// usually follows one source; with several, the values follow whichever spoke last.
+#[derive(Clone, Copy, Debug, Default)]
+struct RxWindow {
+    /// GSI and source port of the source followed.
+    tsi: Option<([u8; 6], u16)>,
+    trail: u32,
+    lead: u32,
+}
+
+impl RxWindow {
+    // The receive-window edges of RFC 3208 (section 6, receiver procedures), as far
+    // as headers show them; the engine's own window is not exposed by xpgm-core.
+    fn observe(&mut self, dport: u16, bytes: &[u8]) {
+        let Ok(p) = xpgm_core::wire::Packet::new_checked(bytes) else {
+            return;
+        };
+        if p.dst_port() != dport {
+            return;
+        }
+        let word = |b: &[u8], at: usize| -> Option<u32> {
+            let w: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+            Some(u32::from_be_bytes(w))
+        };
+        let body = p.body();
+        let (lead, trail) = match p.packet_type() {
+            xpgm_core::wire::ty::ODATA | xpgm_core::wire::ty::RDATA => {
+                (word(body, 0), word(body, 4))
+            }
+            xpgm_core::wire::ty::SPM => (word(body, 8), word(body, 4)),
+            _ => return,
+        };
+        let (Some(lead), Some(trail)) = (lead, trail) else {
+            return;
+        };
+        let tsi = (p.gsi().0, p.src_port());
+        if self.tsi != Some(tsi) {
+            *self = RxWindow {
+                tsi: Some(tsi),
+                trail,
+                lead,
+            };
+            return;
+        }
+        if xpgm_core::Sqn(trail).gt(xpgm_core::Sqn(self.trail)) {
+            self.trail = trail;
+        }
+        if xpgm_core::Sqn(lead).gt(xpgm_core::Sqn(self.lead)) {
+            self.lead = lead;
+        }
+    }
 }
 
 impl core::fmt::Debug for ReceiverWorker {
@@ -522,6 +580,7 @@ impl ReceiverWorker {
             ev_buf: vec![0u8; max_msg].into_boxed_slice(),
             pending: None,
             unrecoverable: 0,
+            window: RxWindow::default(),
             stats: None,
         }
     }
@@ -578,6 +637,8 @@ impl ReceiverWorker {
                 st_rcv::RXW_BUFFERS,
                 self.receiver.buffers_allocated() as u64,
             );
+            st.set(st_rcv::RXW_TRAIL, u64::from(self.window.trail));
+            st.set(st_rcv::RXW_LEAD, u64::from(self.window.lead));
         }
     }
 
@@ -587,9 +648,19 @@ impl ReceiverWorker {
             return Ok(Step::Done);
         }
         let now = self.clock.now();
-        let Self { dp, receiver, .. } = self;
+        let Self {
+            dp,
+            receiver,
+            window,
+            stats,
+            ..
+        } = self;
+        let dport = receiver.config().dport;
+        let track = stats.is_some();
         let got = dp.recv_batch(RECV_BATCH, &mut |from, bytes| {
-            let _ = receiver.handle_packet(now, from, bytes);
+            if receiver.handle_packet(now, from, bytes).is_ok() && track {
+                window.observe(dport, bytes);
+            }
         })?;
         if self.receiver.poll_timeout().is_some_and(|t| t <= now) {
             self.receiver.handle_timeout(now);
@@ -671,5 +742,51 @@ impl ReceiverWorker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RxWindow;
+    use xpgm_core::wire::ty;
+
+    /// A PGM header (sport, dport, type, GSI) followed by `body`.
+    fn pkt(sport: u16, dport: u16, t: u8, gsi: u8, body: &[u32]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(sport.to_be_bytes());
+        b.extend(dport.to_be_bytes());
+        b.extend([t, 0, 0, 0]);
+        b.extend([gsi; 6]);
+        b.extend([0, 0]);
+        for w in body {
+            b.extend(w.to_be_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn receive_window_edges_follow_the_source_heard_last() {
+        let mut w = RxWindow::default();
+        // ODATA sqn 10, trail 3.
+        w.observe(7500, &pkt(1000, 7500, ty::ODATA, 1, &[10, 3]));
+        assert_eq!((w.trail, w.lead), (3, 10));
+        // An older RDATA does not move the lead back; a newer trail advances.
+        w.observe(7500, &pkt(1000, 7500, ty::RDATA, 1, &[7, 5]));
+        assert_eq!((w.trail, w.lead), (5, 10));
+        // SPM: sqn, trail, lead.
+        w.observe(7500, &pkt(1000, 7500, ty::SPM, 1, &[1, 6, 12]));
+        assert_eq!((w.trail, w.lead), (6, 12));
+        // Serial arithmetic across the wrap.
+        w.observe(7500, &pkt(1000, 7500, ty::ODATA, 1, &[u32::MAX, 6]));
+        assert_eq!(w.lead, 12, "MAX is before 12 in serial order");
+        // Other port, other types, truncated packets: ignored.
+        w.observe(7500, &pkt(1000, 7501, ty::ODATA, 1, &[100, 90]));
+        w.observe(7500, &pkt(1000, 7500, ty::NAK, 1, &[100, 90]));
+        w.observe(7500, &pkt(1000, 7500, ty::ODATA, 1, &[100])[..20]);
+        w.observe(7500, &[0u8; 5]);
+        assert_eq!((w.trail, w.lead), (6, 12));
+        // Another source: the window follows it from its first packet.
+        w.observe(7500, &pkt(2000, 7500, ty::ODATA, 2, &[500, 400]));
+        assert_eq!((w.trail, w.lead), (400, 500));
     }
 }

@@ -145,6 +145,12 @@ fn top_and_metrics_show_a_live_loopback_session() {
     let lead = src["counters"]["txw_lead"].as_u64().expect("n");
     let trail = src["counters"]["txw_trail"].as_u64().expect("n");
     assert!(lead >= trail && lead < COUNT, "window {trail}..{lead}");
+    let rlead = rcv["counters"]["rxw_lead"].as_u64().expect("n");
+    let rtrail = rcv["counters"]["rxw_trail"].as_u64().expect("n");
+    assert!(
+        rlead >= rtrail && rlead > 100 && rlead < COUNT,
+        "receive window {rtrail}..{rlead}"
+    );
     // Sending at RATE msg/s: the rate over the interval is in a plausible band (wide:
     // the machine is shared; this checks that rates come from the two samples).
     let r = src["rates"]["odata_packets"].as_f64().expect("rate");
