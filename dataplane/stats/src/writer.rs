@@ -75,6 +75,13 @@ impl StatsWriter {
             // file removable only by its owner (and root).
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777));
         }
+        // Never publish through a symlink someone planted in place of the directory.
+        if !std::fs::symlink_metadata(dir)?.file_type().is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
         let pid = std::process::id();
         let start = crate::reader::proc_start_time(pid)?;
         let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);

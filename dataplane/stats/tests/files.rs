@@ -102,3 +102,19 @@ fn missing_dir_is_empty() {
     let s = scan(&tmpdir(), true).expect("scan");
     assert!(s.sessions.is_empty());
 }
+
+#[test]
+fn a_symlinked_directory_is_refused() {
+    let real = tmpdir();
+    std::fs::create_dir_all(&real).expect("mkdir");
+    let link = tmpdir();
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let e = StatsWriter::create(&link, &info(Role::Source)).expect_err("refused");
+    assert!(e.to_string().contains("not a directory"), "{e}");
+    assert_eq!(std::fs::read_dir(&real).expect("list").count(), 0);
+    // open_default-style fallback still gives a working (private) writer.
+    let w = StatsWriter::private(&info(Role::Source));
+    assert!(w.path().is_none());
+    std::fs::remove_file(&link).expect("cleanup");
+    std::fs::remove_dir(&real).expect("cleanup");
+}
