@@ -221,8 +221,15 @@ mod tests {
 
     #[test]
     fn json_and_table_from_two_samples() {
+        struct Cleanup(std::path::PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
         let dir = std::env::temp_dir().join(format!("xpgm-top-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        let _cleanup = Cleanup(dir.clone());
         let info = |role| SessionInfo {
             role,
             transport: "socket".into(),
@@ -276,6 +283,5 @@ mod tests {
         drop((a, b, c));
         let s4 = sample(&dir).expect("sample");
         assert!(report_table(&s3, &s4).contains("(no sessions)"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -26,6 +26,15 @@ impl Drop for Proc {
     }
 }
 
+/// The test's stats directory, removed when the test ends (also on failure).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn xpgm(dir: &Path, args: &[&str]) -> Proc {
     Proc(
         Command::new(env!("CARGO_BIN_EXE_xpgm"))
@@ -61,6 +70,7 @@ fn top_and_metrics_show_a_live_loopback_session() {
     let dir: PathBuf = std::env::temp_dir().join(format!("xpgm-ops-view-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
+    let _cleanup = TempDir(dir.clone());
     let port = (40_000 + std::process::id() % 20_000).to_string();
     let group = format!(
         "239.77.{}.{}",
@@ -202,5 +212,4 @@ fn top_and_metrics_show_a_live_loopback_session() {
     }
     let after = scan(&dir, false).expect("scan");
     assert!(after.sessions.is_empty() && after.stale == 0, "{after:?}");
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
