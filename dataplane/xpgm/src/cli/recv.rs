@@ -135,7 +135,8 @@ fn message_index(m: &[u8], stamped: bool) -> Option<(u64, bool)> {
     Some((idx, intact))
 }
 
-/// Progress lines of `--progress-ms`: the rate is over the last interval.
+/// Progress lines of `--progress-ms`: the first at once (the receiver is listening),
+/// then one per interval; the rate is over the last interval.
 #[derive(Debug)]
 struct Progress {
     every: Duration,
@@ -150,10 +151,15 @@ impl Progress {
         Progress {
             every,
             start: now,
-            next: now + every,
+            next: now,
             last_at: now,
             last_received: 0,
         }
+    }
+
+    /// Whether a line is due at `now`.
+    fn due(&self, now: Instant) -> bool {
+        now >= self.next
     }
 
     /// The line to print at `now`, if one is due.
@@ -222,7 +228,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         let now = Instant::now();
-        if let Some(p) = progress.as_mut() {
+        if let Some(p) = progress.as_mut().filter(|p| p.due(now)) {
             let st = sub.stats();
             if let Some(line) = p.tick(
                 now,
@@ -399,6 +405,12 @@ mod tests {
     fn progress_lines_come_once_per_interval_with_the_interval_rate() {
         let t0 = Instant::now();
         let mut p = Progress::new(Duration::from_millis(500), t0);
+        assert!(p.due(t0));
+        assert_eq!(
+            p.tick(t0, 0, 0, 0, 0).unwrap(),
+            "progress t=0.000 received=0 rate=0 unrecoverable=0 naks=0 repairs=0"
+        );
+        assert!(!p.due(t0 + Duration::from_millis(100)));
         assert_eq!(p.tick(t0 + Duration::from_millis(100), 10, 0, 0, 0), None);
         let line = p
             .tick(t0 + Duration::from_millis(500), 1000, 1, 2, 3)
