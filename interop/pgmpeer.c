@@ -10,14 +10,15 @@
  *                [--secs S] [--warmup-ms MS] --samples FILE
  *   pgmpeer echo --addr IFADDR --send-group G2 --recv-group G1 [--rate R] [--secs S]
  *                [--idle-ms MS] [--samples FILE]
+ *   (ping and echo also take --sleep: wait in ppoll when idle instead of spinning)
  *
  * ping/echo (scripts/bench-latency): round-trip latency, same message layout as
  * `xpgm-rtt` (bench/src/latency.rs): bytes 0..8 the index, bytes 8..16 the send time
  * (CLOCK_MONOTONIC ns), both big-endian. ping publishes on G1 at --rate and writes one
  * RTT sample (ns) per line to --samples for every message echoed back after the
  * warm-up; echo republishes every message from G1 on G2 and optionally writes one-way
- * samples. Both busy-poll (as xpgm-rtt does); `xpgm-rtt hist` turns samples into the
- * same HdrHistogram percentiles as the xpgm paths.
+ * samples. Both busy-poll unless --sleep (as xpgm-rtt --idle busy|sleep); `xpgm-hist`
+ * turns samples into the same HdrHistogram percentiles as the xpgm paths.
  *
  * Same message format and JSON keys as `xpgm send/recv`: message i is --size bytes,
  * its first 8 bytes are i (big-endian), the rest are the byte (i & 0xff). Counters the
@@ -58,6 +59,7 @@ struct opts {
 	const char *samples;
 	double secs;
 	unsigned warmup_ms;
+	bool sleep; /* ping/echo: sleep in ppoll when idle instead of spinning */
 	const char *addr;
 	const char *group;
 	unsigned dport;
@@ -78,7 +80,8 @@ static void usage(void)
 		"       send: [--count N] [--size BYTES] [--rate MSGS_PER_S] [--linger-ms MS] [--json]\n"
 		"       recv: [--count N] [--idle-ms MS] [--json]\n"
 		"usage: pgmpeer ping|echo --addr IFADDR --send-group G --recv-group G [--rate R]\n"
-		"       [--size BYTES] [--secs S] [--warmup-ms MS] [--idle-ms MS] [--samples FILE]\n");
+		"       [--size BYTES] [--secs S] [--warmup-ms MS] [--idle-ms MS] [--samples FILE]\n"
+		"       [--sleep]\n");
 	exit(2);
 }
 
@@ -567,6 +570,22 @@ static void duplex_open(struct duplex *d, const struct opts *o, uint64_t tpdus)
 	}
 }
 
+/* Sleeps until the receive socket may be readable or `ns` passed (at most 1 ms, so that
+ * OpenPGM's own timers are served on time). */
+static void duplex_wait(struct duplex *d, uint64_t ns)
+{
+	struct pollfd fds[POLL_FDS];
+	int n = POLL_FDS;
+	memset(fds, 0, sizeof(fds));
+	if (pgm_poll_info(d->rx, fds, &n, POLLIN) < 0)
+		return;
+	if (ns > 1000000u)
+		ns = 1000000u;
+	const struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
+	if (ppoll(fds, (nfds_t)n, &ts, NULL) < 0 && errno != EINTR)
+		perror("pgmpeer: ppoll");
+}
+
 static void duplex_close(struct duplex *d)
 {
 	atomic_store(&stop_nak_thread, true);
@@ -665,6 +684,13 @@ static int run_ping(const struct opts *o)
 				rtt[n++] = at > stamp ? at - stamp : 0;
 		} else if (len < 0) {
 			resets++;
+		} else if (o->sleep) {
+			const uint64_t due = t0 + (uint64_t)((double)i * period), t = mono_ns();
+			uint64_t ns = 1000000u;
+			if (t < send_end)
+				ns = due > t ? due - t : 0;
+			if (ns > 0)
+				duplex_wait(&d, ns);
 		}
 	}
 	duplex_close(&d);
@@ -697,8 +723,11 @@ static int run_echo(const struct opts *o)
 			resets++;
 			continue;
 		}
-		if (len == 0)
+		if (len == 0) {
+			if (o->sleep)
+				duplex_wait(&d, 1000000u);
 			continue;
+		}
 		last = mono_ns();
 		received++;
 		if (len >= 16 && oneway && n < total) {
@@ -755,6 +784,7 @@ int main(int argc, char **argv)
 		{"secs", required_argument, NULL, 't'},
 		{"warmup-ms", required_argument, NULL, 'w'},
 		{"samples", required_argument, NULL, 'o'},
+		{"sleep", no_argument, NULL, 'z'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -779,6 +809,7 @@ int main(int argc, char **argv)
 		case 't': o.secs = (double)parse_u64(optarg, "--secs", 1, 3600); break;
 		case 'w': o.warmup_ms = (unsigned)parse_u64(optarg, "--warmup-ms", 0, 3600000); break;
 		case 'o': o.samples = optarg; break;
+		case 'z': o.sleep = true; break;
 		default: usage();
 		}
 	}

@@ -17,7 +17,11 @@
 //!   SPM/ODATA/RDATA/NCF to the receiver engine.
 
 use std::net::IpAddr;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use xpgm::transport::socket::SocketDatapath;
 use xpgm::transport::{Datapath, Role, SessionConfig};
@@ -56,6 +60,16 @@ pub trait Duplex {
     fn send_errors(&self) -> u64;
     /// One line for the report (transport, mode).
     fn describe(&self) -> String;
+    /// Commits queued transmissions, then sleeps until a packet may have
+    /// arrived or `timeout` passed (nanosecond resolution).
+    fn wait(&mut self, timeout: Duration);
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
 }
 
 /// Two kernel-socket datapaths: a source on the send group, a receiver on
@@ -134,6 +148,14 @@ impl Duplex for SocketDuplex {
 
     fn describe(&self) -> String {
         "kernel sockets".into()
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        // Raw IP: the receiver's socket sees every PGM packet the host gets
+        // (NAKs too). Under UDP the source's socket is separate: at most 1 ms.
+        let _ = self
+            .rcv
+            .wait(None, Some(timeout.min(Duration::from_millis(1))));
     }
 }
 
@@ -310,6 +332,14 @@ impl Duplex for XdpDuplex {
 
     fn send_errors(&self) -> u64 {
         self.errors
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        self.sock.flush();
+        let fd: BorrowedFd<'_> = self.sock.fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let ts = timespec(timeout);
+        let _ = rustix::event::poll(&mut fds, Some(&ts));
     }
 
     fn describe(&self) -> String {

@@ -48,6 +48,14 @@ enum Mode {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Idle {
+    /// Spin: never sleep (lowest latency, burns a core).
+    Busy,
+    /// Sleep in poll(2) until a packet, the next send or the next engine timer.
+    Sleep,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Transport {
     /// Kernel sockets (raw IP protocol 113 or UDP).
     Socket,
@@ -105,6 +113,9 @@ struct Args {
     /// echo: write the repair-latency distribution here.
     #[arg(long)]
     repair_dist: Option<PathBuf>,
+    /// What to do when there is nothing to do.
+    #[arg(long, value_enum, default_value = "busy")]
+    idle: Idle,
     /// xpgmd's control socket (--transport xdp).
     #[arg(long)]
     xpgmd_socket: Option<PathBuf>,
@@ -255,7 +266,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         // Network input.
-        dp.recv(64, &mut |engine, from, pgm| match engine {
+        let got = dp.recv(64, &mut |engine, from, pgm| match engine {
             Engine::Source => {
                 let _ = source.handle_packet(tn, from, pgm);
             }
@@ -339,7 +350,26 @@ fn main() -> anyhow::Result<()> {
                 tx_buf.get(..tx.len).unwrap_or_default(),
             );
         }
-        dp.flush();
+        if a.idle == Idle::Sleep && got == 0 {
+            let mut deadline = t + 1_000_000;
+            if a.mode == Mode::Ping && t < send_end {
+                deadline = deadline.min(if held.is_some() { t } else { pacer.due_ns() });
+            }
+            for d in [source.poll_timeout(), receiver.poll_timeout()]
+                .into_iter()
+                .flatten()
+            {
+                deadline = deadline.min(d.as_nanos());
+            }
+            let now2 = monotonic_ns();
+            if deadline > now2 && pending_echo.is_none() {
+                dp.wait(Duration::from_nanos(deadline - now2));
+            } else {
+                dp.flush();
+            }
+        } else {
+            dp.flush();
+        }
     }
     // Let the last packets leave.
     dp.flush();
