@@ -221,8 +221,10 @@ fn main() -> anyhow::Result<()> {
     let (mut sent, mut received, mut refused, mut unrecoverable) = (0u64, 0u64, 0u64, 0u64);
     let mut last_rx = 0u64;
     let mut first_rx = 0u64;
+    let (mut turns, mut waits) = (0u64, 0u64);
 
     loop {
+        turns += 1;
         let t = monotonic_ns();
         let tn = Instant::from_nanos(t);
         match a.mode {
@@ -363,6 +365,7 @@ fn main() -> anyhow::Result<()> {
             }
             let now2 = monotonic_ns();
             if deadline > now2 && pending_echo.is_none() {
+                waits += 1;
                 dp.wait(Duration::from_nanos(deadline - now2));
             } else {
                 dp.flush();
@@ -395,6 +398,8 @@ fn main() -> anyhow::Result<()> {
         "naks_received": ss.naks_received,
         "rdata_sent": ss.rdata_sent,
         "repaired_delivered": repair_hist.len(),
+        "loop_turns": turns,
+        "waits": waits,
     });
     let key = match a.mode {
         Mode::Ping => "rtt",
