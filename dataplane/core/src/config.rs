@@ -142,7 +142,9 @@ pub struct ReceiverConfig {
     pub max_apdu: usize,
     /// RXW_SQNS: receive window size in sequence numbers, per peer (a power of two).
     pub rxw_sqns: u32,
-    /// Byte bound on buffered TSDUs, all peers together (buffers of `max_tpdu` bytes).
+    /// Byte bound on buffered TSDUs, all peers together. Buffers come in size classes
+    /// (64, 128, ... bytes up to the largest TSDU); each is charged its class plus 32
+    /// bytes of bookkeeping.
     pub rxw_max_bytes: usize,
     /// NAK_BO_IVL: NAKs are sent after a random back-off in `[0, nak_bo_ivl)`.
     pub nak_bo_ivl: Duration,
@@ -208,8 +210,8 @@ impl Default for ReceiverConfig {
             group: Nla::default(),
             max_tpdu: 1500 - 20,
             max_apdu: 1 << 20,
-            rxw_sqns: 1 << 16,
-            rxw_max_bytes: 64 << 20,
+            rxw_sqns: 1 << 21,
+            rxw_max_bytes: 128 << 20,
             nak_bo_ivl: Duration::from_millis(50),
             nak_rpt_ivl: Duration::from_millis(200),
             nak_rdata_ivl: Duration::from_millis(200),
