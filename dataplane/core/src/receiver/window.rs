@@ -79,6 +79,8 @@ const MAX_CLASSES: usize = 11;
 /// Bytes charged to the budget per buffer on top of its capacity (its `Vec` header in
 /// the table and the allocator's own header), so the budget bounds real memory.
 pub(crate) const BUF_OVERHEAD: usize = 32;
+/// Largest buffers head-of-line data may take beyond the budget.
+pub(crate) const HEAD_RESERVE: usize = 2;
 
 /// Receiver-wide TSDU buffers, sized to fit: each buffer belongs to a class (64, 128,
 /// 256, ... bytes, the last class the largest TSDU), so a 64-byte message costs 96 bytes
@@ -89,6 +91,12 @@ pub(crate) const BUF_OVERHEAD: usize = 32;
 /// buffers of other classes are released to make room (so a change of message sizes
 /// does not leave the budget stuck in the wrong class). In a steady mix of sizes the
 /// pool allocates nothing.
+///
+/// Head of line: data for a peer's next sequence to deliver may exceed the budget by
+/// [`HEAD_RESERVE`] largest buffers. It is delivered at once and its buffer comes back
+/// on the next call, so the reserve never accumulates, and a window full of data behind
+/// a gap can still take the repair that lets it drain (otherwise that repair would be
+/// dropped for want of a buffer until the gap was given up).
 #[derive(Debug)]
 pub(crate) struct Pool {
     bufs: Vec<Vec<u8>>,
@@ -103,8 +111,10 @@ pub(crate) struct Pool {
     count: [usize; MAX_CLASSES],
     /// Entries of `bufs` whose buffer was released, for reuse.
     vacant: Vec<u32>,
-    /// Bytes charged for the buffers that exist.
+    /// Bytes charged for the buffers that exist (free or in use).
     used: usize,
+    /// Bytes charged for the buffers holding data.
+    in_use: usize,
     /// Budget (`rxw_max_bytes`).
     max: usize,
     size: usize,
@@ -134,6 +144,7 @@ impl Pool {
             count: [0; MAX_CLASSES],
             vacant: Vec::new(),
             used: 0,
+            in_use: 0,
             max,
             size,
         }
@@ -187,16 +198,29 @@ impl Pool {
         false
     }
 
+    fn cost(&self, class: usize) -> usize {
+        self.classes.get(class).copied().unwrap_or(0) + BUF_OVERHEAD
+    }
+
     /// A buffer for a TSDU of `len` bytes (`len <= size()`), or `None` when the budget
-    /// is spent.
-    fn alloc(&mut self, len: usize) -> Option<u32> {
+    /// is spent. `head`: the data is its peer's next to deliver (may use the reserve).
+    fn alloc(&mut self, len: usize, head: bool) -> Option<u32> {
         let c = self.class_for(len)?;
+        let cost = self.cost(c);
+        let limit = if head {
+            self.max + HEAD_RESERVE * self.cost(self.nclasses.saturating_sub(1))
+        } else {
+            self.max
+        };
+        if self.in_use + cost > limit {
+            return None;
+        }
         if let Some(i) = self.free.get_mut(c).and_then(Vec::pop) {
+            self.in_use += cost;
             return Some(i);
         }
         let cap = self.classes.get(c).copied()?;
-        let cost = cap + BUF_OVERHEAD;
-        while self.used + cost > self.max {
+        while self.used + cost > limit {
             if !self.release_one(c) {
                 return None;
             }
@@ -225,6 +249,7 @@ impl Pool {
             }
         };
         self.used += cost;
+        self.in_use += cost;
         if let (Some(n), Some(f)) = (self.count.get_mut(c), self.free.get_mut(c)) {
             *n += 1;
             if f.capacity() < *n {
@@ -238,8 +263,10 @@ impl Pool {
 
     pub(crate) fn free(&mut self, i: u32) {
         let c = self.class_of.get(i as usize).copied().unwrap_or(u8::MAX) as usize;
+        let cost = self.cost(c);
         if let Some(f) = self.free.get_mut(c) {
             f.push(i);
+            self.in_use = self.in_use.saturating_sub(cost);
         }
     }
 
@@ -630,7 +657,7 @@ impl Peer {
             self.set(sqn, Slot::Lost);
             return;
         }
-        let Some(buf) = env.pool.alloc(d.payload.len()) else {
+        let Some(buf) = env.pool.alloc(d.payload.len(), sqn == self.next) else {
             env.stats.buffer_drops += 1;
             if fresh {
                 // Keep it as a loss to repair once buffers are free again.
