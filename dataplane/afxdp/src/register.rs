@@ -241,6 +241,73 @@ pub fn find_served(
     group: IpAddr,
     port: u16,
 ) -> Result<Option<Served>, RegisterError> {
+    let reply = sessions(socket_path)?;
+    Ok(served_in(&reply, iface, queue, group, port))
+}
+
+/// A session holding an AF_XDP socket on an interface queue (from xpgmd's
+/// `sessions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUser {
+    /// xpgmd's session id.
+    pub session: u64,
+    /// The process that registered it.
+    pub pid: i32,
+    /// `source` or `receiver`.
+    pub role: String,
+    /// Its group.
+    pub group: String,
+    /// Its data port.
+    pub port: u64,
+}
+
+/// Asks xpgmd at `socket_path` whether any session already holds a socket on
+/// `iface` queue `queue` (the kernel binds one AF_XDP socket per queue).
+pub fn find_queue_user(
+    socket_path: &Path,
+    iface: &str,
+    queue: u32,
+) -> Result<Option<QueueUser>, RegisterError> {
+    let reply = sessions(socket_path)?;
+    Ok(queue_user_in(&reply, iface, queue))
+}
+
+/// The first session in a `sessions` reply with a socket on `iface` queue
+/// `queue` (separate for testing).
+pub fn queue_user_in(reply: &Value, iface: &str, queue: u32) -> Option<QueueUser> {
+    let text = |s: &Value, k: &str| s.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+    reply
+        .get("sessions")?
+        .as_array()?
+        .iter()
+        .find(|s| has_socket(s, iface, queue))
+        .map(|s| QueueUser {
+            session: s.get("session").and_then(Value::as_u64).unwrap_or(0),
+            pid: pid_of(s),
+            role: text(s, "role"),
+            group: text(s, "group"),
+            port: s.get("port").and_then(Value::as_u64).unwrap_or(0),
+        })
+}
+
+fn has_socket(s: &Value, iface: &str, queue: u32) -> bool {
+    s.get("sockets").and_then(Value::as_array).is_some_and(|k| {
+        k.iter().any(|k| {
+            k.get("interface").and_then(Value::as_str) == Some(iface)
+                && k.get("queue").and_then(Value::as_u64) == Some(u64::from(queue))
+        })
+    })
+}
+
+fn pid_of(s: &Value) -> i32 {
+    s.get("pid")
+        .and_then(Value::as_i64)
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
+/// xpgmd's `sessions` reply (an error reply becomes [`RegisterError::Refused`]).
+fn sessions(socket_path: &Path) -> Result<Value, RegisterError> {
     let mut client = Client::connect(socket_path).map_err(|err| RegisterError::NotRunning {
         path: socket_path.to_path_buf(),
         err,
@@ -259,7 +326,7 @@ pub fn find_served(
             message: field("message"),
         });
     }
-    Ok(served_in(&reply, iface, queue, group, port))
+    Ok(reply)
 }
 
 /// The receiver session in a `sessions` reply that has a socket on `iface`
@@ -280,20 +347,11 @@ pub fn served_in(
             s.get("role").and_then(Value::as_str) == Some("receiver")
                 && s.get("group").and_then(Value::as_str) == Some(group.as_str())
                 && s.get("port").and_then(Value::as_u64) == Some(u64::from(port))
-                && s.get("sockets").and_then(Value::as_array).is_some_and(|k| {
-                    k.iter().any(|k| {
-                        k.get("interface").and_then(Value::as_str) == Some(iface)
-                            && k.get("queue").and_then(Value::as_u64) == Some(u64::from(queue))
-                    })
-                })
+                && has_socket(s, iface, queue)
         })
         .map(|s| Served {
             session: s.get("session").and_then(Value::as_u64).unwrap_or(0),
-            pid: s
-                .get("pid")
-                .and_then(Value::as_i64)
-                .and_then(|p| i32::try_from(p).ok())
-                .unwrap_or(0),
+            pid: pid_of(s),
             ring: s
                 .get("ring")
                 .and_then(Value::as_str)
@@ -400,6 +458,28 @@ mod tests {
             served_in(&json!({"ok": true}), "eth0", 0, group, 7500),
             None
         );
+    }
+
+    #[test]
+    fn any_session_on_a_queue_is_found() {
+        let reply = json!({"ok": true, "sessions": [
+            {"session": 1, "pid": 10, "role": "receiver", "group": "239.1.1.1", "port": 7500,
+             "sockets": [{"interface": "eth0", "queue": 1}]},
+            {"session": 2, "pid": 11, "role": "source", "group": "239.1.1.2", "port": 7501,
+             "sockets": [{"interface": "eth0", "queue": 0}]}
+        ]});
+        assert_eq!(
+            queue_user_in(&reply, "eth0", 0),
+            Some(QueueUser {
+                session: 2,
+                pid: 11,
+                role: "source".into(),
+                group: "239.1.1.2".into(),
+                port: 7501
+            })
+        );
+        assert_eq!(queue_user_in(&reply, "eth0", 1).map(|u| u.pid), Some(10));
+        assert_eq!(queue_user_in(&reply, "eth1", 0), None);
     }
 
     #[test]

@@ -617,3 +617,58 @@ fn second_local_xdp_receiver_gets_the_data_and_a_killed_receiver_leaves_nothing(
     );
     assert!(!std::path::Path::new(&ring3).exists(), "ring {ring3} left");
 }
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_sender_and_receiver_on_one_host_fail_clearly_before_binding() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("h", 1, "0");
+    let group = "239.192.20.5";
+    let tx = topo.tx();
+    // A sender first (it registers with its first packet), then a receiver of its
+    // feed on the same host and interface.
+    let mut sargs = send_args(group, "xdp", "1000000");
+    sargs.extend_from_slice(&["--rate", "5000"]);
+    let sender = topo.xpgm(&tx, &sargs);
+    let sender_pid = sender.child.id();
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            topo.ctl(&tx, "sessions")["sessions"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        },
+        || format!("sender never registered: {}", topo.ctl(&tx, "sessions")),
+    );
+    let (ok, out, err) = topo
+        .xpgm(&tx, &recv_args(group, "xdp", "10"))
+        .finish(Duration::from_secs(20));
+    assert!(!ok && out.is_empty(), "{out} {err}");
+    assert!(
+        err.contains(&format!(
+            "eth0 queue 0 is already used on this host by an AF_XDP source (pid {sender_pid}"
+        )) && err.contains("--transport socket"),
+        "{err}"
+    );
+    assert!(!err.contains("Device or resource busy"), "{err}");
+    drop(sender);
+    poll_until(
+        Duration::from_secs(10),
+        || no_sessions(&topo, &tx),
+        || format!("sender session left: {}", topo.ctl(&tx, "sessions")),
+    );
+    // The other way round: a receiver first, then a sender on the same interface.
+    let receiver = topo.xpgm(&tx, &recv_args(group, "xdp", "10"));
+    let (pid, _ring) = one_session(&topo, &tx);
+    assert_eq!(pid, receiver.child.id());
+    let (ok, out, err) = topo
+        .xpgm(&tx, &send_args(group, "xdp", "10"))
+        .finish(Duration::from_secs(20));
+    assert!(!ok, "{out} {err}");
+    assert!(
+        err.contains(&format!(
+            "eth0 queue 0 is already used on this host by an AF_XDP receiver (pid {pid}"
+        )),
+        "{err}"
+    );
+}

@@ -35,6 +35,7 @@ impl XdpDatapath {
         role: Role,
         ring: Option<&Path>,
     ) -> Result<Self, Error> {
+        check_queue_free(config, role)?;
         let pc = PortConfig {
             iface: config.iface.clone(),
             queue: QUEUE,
@@ -73,6 +74,34 @@ pub fn find_served(config: &SessionConfig) -> Result<Option<Served>, Error> {
     let path = xpgm_afxdp::register::xpgmd_socket(config.xpgmd_socket.as_deref());
     xpgm_afxdp::register::find_served(&path, &config.iface, QUEUE, config.group, config.dport)
         .map_err(|e| Error::Xdp(e.to_string()))
+}
+
+/// Fails with a clear error, before any bind, if another session already holds an
+/// AF_XDP socket on the queue we would bind (the kernel would refuse the bind with
+/// `EBUSY`). A further receiver of a feed already received here never gets this far:
+/// it attaches to the first one's shared ring ([`crate::Subscriber::new`]).
+fn check_queue_free(config: &SessionConfig, role: Role) -> Result<(), Error> {
+    let path = xpgm_afxdp::register::xpgmd_socket(config.xpgmd_socket.as_deref());
+    let user = xpgm_afxdp::register::find_queue_user(&path, &config.iface, QUEUE)
+        .map_err(|e| Error::Xdp(e.to_string()))?;
+    let Some(u) = user else { return Ok(()) };
+    let me = match role {
+        Role::Source => "source",
+        Role::Receiver => "receiver",
+    };
+    Err(Error::Xdp(format!(
+        "{iface} queue {QUEUE} is already used on this host by an AF_XDP {role} (pid {pid}, \
+         xpgmd session {session}, group {group} port {port}); xpgm binds one AF_XDP socket per \
+         interface queue, so this {me} cannot also use --transport xdp on {iface} (only further \
+         receivers of a feed already received here can: they share its deliveries). Use \
+         --transport socket for this {me}, or another interface",
+        iface = config.iface,
+        role = u.role,
+        pid = u.pid,
+        session = u.session,
+        group = u.group,
+        port = u.port,
+    )))
 }
 
 impl Datapath for XdpDatapath {
