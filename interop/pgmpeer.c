@@ -6,6 +6,20 @@
  *   pgmpeer recv --addr IFADDR --group G [--dport P] [--udp-encap PORT]
  *                [--count N] [--idle-ms MS] [--json]
  *
+ *   pgmpeer ping --addr IFADDR --send-group G1 --recv-group G2 [--rate R] [--size BYTES]
+ *                [--secs S] [--warmup-ms MS] --samples FILE
+ *   pgmpeer echo --addr IFADDR --send-group G2 --recv-group G1 [--rate R] [--secs S]
+ *                [--idle-ms MS] [--samples FILE]
+ *   (ping and echo also take --sleep: wait in ppoll when idle instead of spinning)
+ *
+ * ping/echo (scripts/bench-latency): round-trip latency, same message layout as
+ * `xpgm-rtt` (bench/src/latency.rs): bytes 0..8 the index, bytes 8..16 the send time
+ * (CLOCK_MONOTONIC ns), both big-endian. ping publishes on G1 at --rate and writes one
+ * RTT sample (ns) per line to --samples for every message echoed back after the
+ * warm-up; echo republishes every message from G1 on G2 and optionally writes one-way
+ * samples. Both busy-poll unless --sleep (as xpgm-rtt --idle busy|sleep); `xpgm-hist`
+ * turns samples into the same HdrHistogram percentiles as the xpgm paths.
+ *
  * Same message format and JSON keys as `xpgm send/recv`: message i is --size bytes,
  * its first 8 bytes are i (big-endian), the rest are the byte (i & 0xff). Counters the
  * OpenPGM API does not expose (NAKs, NCFs, RDATA) are printed as null.
@@ -39,6 +53,13 @@
 
 struct opts {
 	bool send;
+	int mode; /* 0 send/recv, 1 ping, 2 echo */
+	const char *send_group;
+	const char *recv_group;
+	const char *samples;
+	double secs;
+	unsigned warmup_ms;
+	bool sleep; /* ping/echo: sleep in ppoll when idle instead of spinning */
 	const char *addr;
 	const char *group;
 	unsigned dport;
@@ -57,7 +78,10 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: pgmpeer send|recv --addr IFADDR --group GROUP [--dport P] [--udp-encap PORT]\n"
 		"       send: [--count N] [--size BYTES] [--rate MSGS_PER_S] [--linger-ms MS] [--json]\n"
-		"       recv: [--count N] [--idle-ms MS] [--json]\n");
+		"       recv: [--count N] [--idle-ms MS] [--json]\n"
+		"usage: pgmpeer ping|echo --addr IFADDR --send-group G --recv-group G [--rate R]\n"
+		"       [--size BYTES] [--secs S] [--warmup-ms MS] [--idle-ms MS] [--samples FILE]\n"
+		"       [--sleep]\n");
 	exit(2);
 }
 
@@ -501,17 +525,247 @@ static int run_recv(const struct opts *o)
 	return 0;
 }
 
+/* ---- ping / echo (scripts/bench-latency) -------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int b = 0; b < 8; b++)
+		p[b] = (uint8_t)(v >> (56 - 8 * b));
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int b = 0; b < 8; b++)
+		v = (v << 8) | p[b];
+	return v;
+}
+
+/* The two sockets of a ping or echo peer: a source on --send-group, a receiver on
+ * --recv-group, and the source's NAK thread. */
+struct duplex {
+	pgm_sock_t *tx, *rx;
+	pthread_t nak_thread;
+};
+
+static void duplex_open(struct duplex *d, const struct opts *o, uint64_t tpdus)
+{
+	struct opts ro = *o, so = *o;
+	ro.send = false;
+	ro.group = o->recv_group;
+	so.send = true;
+	so.group = o->send_group;
+	d->rx = open_socket(&ro, 0);
+	d->tx = open_socket(&so, tpdus);
+	if (pthread_create(&d->nak_thread, NULL, nak_loop, d->tx) != 0) {
+		fprintf(stderr, "pgmpeer: cannot start the NAK thread\n");
+		exit(1);
+	}
+}
+
+/* Sleeps until the receive socket may be readable or `ns` passed (at most 1 ms, so that
+ * OpenPGM's own timers are served on time). */
+static void duplex_wait(struct duplex *d, uint64_t ns)
+{
+	struct pollfd fds[POLL_FDS];
+	int n = POLL_FDS;
+	memset(fds, 0, sizeof(fds));
+	if (pgm_poll_info(d->rx, fds, &n, POLLIN) < 0)
+		return;
+	if (ns > 1000000u)
+		ns = 1000000u;
+	const struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
+	if (ppoll(fds, (nfds_t)n, &ts, NULL) < 0 && errno != EINTR)
+		perror("pgmpeer: ppoll");
+}
+
+static void duplex_close(struct duplex *d)
+{
+	atomic_store(&stop_nak_thread, true);
+	pthread_join(d->nak_thread, NULL);
+	pgm_close(d->tx, true);
+	pgm_close(d->rx, true);
+	pgm_shutdown();
+	pgm_shutdown();
+}
+
+/* Non-blocking receive of one message; returns its length, 0 if none, -1 on a reset
+ * (unrecoverable loss). */
+static long duplex_recv(struct duplex *d, uint8_t *buf, size_t cap)
+{
+	pgm_error_t *err = NULL;
+	size_t len = 0;
+	const int status = pgm_recv(d->rx, buf, cap, 0, &len, &err);
+	if (err)
+		pgm_error_free(err);
+	if (status == PGM_IO_STATUS_NORMAL)
+		return (long)len;
+	if (status == PGM_IO_STATUS_RESET)
+		return -1;
+	return 0;
+}
+
+/* Sends one message, spinning while OpenPGM is rate limited or would block, for at most
+ * `max_ns`. Returns true if sent. */
+static bool duplex_send(struct duplex *d, const uint8_t *msg, size_t len, uint64_t max_ns)
+{
+	const uint64_t until = mono_ns() + max_ns;
+	do {
+		size_t written = 0;
+		const int status = pgm_send(d->tx, msg, len, &written);
+		if (status == PGM_IO_STATUS_NORMAL)
+			return true;
+		if (status != PGM_IO_STATUS_RATE_LIMITED && status != PGM_IO_STATUS_WOULD_BLOCK)
+			return false;
+	} while (mono_ns() < until);
+	return false;
+}
+
+static int write_samples(const char *path, const uint64_t *v, uint64_t n)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		perror(path);
+		return 1;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		fprintf(f, "%" PRIu64 "\n", v[i]);
+	return fclose(f) == 0 ? 0 : 1;
+}
+
+static int run_ping(const struct opts *o)
+{
+	if (o->size < 16 || !o->samples || !o->rate) {
+		fprintf(stderr, "pgmpeer ping: needs --size >= 16, --rate and --samples\n");
+		return 2;
+	}
+	const uint64_t warm = (uint64_t)o->warmup_ms * 1000000u;
+	const uint64_t meas = (uint64_t)(o->secs * 1e9);
+	const uint64_t total = o->rate * (warm + meas) / 1000000000u + 16;
+	struct duplex d;
+	duplex_open(&d, o, total);
+	uint64_t *rtt = malloc(total * sizeof(uint64_t));
+	uint8_t *msg = malloc(o->size);
+	static uint8_t buf[MAX_MESSAGE + 64];
+	if (!rtt || !msg)
+		return 1;
+	const uint64_t t0 = mono_ns(), warm_end = t0 + warm, send_end = warm_end + meas,
+		       drain_end = send_end + 500000000u;
+	const double period = 1e9 / (double)o->rate;
+	uint64_t i = 0, n = 0, received = 0, resets = 0, failed = 0;
+	for (;;) {
+		const uint64_t now = mono_ns();
+		if (now >= drain_end)
+			break;
+		if (now < send_end && now >= t0 + (uint64_t)((double)i * period)) {
+			put_be64(msg, i);
+			put_be64(msg + 8, now);
+			memset(msg + 16, (int)(i & 0xff), o->size - 16);
+			size_t written = 0;
+			const int status = pgm_send(d.tx, msg, o->size, &written);
+			if (status == PGM_IO_STATUS_NORMAL)
+				i++;
+			else if (status != PGM_IO_STATUS_RATE_LIMITED &&
+				 status != PGM_IO_STATUS_WOULD_BLOCK)
+				failed++;
+		}
+		const long len = duplex_recv(&d, buf, sizeof(buf));
+		if (len >= 16) {
+			const uint64_t at = mono_ns(), stamp = get_be64(buf + 8);
+			received++;
+			if (stamp >= warm_end && n < total)
+				rtt[n++] = at > stamp ? at - stamp : 0;
+		} else if (len < 0) {
+			resets++;
+		} else if (o->sleep) {
+			const uint64_t due = t0 + (uint64_t)((double)i * period), t = mono_ns();
+			uint64_t ns = 1000000u;
+			if (t < send_end)
+				ns = due > t ? due - t : 0;
+			if (ns > 0)
+				duplex_wait(&d, ns);
+		}
+	}
+	duplex_close(&d);
+	const int rc = write_samples(o->samples, rtt, n);
+	printf("{\"mode\":\"ping\",\"transport\":\"openpgm\",\"sent\":%" PRIu64
+	       ",\"received\":%" PRIu64 ",\"samples\":%" PRIu64 ",\"unrecoverable\":%" PRIu64
+	       ",\"send_failures\":%" PRIu64 "}\n",
+	       i, received, n, resets, failed);
+	free(rtt);
+	free(msg);
+	return rc;
+}
+
+static int run_echo(const struct opts *o)
+{
+	const uint64_t total = (o->rate ? o->rate : 10000) * (uint64_t)(o->secs + 1) + 16;
+	struct duplex d;
+	duplex_open(&d, o, total);
+	uint64_t *oneway = o->samples ? malloc(total * sizeof(uint64_t)) : NULL;
+	static uint8_t buf[MAX_MESSAGE + 64];
+	const uint64_t t0 = mono_ns(), idle = (uint64_t)o->idle_ms * 1000000u,
+		       limit = (uint64_t)(o->secs * 1e9);
+	uint64_t n = 0, received = 0, sent = 0, resets = 0, last = 0;
+	for (;;) {
+		const uint64_t now = mono_ns();
+		if (now - t0 > limit || (received && now - last > idle))
+			break;
+		const long len = duplex_recv(&d, buf, sizeof(buf));
+		if (len < 0) {
+			resets++;
+			continue;
+		}
+		if (len == 0) {
+			if (o->sleep)
+				duplex_wait(&d, 1000000u);
+			continue;
+		}
+		last = mono_ns();
+		received++;
+		if (len >= 16 && oneway && n < total) {
+			const uint64_t stamp = get_be64(buf + 8);
+			oneway[n++] = last > stamp ? last - stamp : 0;
+		}
+		if (duplex_send(&d, buf, (size_t)len, 10000000u))
+			sent++;
+	}
+	duplex_close(&d);
+	int rc = 0;
+	if (oneway) {
+		rc = write_samples(o->samples, oneway, n);
+		free(oneway);
+	}
+	printf("{\"mode\":\"echo\",\"transport\":\"openpgm\",\"received\":%" PRIu64
+	       ",\"sent\":%" PRIu64 ",\"unrecoverable\":%" PRIu64 "}\n",
+	       received, sent, resets);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = {.dport = DEFAULT_DATA_DESTINATION_PORT,
 			 .count = 1000,
 			 .size = 64,
 			 .linger_ms = 2000,
-			 .idle_ms = 5000};
+			 .idle_ms = 5000,
+			 .secs = 5.0,
+			 .warmup_ms = 1000};
 	if (argc < 2)
 		usage();
 	if (strcmp(argv[1], "send") == 0)
 		o.send = true;
+	else if (strcmp(argv[1], "ping") == 0)
+		o.mode = 1;
+	else if (strcmp(argv[1], "echo") == 0)
+		o.mode = 2;
 	else if (strcmp(argv[1], "recv") != 0)
 		usage();
 	static const struct option longopts[] = {
@@ -525,6 +779,12 @@ int main(int argc, char **argv)
 		{"linger-ms", required_argument, NULL, 'l'},
 		{"idle-ms", required_argument, NULL, 'i'},
 		{"json", no_argument, NULL, 'j'},
+		{"send-group", required_argument, NULL, 'S'},
+		{"recv-group", required_argument, NULL, 'R'},
+		{"secs", required_argument, NULL, 't'},
+		{"warmup-ms", required_argument, NULL, 'w'},
+		{"samples", required_argument, NULL, 'o'},
+		{"sleep", no_argument, NULL, 'z'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -544,8 +804,20 @@ int main(int argc, char **argv)
 		case 'l': o.linger_ms = (unsigned)parse_u64(optarg, "--linger-ms", 0, 3600000); break;
 		case 'i': o.idle_ms = (unsigned)parse_u64(optarg, "--idle-ms", 1, 3600000); break;
 		case 'j': o.json = true; break;
+		case 'S': o.send_group = optarg; break;
+		case 'R': o.recv_group = optarg; break;
+		case 't': o.secs = (double)parse_u64(optarg, "--secs", 1, 3600); break;
+		case 'w': o.warmup_ms = (unsigned)parse_u64(optarg, "--warmup-ms", 0, 3600000); break;
+		case 'o': o.samples = optarg; break;
+		case 'z': o.sleep = true; break;
 		default: usage();
 		}
+	}
+	if (o.mode != 0) {
+		if (optind != argc || !o.addr || !o.send_group || !o.recv_group)
+			usage();
+		o.group = o.send_group;
+		return o.mode == 1 ? run_ping(&o) : run_echo(&o);
 	}
 	if (optind != argc || !o.addr || !o.group)
 		usage();

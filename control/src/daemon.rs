@@ -96,6 +96,9 @@ struct Session {
     /// Unrecoverable losses per source, as last reported by the data plane
     /// (cumulative totals; at most [`MAX_REPORTED_SOURCES`]).
     unrecoverable: BTreeMap<IpAddr, u64>,
+    /// A receiver's shared delivery ring (file path), for other local
+    /// consumers of the same feed to attach to (see docs/afxdp.md).
+    ring: Option<String>,
     writer: Writer,
 }
 
@@ -192,6 +195,7 @@ fn session_view(s: &Session) -> Value {
         "send_interface": s.send_if.as_ref().map(|(_, n)| n.clone()),
         "interfaces": s.recv_ifs.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(),
         "sockets": s.sockets.iter().map(|k| json!({"interface": k.ifname, "queue": k.queue, "slot": k.slot, "zero_copy": k.zero_copy})).collect::<Vec<_>>(),
+        "ring": s.ring,
     })
 }
 
@@ -913,8 +917,17 @@ impl Daemon {
             steer: Vec::new(),
             joined: Vec::new(),
             unrecoverable: BTreeMap::new(),
+            ring: opt_str(req, "ring")?.map(str::to_owned),
             writer: conn.writer.clone(),
         };
+        if let Some(r) = &s.ring
+            && (r.len() > 4096 || !r.starts_with('/'))
+        {
+            return Err(ApiError::new(
+                "invalid_argument",
+                "\"ring\" must be an absolute path of at most 4096 bytes",
+            ));
+        }
         let r = self.register_inner(&mut s, req, conn);
         if let Err(e) = r {
             self.teardown(&mut s);
@@ -1274,6 +1287,61 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// `steering`: per attached interface, the classifier's steering entries
+    /// (read from the kernel map) and the XSKMAP slots holding a socket, each
+    /// with the session (and its pid) it belongs to.
+    fn steering(&self) -> Map<String, Value> {
+        let mut ifs: Vec<(&u32, &Attached)> = self.attached.iter().collect();
+        ifs.sort_by_key(|(i, _)| **i);
+        let pid_of = |id: u64| self.sessions.get(&id).map(|s| s.pid);
+        let out: Vec<Value> = ifs
+            .into_iter()
+            .map(|(&ifindex, at)| {
+                let (entries, error) = match at.classifier.steer_entries() {
+                    Ok(mut es) => {
+                        es.sort_by_key(|(k, _)| (k.queue, k.dir, k.addr, k.port));
+                        let v: Vec<Value> = es
+                            .iter()
+                            .map(|(k, v)| {
+                                let dir = if k.dir == Direction::Upstream as u8 {
+                                    "upstream"
+                                } else {
+                                    "downstream"
+                                };
+                                json!({"queue": k.queue, "address": k.ip().to_string(),
+                                       "port": k.port, "direction": dir, "slot": v.slot,
+                                       "session": v.session,
+                                       "pid": pid_of(u64::from(v.session))})
+                            })
+                            .collect();
+                        (v, Value::Null)
+                    }
+                    Err(e) => (Vec::new(), json!(e.to_string())),
+                };
+                let slots: Vec<Value> = at
+                    .classifier
+                    .sockets_in_use()
+                    .into_iter()
+                    .map(|slot| {
+                        let owner = self.sessions.values().find_map(|s| {
+                            s.sockets
+                                .iter()
+                                .find(|k| k.ifindex == ifindex && k.slot == slot)
+                                .map(|k| (s.id, s.pid, k.queue))
+                        });
+                        json!({"slot": slot, "session": owner.map(|o| o.0),
+                               "pid": owner.map(|o| o.1), "queue": owner.map(|o| o.2)})
+                    })
+                    .collect();
+                json!({"interface": at.name, "ifindex": ifindex, "steering": entries,
+                       "slots": slots, "error": error})
+            })
+            .collect();
+        obj(json!({ "interfaces": out }))
+    }
+}
+
 impl Handler for Daemon {
     fn handle(&mut self, req: &Map<String, Value>, conn: &mut Conn) -> Reply {
         let op = str_arg(req, "op")?;
@@ -1293,6 +1361,7 @@ impl Handler for Daemon {
             }
             "sessions" => self.sessions_list(),
             "flows" => self.flows(),
+            "steering" => Ok(self.steering()),
             "report" => self.report(req, conn),
             "events" => {
                 conn.long_lived = true;

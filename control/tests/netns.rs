@@ -857,6 +857,29 @@ fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
     );
     let g = ok(&mut admin, "groups", json!({}));
     assert_eq!(g["groups"].as_array().unwrap().len(), 2, "{g}");
+    // The classifier's steering state: one downstream entry to slot 0 and
+    // slot 0 in use, both naming the session and our pid.
+    let st = ok(&mut admin, "steering", json!({}));
+    let ifs = st["interfaces"].as_array().unwrap();
+    assert_eq!(ifs.len(), 1, "{st}");
+    assert_eq!(ifs[0]["interface"], json!("eth0"));
+    assert_eq!(ifs[0]["error"], Value::Null, "{st}");
+    assert_eq!(
+        ifs[0]["steering"],
+        json!([{"queue": 0, "address": "239.192.0.7", "port": 7500,
+                "direction": "downstream", "slot": 0, "session": id,
+                "pid": std::process::id()}])
+    );
+    assert_eq!(
+        ifs[0]["slots"],
+        json!([{"slot": 0, "session": id, "queue": 0, "pid": std::process::id()}])
+    );
+    // xpgmctl shows the same.
+    let human = t.ctl(&["steering"]);
+    assert!(
+        human.contains("steering entries: 1") && human.contains("XSKMAP slots in use: 1"),
+        "{human}"
+    );
     // xpgmctl cannot take a session's membership away, but can share it.
     let eth0g = json!({"interface": "eth0", "group": "239.192.0.7"});
     assert_eq!(err(&mut admin, "leave", eth0g.clone()), "not_owner");
@@ -954,6 +977,7 @@ fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
     assert_eq!(m["error"]["code"], json!("interface_removed"));
     assert_eq!(ok(&mut admin, "sessions", json!({}))["sessions"], json!([]));
     assert_eq!(ok(&mut admin, "groups", json!({}))["groups"], json!([]));
+    assert_steering_empty(&mut admin);
     send_odata(&t.tx, "239.192.0.7".parse().unwrap(), 7500, 4);
     wait_until("passed after cleanup", Duration::from_secs(5), || {
         counters(&mut admin, "eth0")["passed"] == json!(6)
@@ -985,6 +1009,18 @@ fn sessions_steer_and_are_cleaned_up_on_veth_deletion_and_disconnect() {
     assert_eq!(e["reason"], json!("connection_closed"));
     assert_eq!(ok(&mut admin, "groups", json!({}))["groups"], json!([]));
     assert_eq!(ok(&mut admin, "sessions", json!({}))["sessions"], json!([]));
+    assert_steering_empty(&mut admin);
+}
+
+/// The classifier stays attached but holds no steering entry and no socket.
+fn assert_steering_empty(admin: &mut Client) {
+    let st = ok(admin, "steering", json!({}));
+    let ifs = st["interfaces"].as_array().unwrap();
+    assert!(!ifs.is_empty(), "classifier still attached: {st}");
+    for i in ifs {
+        assert_eq!(i["steering"], json!([]), "{st}");
+        assert_eq!(i["slots"], json!([]), "{st}");
+    }
 }
 
 #[test]

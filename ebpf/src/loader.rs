@@ -94,6 +94,11 @@ pub static OBJECT: &[u8] =
 pub struct Classifier {
     ebpf: Ebpf,
     attached: Option<(u32, XdpLinkId, AttachedMode)>,
+    /// XSKMAP slots holding a socket, as set and cleared through this handle
+    /// (the kernel refuses user-space lookups in an XSKMAP, so this record is
+    /// the only way to list them; every update goes through `set_socket` /
+    /// `clear_socket`).
+    slots: std::collections::BTreeSet<u32>,
 }
 
 impl Classifier {
@@ -109,6 +114,7 @@ impl Classifier {
         let mut c = Self {
             ebpf,
             attached: None,
+            slots: std::collections::BTreeSet::new(),
         };
         c.set_config(config)?;
         Ok(c)
@@ -235,6 +241,7 @@ impl Classifier {
             .ok_or(Error::Missing("xsk map"))?;
         let mut x = XskMap::try_from(map)?;
         x.set(slot, fd, 0)?;
+        self.slots.insert(slot);
         Ok(())
     }
 
@@ -249,9 +256,21 @@ impl Classifier {
             .ok_or(Error::Missing("xsk map"))?;
         let mut x = XskMap::try_from(map)?;
         match x.unset(slot) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Ok(()) | Err(MapError::KeyNotFound) => {
+                self.slots.remove(&slot);
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// XSKMAP slots that hold a socket, in ascending order. The kernel does
+    /// not allow reading an XSKMAP from user space (lookups fail with
+    /// `EOPNOTSUPP`), so this is the record of successful
+    /// [`Classifier::set_socket`] / [`Classifier::clear_socket`] calls on this
+    /// handle, the only writer of the map.
+    pub fn sockets_in_use(&self) -> Vec<u32> {
+        self.slots.iter().copied().collect()
     }
 
     /// Sums the per-CPU counters.

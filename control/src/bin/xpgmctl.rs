@@ -20,6 +20,7 @@ commands:
   groups [--limit N] [--cursor C]
   sessions
   flows
+  steering
   events
   top [--interval MS] [--once] [--stats-dir DIR]   (no xpgmd needed)
 socket: --socket, else $XPGM_SOCKET, else /run/xpgm/xpgmd.sock
@@ -100,7 +101,7 @@ fn run() -> Result<ExitCode> {
     };
     let mut args = Map::new();
     match cmd.as_str() {
-        "ping" | "interfaces" | "sessions" | "flows" => {}
+        "ping" | "interfaces" | "sessions" | "flows" | "steering" => {}
         "attach" | "detach" => {
             args.insert("interface".into(), json!(p(1, "IF")?));
             if let Some(m) = &o.mode {
@@ -285,6 +286,7 @@ fn print_human(cmd: &str, r: &Value) {
                 );
             }
         }
+        "steering" => print_steering(r),
         _ => {
             let mut m = r.as_object().cloned().unwrap_or_default();
             m.remove("id");
@@ -411,5 +413,55 @@ fn top(o: &Opts) -> Result<ExitCode> {
             println!();
         }
         prev = cur;
+    }
+}
+
+/// `steering`: one block per interface with the classifier attached.
+fn print_steering(r: &Value) {
+    for i in r
+        .get("interfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!("{} (ifindex {})", s(i, "interface"), s(i, "ifindex"));
+        if let Some(e) = i.get("error").filter(|e| !e.is_null()) {
+            println!("  error reading the steering map: {e}");
+        }
+        let entries: Vec<&Value> = i
+            .get("steering")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        println!("  steering entries: {}", entries.len());
+        for x in entries {
+            println!(
+                "    queue {} {:<10} {}:{} -> slot {} (session {}, pid {})",
+                s(x, "queue"),
+                s(x, "direction"),
+                s(x, "address"),
+                s(x, "port"),
+                s(x, "slot"),
+                s(x, "session"),
+                s(x, "pid")
+            );
+        }
+        let slots: Vec<&Value> = i
+            .get("slots")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        println!("  XSKMAP slots in use: {}", slots.len());
+        for x in slots {
+            println!(
+                "    slot {} queue {} (session {}, pid {})",
+                s(x, "slot"),
+                s(x, "queue"),
+                s(x, "session"),
+                s(x, "pid")
+            );
+        }
     }
 }

@@ -60,6 +60,9 @@ pub struct PortConfig {
     pub xpgmd_socket: Option<PathBuf>,
     /// UMEM geometry.
     pub xsk: XskConfig,
+    /// Receiver: the shared delivery ring registered with xpgmd for other local
+    /// consumers of the feed (`None`: not shared).
+    pub ring: Option<PathBuf>,
 }
 
 /// Errors opening or registering a port.
@@ -99,6 +102,7 @@ pub struct XdpPort {
     queue: u32,
     dport: u16,
     xpgmd: PathBuf,
+    ring: Option<PathBuf>,
     registration: Option<Registration>,
     register_error: Option<RegisterError>,
     ident: u16,
@@ -154,6 +158,7 @@ impl XdpPort {
             queue: c.queue,
             dport: c.dport,
             xpgmd,
+            ring: c.ring.clone(),
             registration: None,
             register_error: None,
             ident: 0,
@@ -172,7 +177,19 @@ impl XdpPort {
             queue: self.queue,
             fd: self.sock.fd(),
         }];
-        let r = register::register(&self.xpgmd, &role, self.group, self.dport, tsi, &spec)?;
+        let ring = match role {
+            Role::Receiver => self.ring.as_deref(),
+            Role::Source { .. } => None,
+        };
+        let r = register::register_shared(
+            &self.xpgmd,
+            &role,
+            self.group,
+            self.dport,
+            tsi,
+            &spec,
+            ring,
+        )?;
         self.registration = Some(r);
         Ok(())
     }

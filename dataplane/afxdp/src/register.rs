@@ -145,11 +145,29 @@ pub fn register(
     tsi: &str,
     sockets: &[SocketSpec<'_>],
 ) -> Result<Registration, RegisterError> {
+    register_shared(socket_path, role, group, port, tsi, sockets, None)
+}
+
+/// Like [`register`], also telling xpgmd the path of the session's shared
+/// delivery ring (`ring`), which other local consumers find with
+/// [`find_served`] and attach to.
+pub fn register_shared(
+    socket_path: &Path,
+    role: &Role,
+    group: IpAddr,
+    port: u16,
+    tsi: &str,
+    sockets: &[SocketSpec<'_>],
+    ring: Option<&Path>,
+) -> Result<Registration, RegisterError> {
     let mut client = Client::connect(socket_path).map_err(|err| RegisterError::NotRunning {
         path: socket_path.to_path_buf(),
         err,
     })?;
-    let args = register_args(role, group, port, tsi, sockets);
+    let mut args = register_args(role, group, port, tsi, sockets);
+    if let Some(r) = ring {
+        args.insert("ring".into(), json!(r.to_string_lossy()));
+    }
     let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.fd).collect();
     let reply = client.request_with_fds("register", args, &fds)?;
     interpret_reply(reply, role, group, port).map(|(session, detail)| Registration {
@@ -194,6 +212,152 @@ pub fn interpret_reply(
         });
     }
     Err(RegisterError::Refused { code, message })
+}
+
+/// xpgmd's control socket: `explicit`, else `$XPGM_SOCKET`, else the default
+/// (`xpgm_control::socket_path`).
+pub fn xpgmd_socket(explicit: Option<&Path>) -> PathBuf {
+    xpgm_control::socket_path(explicit)
+}
+
+/// A receiver session that already takes a feed on this host (from xpgmd's
+/// `sessions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// xpgmd's session id.
+    pub session: u64,
+    /// The process that registered it.
+    pub pid: i32,
+    /// Its shared delivery ring, if it offers one.
+    pub ring: Option<PathBuf>,
+}
+
+/// Asks xpgmd at `socket_path` whether a receiver session already takes
+/// `group`/`port` on `iface` queue `queue` (through an AF_XDP socket).
+pub fn find_served(
+    socket_path: &Path,
+    iface: &str,
+    queue: u32,
+    group: IpAddr,
+    port: u16,
+) -> Result<Option<Served>, RegisterError> {
+    let reply = sessions(socket_path)?;
+    Ok(served_in(&reply, iface, queue, group, port))
+}
+
+/// A session holding an AF_XDP socket on an interface queue (from xpgmd's
+/// `sessions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUser {
+    /// xpgmd's session id.
+    pub session: u64,
+    /// The process that registered it.
+    pub pid: i32,
+    /// `source` or `receiver`.
+    pub role: String,
+    /// Its group.
+    pub group: String,
+    /// Its data port.
+    pub port: u64,
+}
+
+/// Asks xpgmd at `socket_path` whether any session already holds a socket on
+/// `iface` queue `queue` (the kernel binds one AF_XDP socket per queue).
+pub fn find_queue_user(
+    socket_path: &Path,
+    iface: &str,
+    queue: u32,
+) -> Result<Option<QueueUser>, RegisterError> {
+    let reply = sessions(socket_path)?;
+    Ok(queue_user_in(&reply, iface, queue))
+}
+
+/// The first session in a `sessions` reply with a socket on `iface` queue
+/// `queue` (separate for testing).
+pub fn queue_user_in(reply: &Value, iface: &str, queue: u32) -> Option<QueueUser> {
+    let text = |s: &Value, k: &str| s.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+    reply
+        .get("sessions")?
+        .as_array()?
+        .iter()
+        .find(|s| has_socket(s, iface, queue))
+        .map(|s| QueueUser {
+            session: s.get("session").and_then(Value::as_u64).unwrap_or(0),
+            pid: pid_of(s),
+            role: text(s, "role"),
+            group: text(s, "group"),
+            port: s.get("port").and_then(Value::as_u64).unwrap_or(0),
+        })
+}
+
+fn has_socket(s: &Value, iface: &str, queue: u32) -> bool {
+    s.get("sockets").and_then(Value::as_array).is_some_and(|k| {
+        k.iter().any(|k| {
+            k.get("interface").and_then(Value::as_str) == Some(iface)
+                && k.get("queue").and_then(Value::as_u64) == Some(u64::from(queue))
+        })
+    })
+}
+
+fn pid_of(s: &Value) -> i32 {
+    s.get("pid")
+        .and_then(Value::as_i64)
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
+/// xpgmd's `sessions` reply (an error reply becomes [`RegisterError::Refused`]).
+fn sessions(socket_path: &Path) -> Result<Value, RegisterError> {
+    let mut client = Client::connect(socket_path).map_err(|err| RegisterError::NotRunning {
+        path: socket_path.to_path_buf(),
+        err,
+    })?;
+    let reply = client.request("sessions", Map::new())?;
+    if reply.get("ok").and_then(Value::as_bool) != Some(true) {
+        let e = reply.get("error");
+        let field = |k: &str| {
+            e.and_then(|e| e.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        return Err(RegisterError::Refused {
+            code: field("code"),
+            message: field("message"),
+        });
+    }
+    Ok(reply)
+}
+
+/// The receiver session in a `sessions` reply that has a socket on `iface`
+/// queue `queue` for `group`/`port` (separate for testing).
+pub fn served_in(
+    reply: &Value,
+    iface: &str,
+    queue: u32,
+    group: IpAddr,
+    port: u16,
+) -> Option<Served> {
+    let group = group.to_string();
+    reply
+        .get("sessions")?
+        .as_array()?
+        .iter()
+        .find(|s| {
+            s.get("role").and_then(Value::as_str) == Some("receiver")
+                && s.get("group").and_then(Value::as_str) == Some(group.as_str())
+                && s.get("port").and_then(Value::as_u64) == Some(u64::from(port))
+                && has_socket(s, iface, queue)
+        })
+        .map(|s| Served {
+            session: s.get("session").and_then(Value::as_u64).unwrap_or(0),
+            pid: pid_of(s),
+            ring: s
+                .get("ring")
+                .and_then(Value::as_str)
+                .filter(|r| r.starts_with('/'))
+                .map(PathBuf::from),
+        })
 }
 
 #[cfg(test)]
@@ -245,6 +409,77 @@ mod tests {
             interpret_reply(other, &Role::Receiver, group, 7500),
             Err(RegisterError::Refused { code, .. }) if code == "bpf_error"
         ));
+    }
+
+    #[test]
+    fn served_sessions_are_found_by_interface_queue_group_and_port() {
+        let group: IpAddr = "239.192.0.7".parse().unwrap();
+        let sock = |i: &str, q: u32| json!([{"interface": i, "queue": q, "slot": 0}]);
+        let reply = json!({"ok": true, "sessions": [
+            {"session": 1, "pid": 10, "role": "source", "group": "239.192.0.7", "port": 7500,
+             "sockets": sock("eth0", 0), "ring": null},
+            {"session": 2, "pid": 11, "role": "receiver", "group": "239.192.0.8", "port": 7500,
+             "sockets": sock("eth0", 0), "ring": "/dev/shm/a"},
+            {"session": 3, "pid": 12, "role": "receiver", "group": "239.192.0.7", "port": 7501,
+             "sockets": sock("eth0", 0), "ring": "/dev/shm/b"},
+            {"session": 4, "pid": 13, "role": "receiver", "group": "239.192.0.7", "port": 7500,
+             "sockets": sock("eth1", 0), "ring": "/dev/shm/c"},
+            {"session": 5, "pid": 14, "role": "receiver", "group": "239.192.0.7", "port": 7500,
+             "sockets": sock("eth0", 2), "ring": "/dev/shm/d"},
+            {"session": 6, "pid": 15, "role": "receiver", "group": "239.192.0.7", "port": 7500,
+             "sockets": sock("eth0", 0), "ring": "/dev/shm/e"}
+        ]});
+        assert_eq!(
+            served_in(&reply, "eth0", 0, group, 7500),
+            Some(Served {
+                session: 6,
+                pid: 15,
+                ring: Some("/dev/shm/e".into())
+            })
+        );
+        assert_eq!(
+            served_in(&reply, "eth0", 2, group, 7500).map(|s| s.session),
+            Some(5)
+        );
+        assert_eq!(served_in(&reply, "eth2", 0, group, 7500), None);
+        // A session without a ring (or with a relative path) offers none.
+        let reply = json!({"ok": true, "sessions": [
+            {"session": 7, "pid": 16, "role": "receiver", "group": "239.192.0.7", "port": 7500,
+             "sockets": sock("eth0", 0), "ring": "rel"}]});
+        assert_eq!(
+            served_in(&reply, "eth0", 0, group, 7500),
+            Some(Served {
+                session: 7,
+                pid: 16,
+                ring: None
+            })
+        );
+        assert_eq!(
+            served_in(&json!({"ok": true}), "eth0", 0, group, 7500),
+            None
+        );
+    }
+
+    #[test]
+    fn any_session_on_a_queue_is_found() {
+        let reply = json!({"ok": true, "sessions": [
+            {"session": 1, "pid": 10, "role": "receiver", "group": "239.1.1.1", "port": 7500,
+             "sockets": [{"interface": "eth0", "queue": 1}]},
+            {"session": 2, "pid": 11, "role": "source", "group": "239.1.1.2", "port": 7501,
+             "sockets": [{"interface": "eth0", "queue": 0}]}
+        ]});
+        assert_eq!(
+            queue_user_in(&reply, "eth0", 0),
+            Some(QueueUser {
+                session: 2,
+                pid: 11,
+                role: "source".into(),
+                group: "239.1.1.2".into(),
+                port: 7501
+            })
+        );
+        assert_eq!(queue_user_in(&reply, "eth0", 1).map(|u| u.pid), Some(10));
+        assert_eq!(queue_user_in(&reply, "eth1", 0), None);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub const MAX_TPDU: usize = 65_535;
 /// Largest window accepted, in sequence numbers (16 Mi: far below the 2^31 that
 /// serial-number arithmetic allows, and a bound on the slot arrays allocated up front).
 pub const MAX_WINDOW_SQNS: u32 = 1 << 24;
+/// Largest transmit-window byte bound accepted (2 GiB): the window's index keeps 32 bits
+/// of each record's position, which identifies it only within 2^31 bytes of the head.
+pub const MAX_WINDOW_BYTES: usize = 1 << 31;
 /// Largest queue or table bound accepted (queues are allocated up front).
 pub const MAX_QUEUE: usize = 1 << 24;
 
@@ -32,7 +35,9 @@ pub enum ConfigError {
     ApduSize(usize),
     /// A window size is zero, not a power of two, or above [`MAX_WINDOW_SQNS`].
     WindowSqns(u32),
-    /// Window memory (`sqns × max_tpdu`) exceeds the byte bound.
+    /// A window byte bound is too small (the transmit window must hold two send queues
+    /// of `max_tpdu`-byte TPDUs; the receive window four `max_tpdu` buffers) or above
+    /// [`MAX_WINDOW_BYTES`].
     WindowBytes(usize),
     /// A timer interval that must be positive is zero (field name given).
     ZeroInterval(&'static str),
@@ -59,7 +64,12 @@ impl core::fmt::Display for ConfigError {
                     "window of {n} sqns: must be a power of two in 1..={MAX_WINDOW_SQNS}"
                 )
             }
-            ConfigError::WindowBytes(n) => write!(f, "window needs {n} bytes, above its bound"),
+            ConfigError::WindowBytes(n) => {
+                write!(
+                    f,
+                    "window byte bound {n} too small for the queue or too large"
+                )
+            }
             ConfigError::ZeroInterval(s) => write!(f, "{s} must be positive"),
             ConfigError::ZeroBound(s) => write!(f, "{s} must be positive"),
             ConfigError::BoundTooLarge(s) => write!(f, "{s} above {MAX_QUEUE}"),
@@ -84,9 +94,13 @@ pub struct SourceConfig {
     pub max_tpdu: usize,
     /// Largest APDU accepted by `send` (fragmented into TPDUs).
     pub max_apdu: usize,
-    /// TXW_SQNS: transmit window size in sequence numbers (a power of two).
+    /// TXW_SQNS: transmit window size in sequence numbers (a power of two). Costs 16
+    /// bytes of index per sequence, allocated up front.
     pub txw_sqns: u32,
-    /// Byte bound on the transmit window: `txw_sqns × max_tpdu` must not exceed it.
+    /// Byte bound on the transmit window: TSDUs are packed back to back in a ring of this
+    /// many bytes (fragments carry 12 more), allocated up front. Whichever of `txw_sqns`
+    /// and this bound is reached first advances the trail. At least
+    /// `2 × send_queue × max_tpdu`, at most [`MAX_WINDOW_BYTES`].
     pub txw_max_bytes: usize,
     /// TXW_SECS: how long a packet stays available for repair.
     pub txw_secs: Duration,
@@ -128,7 +142,9 @@ pub struct ReceiverConfig {
     pub max_apdu: usize,
     /// RXW_SQNS: receive window size in sequence numbers, per peer (a power of two).
     pub rxw_sqns: u32,
-    /// Byte bound on buffered TSDUs, all peers together (buffers of `max_tpdu` bytes).
+    /// Byte bound on buffered TSDUs, all peers together. Buffers come in size classes
+    /// (64, 128, ... bytes up to the largest TSDU); each is charged its class plus 32
+    /// bytes of bookkeeping.
     pub rxw_max_bytes: usize,
     /// NAK_BO_IVL: NAKs are sent after a random back-off in `[0, nak_bo_ivl)`.
     pub nak_bo_ivl: Duration,
@@ -162,8 +178,8 @@ impl Default for SourceConfig {
             path_nla: Nla::default(),
             max_tpdu: 1500 - 20,
             max_apdu: 1 << 20,
-            txw_sqns: 1 << 15,
-            txw_max_bytes: 64 << 20,
+            txw_sqns: 1 << 21,
+            txw_max_bytes: 128 << 20,
             txw_secs: Duration::from_secs(30),
             txw_min_secs: Duration::from_secs(1),
             txw_max_rte: 0,
@@ -181,7 +197,7 @@ impl Default for SourceConfig {
             ],
             spmr_holdoff: Duration::from_millis(100),
             send_queue: 1024,
-            repair_queue: 1 << 15,
+            repair_queue: 1 << 16,
             ncf_queue: 256,
         }
     }
@@ -194,8 +210,8 @@ impl Default for ReceiverConfig {
             group: Nla::default(),
             max_tpdu: 1500 - 20,
             max_apdu: 1 << 20,
-            rxw_sqns: 1 << 16,
-            rxw_max_bytes: 64 << 20,
+            rxw_sqns: 1 << 21,
+            rxw_max_bytes: 128 << 20,
             nak_bo_ivl: Duration::from_millis(50),
             nak_rpt_ivl: Duration::from_millis(200),
             nak_rdata_ivl: Duration::from_millis(200),
@@ -210,13 +226,9 @@ impl Default for ReceiverConfig {
     }
 }
 
-fn check_window(sqns: u32, max_tpdu: usize, max_bytes: usize) -> Result<(), ConfigError> {
+fn check_sqns(sqns: u32) -> Result<(), ConfigError> {
     if sqns == 0 || !sqns.is_power_of_two() || sqns > MAX_WINDOW_SQNS {
         return Err(ConfigError::WindowSqns(sqns));
-    }
-    let bytes = (sqns as usize).saturating_mul(max_tpdu);
-    if bytes > max_bytes {
-        return Err(ConfigError::WindowBytes(bytes));
     }
     Ok(())
 }
@@ -265,7 +277,7 @@ impl SourceConfig {
         if !(MIN_TPDU..=MAX_TPDU).contains(&self.max_tpdu) {
             return Err(ConfigError::TpduSize(self.max_tpdu));
         }
-        check_window(self.txw_sqns, self.max_tpdu, self.txw_max_bytes)?;
+        check_sqns(self.txw_sqns)?;
         positive(self.txw_secs, "txw_secs")?;
         if self.txw_min_secs > self.txw_secs {
             return Err(ConfigError::MinSecs);
@@ -279,6 +291,15 @@ impl SourceConfig {
         nonzero(self.ncf_queue, "ncf_queue")?;
         if self.send_queue > self.txw_sqns as usize {
             return Err(ConfigError::SendQueue(self.send_queue));
+        }
+        // Two send queues of full TPDUs fit the arena: whatever `send` admits (one
+        // queue, plus the padding of one wrap) fits without evicting unsent data.
+        let least = self
+            .send_queue
+            .saturating_mul(self.max_tpdu)
+            .saturating_mul(2);
+        if self.txw_max_bytes < least || self.txw_max_bytes > MAX_WINDOW_BYTES {
+            return Err(ConfigError::WindowBytes(self.txw_max_bytes));
         }
         if self.max_apdu == 0
             || self.max_apdu > u32::MAX as usize
@@ -346,11 +367,26 @@ mod tests {
         };
         assert_eq!(c.validate(), Err(ConfigError::TpduSize(20)));
         let c = SourceConfig {
-            txw_sqns: 1 << 20,
-            send_queue: 16,
+            txw_max_bytes: 1024 * 1480 * 2 - 1,
             ..SourceConfig::default()
         };
-        assert!(matches!(c.validate(), Err(ConfigError::WindowBytes(_))));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::WindowBytes(1024 * 1480 * 2 - 1))
+        );
+        let c = SourceConfig {
+            txw_max_bytes: MAX_WINDOW_BYTES + 1,
+            ..SourceConfig::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::WindowBytes(MAX_WINDOW_BYTES + 1))
+        );
+        let c = SourceConfig {
+            txw_sqns: 1 << 25,
+            ..SourceConfig::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::WindowSqns(1 << 25)));
         let c = SourceConfig {
             txw_sqns: 1024,
             send_queue: 2048,

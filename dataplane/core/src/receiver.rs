@@ -8,9 +8,10 @@
 //! * Each peer has a receive window: a ring of `rxw_sqns` slots (power of two) covering
 //!   `[next_deliver, lead]`. A slot is `Missing` (with its NAK state), `Have` (holding a
 //!   buffer from the receiver-wide pool), or `Lost`.
-//! * TSDU buffers come from one pool bounded by `rxw_max_bytes`; a buffer is allocated
-//!   the first time the pool runs dry and reused ever after, so the steady-state receive
-//!   path allocates nothing.
+//! * TSDU buffers come from one pool bounded by `rxw_max_bytes`, in size classes
+//!   (64, 128, 256, ... bytes up to the largest TSDU) so that small messages take small
+//!   buffers; a buffer is allocated the first time its class runs dry and reused ever
+//!   after, so the steady-state receive path allocates nothing.
 //! * Events are not copied into a queue: `poll_event` walks the window of a "ready" peer
 //!   and lends the slot's buffer (or, for a fragmented APDU, the reassembly buffer) to the
 //!   returned [`Event`]. The buffer is released on the next call.
@@ -220,9 +221,16 @@ impl Receiver {
         self.by_tsi.len()
     }
 
-    /// Buffers currently allocated in the pool (each `max_tpdu` bytes).
+    /// Buffers currently allocated in the pool (free or holding data).
     pub fn buffers_allocated(&self) -> usize {
         self.env.pool.allocated()
+    }
+
+    /// Bytes of the `rxw_max_bytes` budget the pool's buffers take: each buffer's
+    /// size class (64, 128, ... bytes, up to the largest TSDU) plus 32 bytes of
+    /// bookkeeping.
+    pub fn buffer_bytes(&self) -> usize {
+        self.env.pool.bytes()
     }
 
     fn release_lent(&mut self) {

@@ -6,10 +6,13 @@
 //!
 //! # Design
 //!
-//! * The transmit window is a ring of `txw_sqns` slots (a power of two, indexed by
-//!   `sqn & mask`). A slot's TSDU buffer is allocated the first time the slot is used and
-//!   reused ever after, so once every slot has been used once (warm-up), `send` and
-//!   `poll_transmit` allocate nothing.
+//! * The transmit window is byte-packed (module `txw`): TSDUs lie back to back in a byte
+//!   ring of `txw_max_bytes`, with a 16-byte index entry per sequence (`txw_sqns`
+//!   entries, a power of two). Both are allocated by `Source::new` and never again, so
+//!   `send` and `poll_transmit` allocate nothing, with no warm-up.
+//! * The trail advances when data is older than `txw_secs`, or when `send` needs room
+//!   because either bound (sequences or bytes) is reached. It never evicts data sent
+//!   less than `txw_min_secs` ago, nor data not yet sent: `send` returns `WouldBlock`.
 //! * `send` copies the APDU into the window at once (assigning sequence numbers), so
 //!   "queued but not transmitted" data lives in the window between the lead (last ODATA
 //!   transmitted) and the next sequence number to assign. `send_queue` bounds that span in
@@ -21,6 +24,7 @@
 //!   `poll_timeout` is O(1).
 
 mod rate;
+mod txw;
 
 use std::collections::VecDeque;
 
@@ -32,6 +36,7 @@ use crate::wire::{
 };
 
 use rate::TokenBucket;
+use txw::TxWindow;
 
 /// SPMs (with OPT_SYN) announcing a new session, back to back, as OpenPGM does when a
 /// sending socket connects: a receiver present from the start that loses one of them
@@ -117,19 +122,6 @@ pub struct SourceStats {
     pub emit_errors: u64,
 }
 
-/// One transmit-window slot.
-#[derive(Debug, Default)]
-struct TxSlot {
-    /// TSDU; capacity grows to the largest TSDU once, then is reused.
-    data: Vec<u8>,
-    /// OPT_FRAGMENT of this TPDU, if the APDU was fragmented.
-    frag: Option<Fragment>,
-    /// First transmission (for TXW_SECS).
-    sent_at: Instant,
-    /// An RDATA for this sequence is queued and not yet sent.
-    repair_queued: bool,
-}
-
 /// An NCF waiting to be sent.
 #[derive(Clone, Copy, Debug)]
 struct PendingNcf {
@@ -155,8 +147,7 @@ enum Next {
 pub struct Source {
     cfg: SourceConfig,
     tsi: Tsi,
-    slots: Vec<TxSlot>,
-    mask: u32,
+    txw: TxWindow,
     /// Oldest sequence still in the window (repairable).
     trail: Sqn,
     /// Next sequence to transmit as ODATA; the lead is `next_tx - 1`.
@@ -192,9 +183,6 @@ impl Source {
     /// (see [`SourceConfig::validate`]).
     pub fn new(config: SourceConfig, tsi: Tsi, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
-        let n = config.txw_sqns as usize;
-        let mut slots = Vec::with_capacity(n);
-        slots.resize_with(n, TxSlot::default);
         let burst = |rate: u64| {
             (config.max_tpdu * 2).max(usize::try_from(rate / 100).unwrap_or(usize::MAX))
         };
@@ -206,8 +194,7 @@ impl Source {
             rdata_rate: TokenBucket::new(config.rdata_max_rte, burst(config.rdata_max_rte), now),
             repairs: VecDeque::with_capacity(config.repair_queue),
             ncfs: VecDeque::with_capacity(config.ncf_queue),
-            slots,
-            mask: config.txw_sqns - 1,
+            txw: TxWindow::new(config.txw_sqns, config.txw_max_bytes),
             trail: first,
             next_tx: first,
             next_sqn: first,
@@ -263,16 +250,6 @@ impl Source {
         self.fin
     }
 
-    fn slot(&self, sqn: Sqn) -> &TxSlot {
-        // In bounds: the index is masked by `len - 1` of a power-of-two-sized vector.
-        &self.slots[(sqn.0 & self.mask) as usize]
-    }
-
-    fn slot_mut(&mut self, sqn: Sqn) -> &mut TxSlot {
-        let i = (sqn.0 & self.mask) as usize;
-        &mut self.slots[i]
-    }
-
     /// Sequences held (sent or not).
     fn occupied(&self) -> u32 {
         self.next_sqn.0.wrapping_sub(self.trail.0)
@@ -301,50 +278,68 @@ impl Source {
             self.blocked_until = None;
             return Err(SendError::WouldBlock);
         }
-        // Make room: the window is full, so the trail advances (the advance scheme is the
-        // implementation's choice). Only transmitted data is evicted since
-        // send_queue <= txw_sqns (validated), and none younger than txw_min_secs.
-        let cap = self.cfg.txw_sqns;
-        let need = (self.occupied() as usize + n).saturating_sub(cap as usize) as u32;
-        if need > 0 {
-            // Transmission times increase along the window: the youngest evicted is last.
-            let youngest = self.slot(self.trail.add(need - 1)).sent_at;
-            let free_at = youngest + self.cfg.txw_min_secs;
+        // Make room. The trail advances (the advance scheme is the implementation's
+        // choice) past as many of the oldest sequences as needed for both bounds:
+        // `txw_sqns` sequences and `txw_max_bytes` arena bytes.
+        let chunk = self.cfg.max_fragment_tsdu().max(1);
+        let frag = n > 1;
+        let mut end = self.txw.head();
+        if frag {
+            for part in apdu.chunks(chunk) {
+                let len = TxWindow::record_len(part.len(), true);
+                end = self.txw.place(end, len) + len;
+            }
+        } else {
+            let len = TxWindow::record_len(apdu.len(), false);
+            end = self.txw.place(end, len) + len;
+        }
+        if end - self.txw.head() > self.txw.capacity() {
+            // Cannot happen with a validated config (txw_max_bytes holds two send queues
+            // of max_tpdu); refuse rather than overwrite live data.
+            return Err(SendError::TooLarge);
+        }
+        let need_sqns = (self.occupied() as usize + n).saturating_sub(self.cfg.txw_sqns as usize);
+        let min_pos = end.saturating_sub(self.txw.capacity());
+        let mut evict = 0usize;
+        let mut s = self.trail;
+        while s != self.next_sqn && (evict < need_sqns || self.txw.pos(s) < min_pos) {
+            if s == self.next_tx {
+                // Only unsent data is left to evict: wait for transmissions.
+                self.blocked_until = None;
+                return Err(SendError::WouldBlock);
+            }
+            // Transmission times increase along the window, so the first young sequence
+            // met decides when the room frees up.
+            let free_at = self.txw.sent_at(s) + self.cfg.txw_min_secs;
             if !self.cfg.txw_min_secs.is_zero() && free_at > now {
                 self.blocked_until = Some(free_at);
                 return Err(SendError::WouldBlock);
             }
+            evict += 1;
+            s = s.next();
         }
         self.blocked_until = None;
-        self.trail = self.trail.add(need);
+        self.trail = s;
         let first = self.next_sqn;
         //= https://www.rfc-editor.org/rfc/rfc3208#section-3.2
         //# Sources MUST number ODATA packets in unit increments in the order in which
         //# the corresponding application data is submitted for transmission.
-        if n == 1 {
+        if !frag {
             let sqn = self.next_sqn;
-            let slot = self.slot_mut(sqn);
-            slot.data.clear();
-            slot.data.extend_from_slice(apdu);
-            slot.frag = None;
-            slot.repair_queued = false;
+            self.txw.push(sqn, apdu, None);
             self.next_sqn = sqn.next();
         } else {
-            let chunk = self.cfg.max_fragment_tsdu();
             let apdu_len = apdu.len() as u32;
             for (i, part) in apdu.chunks(chunk).enumerate() {
                 let sqn = self.next_sqn;
-                let slot = self.slot_mut(sqn);
-                slot.data.clear();
-                slot.data.extend_from_slice(part);
                 //= https://www.rfc-editor.org/rfc/rfc3208#section-9.2
                 // (paraphrase) OPT_FRAGMENT: first sequence number, offset and length of the APDU.
-                slot.frag = Some(Fragment {
+                let f = Fragment {
                     first_sqn: first,
                     offset: (i * chunk) as u32,
                     apdu_len,
-                });
-                slot.repair_queued = false;
+                };
+                self.txw.push(sqn, part, Some(f));
                 self.next_sqn = sqn.next();
             }
         }
@@ -470,7 +465,7 @@ impl Source {
 
     /// Queues `sqn` (in the window) for RDATA once per NAK round.
     fn queue_repair(&mut self, sqn: Sqn) {
-        if self.slot(sqn).repair_queued {
+        if self.txw.repair_queued(sqn) {
             // An RDATA for it is already waiting: further NAKs add nothing.
             self.stats.naks_coalesced += 1;
             return;
@@ -479,7 +474,7 @@ impl Source {
             self.stats.repairs_dropped += 1;
             return;
         }
-        self.slot_mut(sqn).repair_queued = true;
+        self.txw.set_repair_queued(sqn, true);
         self.repairs.push_back(sqn);
     }
 
@@ -494,8 +489,7 @@ impl Source {
     /// TXW_SECS: transmitted data older than `txw_secs` leaves the window.
     fn expire_trail(&mut self, now: Instant) {
         while self.trail != self.next_tx {
-            let s = self.slot(self.trail);
-            if s.sent_at + self.cfg.txw_secs > now {
+            if self.txw.sent_at(self.trail) + self.cfg.txw_secs > now {
                 break;
             }
             self.trail = self.trail.next();
@@ -503,10 +497,9 @@ impl Source {
     }
 
     fn tpdu_len(&self, sqn: Sqn) -> usize {
-        let s = self.slot(sqn);
         DATA_OVERHEAD
-            + s.data.len()
-            + if s.frag.is_some() {
+            + self.txw.tsdu(sqn).len()
+            + if self.txw.is_fragment(sqn) {
                 FRAGMENT_OPTIONS_LEN
             } else {
                 0
@@ -552,9 +545,8 @@ impl Source {
                 break;
             }
             self.repairs.pop_front();
-            let s = self.slot_mut(sqn);
-            s.repair_queued = false;
-            let bytes = s.data.len() as u64;
+            self.txw.set_repair_queued(sqn, false);
+            let bytes = self.txw.tsdu(sqn).len() as u64;
             self.stats.rdata_sent += 1;
             self.stats.rdata_bytes += bytes;
             return Some(Next::Rdata(sqn));
@@ -566,9 +558,8 @@ impl Source {
                 return None;
             }
             self.next_tx = sqn.next();
-            let s = self.slot_mut(sqn);
-            s.sent_at = now;
-            let bytes = s.data.len() as u64;
+            self.txw.set_sent_at(sqn, now);
+            let bytes = self.txw.tsdu(sqn).len() as u64;
             self.stats.odata_sent += 1;
             self.stats.odata_bytes += bytes;
             // Heartbeat SPMs restart after every data packet (OpenPGM's schedule).
@@ -583,11 +574,10 @@ impl Source {
     }
 
     fn data_repr(&self, sqn: Sqn, rdata: bool) -> PacketRepr<'_> {
-        let s = self.slot(sqn);
         let body = Data {
             sqn,
             trail: self.trail,
-            payload: &s.data,
+            payload: self.txw.tsdu(sqn),
         };
         PacketRepr {
             sport: self.tsi.sport,
@@ -599,7 +589,7 @@ impl Source {
                 Body::Odata(body)
             },
             options: Options {
-                fragment: s.frag,
+                fragment: self.txw.fragment(sqn),
                 ..Options::default()
             },
         }
@@ -677,7 +667,7 @@ impl Source {
         }
         let mut t = self.next_spm();
         if self.trail != self.next_tx {
-            t = t.min(self.slot(self.trail).sent_at + self.cfg.txw_secs);
+            t = t.min(self.txw.sent_at(self.trail) + self.cfg.txw_secs);
         }
         if let Some(&sqn) = self.repairs.front() {
             t = t.min(self.rdata_rate.ready_at(self.tpdu_len(sqn)));

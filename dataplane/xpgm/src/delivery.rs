@@ -24,6 +24,23 @@ const PEER_GONE: u8 = 3;
 const SESSION_END: u8 = 4;
 const SESSION_RESET: u8 = 5;
 
+/// Written by a receiver that shares its deliveries (see docs/afxdp.md) into the
+/// shared ring when it closes: attached readers end with an error naming it. Never
+/// produced by [`encode`]; [`decode`] rejects it.
+const OWNER_CLOSED: u8 = 6;
+
+/// The "owner closed" marker message.
+pub(crate) const CLOSED_MARKER: [u8; HEADER_LEN] = {
+    let mut m = [0u8; HEADER_LEN];
+    m[0] = OWNER_CLOSED;
+    m
+};
+
+/// Whether `bytes` is the "owner closed" marker.
+pub(crate) fn is_closed_marker(bytes: &[u8]) -> bool {
+    bytes.len() == HEADER_LEN && bytes.first() == Some(&OWNER_CLOSED)
+}
+
 /// Encodes `ev` into `out`; `None` if `out` is too small.
 pub fn encode(ev: &Delivery<'_>, out: &mut [u8]) -> Option<usize> {
     let (tag, tsi, a, b, payload): (u8, Tsi, u32, u32, &[u8]) = match *ev {
@@ -111,6 +128,18 @@ mod tests {
             let n = encode(&ev, &mut buf).expect("fits");
             assert_eq!(decode(&buf[..n]), Some(ev));
         }
+    }
+
+    #[test]
+    fn closed_marker_is_not_a_delivery() {
+        assert!(is_closed_marker(&CLOSED_MARKER));
+        assert_eq!(decode(&CLOSED_MARKER), None);
+        let mut buf = [0u8; 64];
+        let n = encode(&Delivery::SessionEnd { tsi: tsi() }, &mut buf).expect("fits");
+        assert!(!is_closed_marker(&buf[..n]));
+        let mut longer = [0u8; HEADER_LEN + 1];
+        longer[0] = CLOSED_MARKER[0];
+        assert!(!is_closed_marker(&longer));
     }
 
     #[test]

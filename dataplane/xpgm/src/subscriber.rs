@@ -1,10 +1,12 @@
 //! The subscribing handle: the receiver worker delivers data and loss events to it.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
+use xpgm_core::Sqn;
 use xpgm_core::config::ReceiverConfig;
 use xpgm_core::receiver::Receiver;
 use xpgm_core::wire::{Gsi, Nla, Tsi};
@@ -77,9 +79,154 @@ pub struct SubscriberStats {
     pub packets_ignored: u64,
     /// NAK/SPMR sends the kernel refused transiently.
     pub send_errors: u64,
+    /// A subscriber attached to another local receiver's shared ring (AF_XDP
+    /// fan-out): ring messages it lost because the owner's stream lapped it. Each
+    /// lapping is also delivered as [`Delivery::Unrecoverable`]. Always 0 otherwise.
+    pub lapped: u64,
+}
+
+/// Readers a shared delivery ring admits (the owner's tee is its writer).
+pub const SHARED_RING_READERS: usize = 64;
+
+/// Where shared delivery rings are created.
+const SHARED_RING_DIR: &str = "/dev/shm";
+/// File name prefix of shared delivery rings: `xpgm-rx-<pid>-<n>.ring`.
+const SHARED_RING_PREFIX: &str = "xpgm-rx-";
+
+/// The owner side of an AF_XDP fan-out: every delivery the application reads is
+/// copied into a broadcast ring in a shared file that other local processes attach
+/// to. Dropping it writes the "owner closed" marker and removes the file.
+#[derive(Debug)]
+struct ShareOwner {
+    writer: xpgm_ring::Writer,
+    path: PathBuf,
+}
+
+impl ShareOwner {
+    /// A new broadcast ring file at `path` with the geometry of `config`'s delivery
+    /// ring (fails if the file exists).
+    fn create(config: &SubscriberConfig, path: PathBuf) -> Result<ShareOwner, Error> {
+        let ring = Ring::create(
+            &path,
+            RingConfig {
+                capacity: config.queue_capacity,
+                max_msg: config.max_message + delivery::HEADER_LEN,
+                max_readers: SHARED_RING_READERS,
+                mode: Mode::Broadcast,
+            },
+        )?;
+        match ring.writer() {
+            Ok(writer) => Ok(ShareOwner { writer, path }),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for ShareOwner {
+    fn drop(&mut self) {
+        let _ = self.writer.try_send(&delivery::CLOSED_MARKER);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The reader side: attached to another process's shared ring.
+#[derive(Debug)]
+struct AttachedTo {
+    pid: i32,
+    /// The owner's start time (`/proc/<pid>/stat` field 22) when we attached, so a
+    /// reused pid is not mistaken for it.
+    start: Option<u64>,
+    session: u64,
+    path: PathBuf,
+    /// Last data delivered (to place a lapping in sequence space).
+    last: Option<(Tsi, Sqn)>,
+    lapped: u64,
+    closed: bool,
+}
+
+impl AttachedTo {
+    fn owner_alive(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+            Ok(stat) => match (self.start, proc_start_time(&stat)) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            },
+        }
+    }
+
+    fn gone_error(&self) -> Error {
+        let how = if self.closed { "closed" } else { "exited" };
+        Error::Xdp(format!(
+            "the AF_XDP receiver this subscriber was attached to (pid {}, xpgmd session {}, ring \
+             {}) {how}; no more data will arrive on this attachment. Start a new receiver to \
+             take the feed over",
+            self.pid,
+            self.session,
+            self.path.display()
+        ))
+    }
+
+    /// A lapping of `missed` ring messages, as a loss event.
+    fn lapping(&mut self, missed: u64) -> Delivery<'static> {
+        self.lapped = self.lapped.saturating_add(missed);
+        let (tsi, first) = match self.last {
+            Some((tsi, sqn)) => (tsi, Sqn(sqn.0.wrapping_add(1))),
+            None => (
+                Tsi {
+                    gsi: Gsi([0; 6]),
+                    sport: 0,
+                },
+                Sqn(0),
+            ),
+        };
+        Delivery::Unrecoverable {
+            tsi,
+            first,
+            count: u32::try_from(missed).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Notes a message read from the ring; false if it is the "owner closed" marker.
+    fn note(&mut self, bytes: &[u8]) -> bool {
+        if delivery::is_closed_marker(bytes) {
+            self.closed = true;
+            return false;
+        }
+        if let Some(Delivery::Data { tsi, sqn, .. }) = delivery::decode(bytes) {
+            self.last = Some((tsi, sqn));
+        }
+        true
+    }
+}
+
+/// Field 22 (start time) of a `/proc/<pid>/stat` line. `comm` (field 2) may hold
+/// spaces and parentheses, so count from the last `)`.
+fn proc_start_time(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether this subscriber shares its deliveries, or reads another's.
+#[derive(Debug)]
+enum Fanout {
+    /// Its own worker, nothing shared.
+    Private,
+    /// Its own worker; deliveries copied to a shared ring.
+    Owner(ShareOwner),
+    /// No worker: reads another local receiver's shared ring.
+    Attached(AttachedTo),
 }
 
 /// A PGM receiver: joins the group and yields [`Delivery`] items in order.
+///
+/// Over AF_XDP (see docs/afxdp.md) the first subscriber of a feed on a host owns the
+/// socket and shares what it delivers through a ring in `/dev/shm` registered with
+/// xpgmd; a later subscriber of the same feed on that host attaches to that ring
+/// instead of binding a socket ([`Subscriber::attached_to`]).
 #[derive(Debug)]
 pub struct Subscriber {
     reader: xpgm_ring::Reader,
@@ -88,22 +235,185 @@ pub struct Subscriber {
     thread: Option<JoinHandle<()>>,
     local: Nla,
     transport: TransportKind,
+    fanout: Fanout,
+}
+
+/// Removes shared rings whose creating process is gone (left by a killed owner).
+/// Bounded: looks at most at 4096 directory entries.
+fn sweep_stale_rings(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.take(4096).flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SHARED_RING_PREFIX))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// A fresh path for a shared ring of this process.
+fn shared_ring_path(dir: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(
+        "{SHARED_RING_PREFIX}{}-{n}.ring",
+        std::process::id()
+    ))
 }
 
 impl Subscriber {
     /// Opens the transport (joining the group), creates the receiver and starts its
     /// worker thread.
+    ///
+    /// With [`TransportKind::Xdp`], xpgmd is asked first (before any socket is bound)
+    /// whether a receiver on this host already takes the feed (same interface, group
+    /// and port): if it shares its deliveries, this subscriber attaches to its ring;
+    /// if not, this fails naming that receiver's pid. Otherwise this subscriber binds
+    /// the socket and shares its own deliveries for later ones.
     pub fn new(config: SubscriberConfig) -> Result<Subscriber, Error> {
+        if config.session.transport == TransportKind::Xdp {
+            return Subscriber::new_xdp(config);
+        }
         let dp = transport::open(&config.session, Role::Receiver)?;
         Subscriber::with_datapath(config, dp)
     }
 
-    /// Like [`Subscriber::new`] over a datapath opened by the caller (another transport,
-    /// or a test double); `config.session` then only supplies group, port and sizes.
-    pub fn with_datapath(
+    fn new_xdp(config: SubscriberConfig) -> Result<Subscriber, Error> {
+        config.session.validate()?;
+        let sc = &config.session;
+        match transport::xdp::find_served(sc)? {
+            Some(transport::xdp::Served {
+                session,
+                pid,
+                ring: Some(path),
+            }) => return Subscriber::attach_to(config, &path, pid, session),
+            Some(served) => {
+                return Err(Error::Xdp(format!(
+                    "group {} port {} on {} is already received on this host by pid {} \
+                     (xpgmd session {}), which does not share its deliveries; the XDP \
+                     classifier can steer each frame to one socket only. Stop that receiver, or \
+                     use --transport socket on an interface it does not use",
+                    sc.group, sc.dport, sc.iface, served.pid, served.session
+                )));
+            }
+            None => {}
+        }
+        Subscriber::check(&config)?;
+        let dir = Path::new(SHARED_RING_DIR);
+        sweep_stale_rings(dir);
+        // Without a shared ring (no /dev/shm) the receiver still works, unshared.
+        let share = ShareOwner::create(&config, shared_ring_path(dir)).ok();
+        let dp = transport::xdp::XdpDatapath::open_shared(
+            sc,
+            Role::Receiver,
+            share.as_ref().map(|s| s.path.as_path()),
+        )?;
+        let fanout = share.map_or(Fanout::Private, Fanout::Owner);
+        Subscriber::start(config, Box::new(dp), fanout)
+    }
+
+    /// Like [`Subscriber::with_datapath`], also sharing every delivery the application
+    /// reads through a new broadcast ring file at `ring` (removed on close), which
+    /// other processes read with [`Subscriber::attach_to`]. This is what
+    /// [`Subscriber::new`] does over AF_XDP (with a file under `/dev/shm` registered
+    /// with xpgmd).
+    pub fn with_datapath_shared(
         config: SubscriberConfig,
         dp: Box<dyn transport::Datapath>,
+        ring: &Path,
     ) -> Result<Subscriber, Error> {
+        Subscriber::check(&config)?;
+        let share = ShareOwner::create(&config, ring.to_path_buf())?;
+        Subscriber::start(config, dp, Fanout::Owner(share))
+    }
+
+    /// A subscriber that reads the shared ring `path` of the local receiver process
+    /// `pid` (xpgmd session `session`, for messages) instead of the network: it gets
+    /// that receiver's deliveries from now on, lappings as [`Delivery::Unrecoverable`],
+    /// and an error naming `pid` once that receiver has closed or exited and the ring
+    /// is drained. [`Subscriber::new`] does this by itself over AF_XDP.
+    pub fn attach_to(
+        config: SubscriberConfig,
+        path: &Path,
+        pid: i32,
+        session: u64,
+    ) -> Result<Subscriber, Error> {
+        let path = path.to_path_buf();
+        let start = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| proc_start_time(&s));
+        let ring = Ring::open(&path, None).map_err(|e| {
+            Error::Xdp(format!(
+                "this feed is received on this host by pid {pid} (xpgmd session {session}); \
+                 attaching to its delivery ring failed: {e}"
+            ))
+        })?;
+        let reader = ring.reader().map_err(|e| {
+            Error::Xdp(format!(
+                "this feed is received on this host by pid {pid} (xpgmd session {session}); \
+                 its delivery ring refused another reader: {e}"
+            ))
+        })?;
+        let max_msg = ring.config().max_msg;
+        eprintln!(
+            "xpgm: --transport xdp: group {} port {} on {} is already received on this host by \
+             pid {pid} (xpgmd session {session}); reading its deliveries from {}",
+            config.session.group,
+            config.session.dport,
+            config.session.iface,
+            path.display()
+        );
+        let local = xpgm_afxdp::iface::InterfaceInfo::lookup(&config.session.iface)
+            .ok()
+            .and_then(|i| i.address_for(config.session.group))
+            .map_or_else(|| nla_of(config.session.group), nla_of);
+        let (shared, _bell) = Shared::new()?;
+        Ok(Subscriber {
+            reader,
+            buf: vec![0u8; max_msg].into_boxed_slice(),
+            shared,
+            thread: None,
+            local,
+            transport: config.session.transport,
+            fanout: Fanout::Attached(AttachedTo {
+                pid,
+                start,
+                session,
+                path,
+                last: None,
+                lapped: 0,
+                closed: false,
+            }),
+        })
+    }
+
+    /// `Some(pid)` if this subscriber reads the shared ring of another local AF_XDP
+    /// receiver (process `pid`) instead of receiving from the network itself.
+    pub fn attached_to(&self) -> Option<i32> {
+        match &self.fanout {
+            Fanout::Attached(a) => Some(a.pid),
+            _ => None,
+        }
+    }
+
+    /// The shared ring this subscriber offers to other local consumers, if any.
+    pub fn shared_ring(&self) -> Option<&Path> {
+        match &self.fanout {
+            Fanout::Owner(o) => Some(&o.path),
+            _ => None,
+        }
+    }
+
+    fn check(config: &SubscriberConfig) -> Result<(), Error> {
         config.session.validate()?;
         if config.max_message == 0 {
             return Err(Error::Config("max_message must be at least 1".into()));
@@ -114,6 +424,24 @@ impl Subscriber {
                 config.queue_capacity
             )));
         }
+        Ok(())
+    }
+
+    /// Like [`Subscriber::new`] over a datapath opened by the caller (another transport,
+    /// or a test double); `config.session` then only supplies group, port and sizes.
+    pub fn with_datapath(
+        config: SubscriberConfig,
+        dp: Box<dyn transport::Datapath>,
+    ) -> Result<Subscriber, Error> {
+        Subscriber::check(&config)?;
+        Subscriber::start(config, dp, Fanout::Private)
+    }
+
+    fn start(
+        config: SubscriberConfig,
+        dp: Box<dyn transport::Datapath>,
+        fanout: Fanout,
+    ) -> Result<Subscriber, Error> {
         let mut rcfg = config.receiver.clone();
         rcfg.dport = config.session.dport;
         rcfg.group = nla_of(config.session.group);
@@ -153,6 +481,7 @@ impl Subscriber {
             thread: Some(thread),
             local,
             transport: config.session.transport,
+            fanout,
         })
     }
 
@@ -167,6 +496,9 @@ impl Subscriber {
     }
 
     fn dead(&self) -> Option<Error> {
+        if let Fanout::Attached(a) = &self.fanout {
+            return (a.closed || !a.owner_alive()).then(|| a.gone_error());
+        }
         if self.shared.done.load(Ordering::Acquire) {
             Some(self.shared.failure().unwrap_or(Error::Closed))
         } else {
@@ -179,6 +511,22 @@ impl Subscriber {
             .get(..len)
             .and_then(delivery::decode)
             .ok_or_else(|| Error::Worker("malformed delivery".into()))
+    }
+
+    /// Passes a message just read (`len` bytes in `buf`) to the fan-out: the owner
+    /// copies it into the shared ring; an attached reader notes it. False if it is
+    /// not a delivery (the "owner closed" marker).
+    fn fan(&mut self, len: usize) -> bool {
+        let bytes = self.buf.get(..len).unwrap_or(&[]);
+        match &mut self.fanout {
+            Fanout::Private => true,
+            Fanout::Owner(o) => {
+                // Broadcast mode: never full; a slow attached reader is lapped.
+                let _ = o.writer.try_send(bytes);
+                true
+            }
+            Fanout::Attached(a) => a.note(bytes),
+        }
     }
 
     /// Waits for the next delivery, up to `timeout` (`None`: forever). [`Error::Timeout`]
@@ -194,7 +542,14 @@ impl Subscriber {
                 None => Duration::from_millis(100),
             };
             match self.reader.recv_blocking(&mut self.buf, Some(slice)) {
-                Ok(r) => break r.len,
+                Ok(r) => {
+                    if self.fan(r.len) {
+                        break r.len;
+                    }
+                }
+                Err(RecvError::Lapped { missed }) if let Fanout::Attached(a) = &mut self.fanout => {
+                    return Ok(a.lapping(missed));
+                }
                 Err(RecvError::Timeout | RecvError::Empty) => {
                     if let Some(e) = self.dead()
                         && self.reader.lag() == 0
@@ -213,7 +568,16 @@ impl Subscriber {
 
     /// The next delivery if one is ready.
     pub fn try_recv(&mut self) -> Result<Option<Delivery<'_>>, Error> {
-        match self.reader.try_recv(&mut self.buf) {
+        let r = loop {
+            match self.reader.try_recv(&mut self.buf) {
+                Ok(r) if !self.fan(r.len) => continue,
+                Err(RecvError::Lapped { missed }) if let Fanout::Attached(a) = &mut self.fanout => {
+                    return Ok(Some(a.lapping(missed)));
+                }
+                r => break r,
+            }
+        };
+        match r {
             Ok(r) => self.decode(r.len).map(Some),
             Err(RecvError::Empty) => match self.dead() {
                 Some(e) => Err(e),
@@ -230,13 +594,34 @@ impl Subscriber {
         mut f: impl FnMut(Delivery<'_>),
     ) -> Result<usize, Error> {
         let mut bad = false;
-        let n = self.reader.recv_batch(&mut self.buf, max, |_, bytes| {
+        let Subscriber {
+            reader,
+            buf,
+            fanout,
+            ..
+        } = self;
+        let n = reader.recv_batch(buf, max, |_, bytes| {
+            match fanout {
+                Fanout::Private => {}
+                Fanout::Owner(o) => {
+                    let _ = o.writer.try_send(bytes);
+                }
+                Fanout::Attached(a) => {
+                    if !a.note(bytes) {
+                        return;
+                    }
+                }
+            }
             match delivery::decode(bytes) {
                 Some(d) => f(d),
                 None => bad = true,
             }
         });
         match n {
+            Err(RecvError::Lapped { missed }) if let Fanout::Attached(a) = &mut self.fanout => {
+                f(a.lapping(missed));
+                Ok(1)
+            }
             Ok(0) | Err(RecvError::Empty) => match self.dead() {
                 Some(e) => Err(e),
                 None => Ok(0),
@@ -265,6 +650,10 @@ impl Subscriber {
             buffer_drops: c.get(rcv_ix::BUFFER_DROPS),
             packets_ignored: c.get(rcv_ix::IGNORED),
             send_errors: c.get(rcv_ix::SEND_ERRORS),
+            lapped: match &self.fanout {
+                Fanout::Attached(a) => a.lapped,
+                _ => 0,
+            },
         }
     }
 

@@ -5,7 +5,8 @@
 //! xpgmd), called from `scripts/test`. Every topology and xpgmd is torn down by a
 //! guard, also when a test fails.
 //!
-//! Knobs: `XPGM_E2E_XDP_COUNT` (default 1 000 000 messages for the two-receiver run).
+//! Knobs: `XPGM_E2E_XDP_COUNT` (default 1 000 000 messages for the two-receiver run),
+//! `XPGM_E2E_PREFIX` (topology name prefix, default `d`).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -49,7 +50,11 @@ struct Topology {
 
 impl Topology {
     fn up(tag: &str, receivers: u32, loss: &str) -> Topology {
-        let name = format!("d{tag}{:x}", std::process::id() % 0xfff);
+        // `XPGM_E2E_PREFIX` (default `d`): engineers sharing a machine keep their
+        // topologies apart (names are at most 8 characters).
+        let prefix = std::env::var("XPGM_E2E_PREFIX").unwrap_or_else(|_| "d".into());
+        let name = format!("{prefix}{tag}{:x}", std::process::id() % 0xfff);
+        assert!(name.len() <= 8, "topology name {name} too long");
         let script = root_dir().join("scripts/topology");
         let _ = Command::new(&script).args(["down", &name]).status();
         let dir = std::env::temp_dir().join(format!("xpgm-e2e-xdp-{name}"));
@@ -181,6 +186,33 @@ impl Proc {
             e.read_to_string(&mut err).expect("stderr");
         }
         (status.success(), out, err)
+    }
+
+    /// Like [`Proc::finish`], but kills it after `limit` instead of panicking:
+    /// (exited by itself, status ok, stdout, stderr).
+    fn finish_or_kill(mut self, limit: Duration) -> (bool, bool, String, String) {
+        let deadline = Instant::now() + limit;
+        let mut exited = true;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                break st;
+            }
+            if Instant::now() >= deadline {
+                exited = false;
+                let _ = self.child.kill();
+                break self.child.wait().expect("wait");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            o.read_to_string(&mut out).expect("stdout");
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).expect("stderr");
+        }
+        (exited, status.success(), out, err)
     }
 
     fn json(self, limit: Duration) -> Value {
@@ -375,26 +407,92 @@ fn xdp_receiver_started_mid_stream_delivers_in_order_from_where_it_joined() {
     assert_clean(&v, count - first, "xdp");
 }
 
+/// Removes a file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Polls `f` every 100 ms for at most `limit`; panics with `what()` if it never holds.
+fn poll_until(limit: Duration, mut f: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Steering entries and XSKMAP slots on `ns` (from `xpgmctl steering`), as
+/// (entries, slots) of the interfaces with the classifier attached.
+fn steering(topo: &Topology, ns: &str) -> (Vec<Value>, Vec<Value>) {
+    let v = topo.ctl(ns, "steering");
+    let mut entries = Vec::new();
+    let mut slots = Vec::new();
+    for i in v["interfaces"].as_array().into_iter().flatten() {
+        assert_eq!(i["error"], Value::Null, "{v}");
+        entries.extend(i["steering"].as_array().into_iter().flatten().cloned());
+        slots.extend(i["slots"].as_array().into_iter().flatten().cloned());
+    }
+    (entries, slots)
+}
+
+/// Waits until xpgmd on `ns` has exactly one session and returns its pid and ring.
+fn one_session(topo: &Topology, ns: &str) -> (Value, String) {
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            topo.ctl(ns, "sessions")["sessions"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        },
+        || format!("no single session: {}", topo.ctl(ns, "sessions")),
+    );
+    let sessions = topo.ctl(ns, "sessions");
+    let s0 = &sessions["sessions"][0];
+    let ring = s0["ring"]
+        .as_str()
+        .unwrap_or_else(|| panic!("receiver shares no ring: {sessions}"))
+        .to_owned();
+    assert!(std::path::Path::new(&ring).exists(), "{ring}");
+    (s0["pid"].clone(), ring)
+}
+
+fn no_sessions(topo: &Topology, ns: &str) -> bool {
+    topo.ctl(ns, "sessions")["sessions"]
+        .as_array()
+        .is_some_and(|a| a.is_empty())
+}
+
 #[test]
 #[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
-fn second_local_xdp_receiver_fails_clearly_and_a_killed_receiver_leaves_nothing() {
+fn second_local_xdp_receiver_gets_the_data_and_a_killed_receiver_leaves_nothing() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let topo = Topology::up("k", 1, "0");
+    let topo = Topology::up("k", 1, "1");
     let group = "239.192.20.4";
     let rx = topo.rx(1);
-    let first = topo.xpgm(&rx, &recv_args(group, "xdp", "1000000"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = topo.ctl(&rx, "sessions");
-        if s["sessions"].as_array().is_some_and(|a| a.len() == 1) {
-            break;
+    // Long idle limits where a receiver must still be running when its owner is killed.
+    let long_idle = |count: &'static str| {
+        let mut a = recv_args(group, "xdp", count);
+        for x in &mut a {
+            if *x == "8000" {
+                *x = "60000";
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "first receiver never registered: {s}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        a
+    };
+
+    // 1. The first receiver owns the socket and shares its deliveries; a second
+    // AF_XDP receiver of the same feed on this host attaches to its ring: both get
+    // everything (1 % loss, repaired by the owner), the first keeps its traffic and
+    // xpgmd has exactly one steering entry and one socket.
+    let first = topo.xpgm(&rx, &recv_args(group, "xdp", "20000"));
+    let first_pid = first.child.id();
+    let (pid, ring) = one_session(&topo, &rx);
+    assert_eq!(pid, first_pid);
+    let _stale = RemoveOnDrop(std::path::PathBuf::from(&ring));
     let groups = topo.ctl(&rx, "groups");
     assert!(
         groups["groups"]
@@ -402,44 +500,175 @@ fn second_local_xdp_receiver_fails_clearly_and_a_killed_receiver_leaves_nothing(
             .is_some_and(|g| g.iter().any(|m| m["group"] == group)),
         "membership while receiving: {groups}"
     );
-    // A second AF_XDP receiver of the same feed on this host: clear error, the
-    // first keeps its traffic.
-    let (ok, out, err) = topo
-        .xpgm(&rx, &recv_args(group, "xdp", "10"))
-        .finish(Duration::from_secs(20));
-    assert!(!ok, "second receiver must fail");
-    assert!(out.is_empty(), "{out}");
-    // Either xpgmd refuses the steering entry (`exists`), or, on a queue that
-    // already has an AF_XDP socket, the kernel refuses the bind (EBUSY) first.
+    let second = topo.xpgm(&rx, &recv_args(group, "xdp", "20000"));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        topo.ctl(&rx, "sessions")["sessions"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let (entries, slots) = steering(&topo, &rx);
+    assert_eq!(
+        (entries.len(), slots.len()),
+        (1, 1),
+        "{entries:?} {slots:?}"
+    );
+    assert_eq!(entries[0]["pid"], first_pid);
+    assert_eq!(entries[0]["address"], group);
+    assert_eq!(slots[0]["pid"], first_pid);
+    let s = topo
+        .xpgm(&topo.tx(), &send_args(group, "xdp", "20000"))
+        .json(Duration::from_secs(60));
+    assert_eq!(u(&s, "sent"), 20_000);
+    let (ok, out, err) = second.finish(Duration::from_secs(30));
+    assert!(ok, "second receiver: {out} {err}");
     assert!(
-        (err.contains("already served on this host") && err.contains("--transport socket"))
-            || err.contains("Device or resource busy"),
+        err.contains(&format!("already received on this host by pid {first_pid}")),
         "{err}"
     );
-    // Kill the first receiver (SIGKILL: no cleanup of its own).
-    drop(first);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = topo.ctl(&rx, "sessions");
-        let g = topo.ctl(&rx, "groups");
-        let no_sessions = s["sessions"].as_array().is_some_and(|a| a.is_empty());
-        let no_groups = g["groups"].as_array().is_some_and(|a| a.is_empty());
-        if no_sessions && no_groups {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left behind after kill: sessions {s} groups {g}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // Its steering entry is gone too: a new receiver can claim the same feed and
-    // receives it.
-    let again = topo.xpgm(&rx, &recv_args(group, "xdp", "20000"));
+    let v: Value = serde_json::from_str(out.trim()).expect("second receiver JSON");
+    eprintln!("second (attached) receiver: {v}");
+    assert_clean(&v, 20_000, "xdp");
+    assert_eq!(u(&v, "first_index"), 0, "{v}");
+    assert_eq!(
+        u(&v, "naks_sent"),
+        0,
+        "the owner repairs, not the reader: {v}"
+    );
+    let v = first.json(Duration::from_secs(30));
+    assert_clean(&v, 20_000, "xdp");
+    assert!(u(&v, "naks_sent") > 0, "{v}");
+    // The owner exited normally: its session and its ring file are gone.
+    poll_until(
+        Duration::from_secs(10),
+        || no_sessions(&topo, &rx),
+        || format!("session left: {}", topo.ctl(&rx, "sessions")),
+    );
+    assert!(!std::path::Path::new(&ring).exists(), "ring {ring} left");
+
+    // 2. A new owner, a reader attached to it, then the owner is killed: the
+    // reader ends with an error naming the owner's pid, and nothing of the owner
+    // remains in xpgmd or the classifier.
+    let owner = topo.xpgm(&rx, &long_idle("1000000"));
+    let owner_pid = owner.child.id();
+    let (pid, ring) = one_session(&topo, &rx);
+    assert_eq!(pid, owner_pid);
+    let _stale2 = RemoveOnDrop(std::path::PathBuf::from(&ring));
+    let (entries, slots) = steering(&topo, &rx);
+    assert_eq!(
+        (entries.len(), slots.len()),
+        (1, 1),
+        "{entries:?} {slots:?}"
+    );
+    assert_eq!(entries[0]["pid"], owner_pid);
+    let reader = topo.xpgm(&rx, &long_idle("1000000"));
     std::thread::sleep(Duration::from_millis(1000));
+    // SIGKILL: no cleanup of its own.
+    drop(owner);
+    let (exited, ok, out, err) = reader.finish_or_kill(Duration::from_secs(20));
+    assert!(
+        exited && !ok,
+        "attached receiver must fail when its owner is gone (exited {exited}): {out} {err}"
+    );
+    assert!(
+        err.contains(&format!("pid {owner_pid}")) && err.contains("exited"),
+        "{err}"
+    );
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            let (e, k) = steering(&topo, &rx);
+            let g = topo.ctl(&rx, "groups");
+            e.is_empty()
+                && k.is_empty()
+                && no_sessions(&topo, &rx)
+                && g["groups"].as_array().is_some_and(|a| a.is_empty())
+        },
+        || {
+            format!(
+                "left behind after kill: steering {:?} sessions {} groups {}",
+                steering(&topo, &rx),
+                topo.ctl(&rx, "sessions"),
+                topo.ctl(&rx, "groups")
+            )
+        },
+    );
+
+    // 3. A new receiver can claim the same feed and receives it; it removes the
+    // ring file the killed owner left behind.
+    let again = topo.xpgm(&rx, &recv_args(group, "xdp", "20000"));
+    let (pid, ring3) = one_session(&topo, &rx);
+    assert_eq!(pid, again.child.id());
+    assert_ne!(ring3, ring);
+    assert!(
+        !std::path::Path::new(&ring).exists(),
+        "stale ring {ring} not removed"
+    );
     let s = topo
         .xpgm(&topo.tx(), &send_args(group, "xdp", "20000"))
         .json(Duration::from_secs(60));
     assert_eq!(u(&s, "sent"), 20_000);
     assert_clean(&again.json(Duration::from_secs(30)), 20_000, "xdp");
+    poll_until(
+        Duration::from_secs(10),
+        || no_sessions(&topo, &rx),
+        || format!("session left: {}", topo.ctl(&rx, "sessions")),
+    );
+    assert!(!std::path::Path::new(&ring3).exists(), "ring {ring3} left");
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_sender_and_receiver_on_one_host_fail_clearly_before_binding() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("h", 1, "0");
+    let group = "239.192.20.5";
+    let tx = topo.tx();
+    // A sender first (it registers with its first packet), then a receiver of its
+    // feed on the same host and interface.
+    let mut sargs = send_args(group, "xdp", "1000000");
+    sargs.extend_from_slice(&["--rate", "5000"]);
+    let sender = topo.xpgm(&tx, &sargs);
+    let sender_pid = sender.child.id();
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            topo.ctl(&tx, "sessions")["sessions"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        },
+        || format!("sender never registered: {}", topo.ctl(&tx, "sessions")),
+    );
+    let (ok, out, err) = topo
+        .xpgm(&tx, &recv_args(group, "xdp", "10"))
+        .finish(Duration::from_secs(20));
+    assert!(!ok && out.is_empty(), "{out} {err}");
+    assert!(
+        err.contains(&format!(
+            "eth0 queue 0 is already used on this host by an AF_XDP source (pid {sender_pid}"
+        )) && err.contains("--transport socket"),
+        "{err}"
+    );
+    assert!(!err.contains("Device or resource busy"), "{err}");
+    drop(sender);
+    poll_until(
+        Duration::from_secs(10),
+        || no_sessions(&topo, &tx),
+        || format!("sender session left: {}", topo.ctl(&tx, "sessions")),
+    );
+    // The other way round: a receiver first, then a sender on the same interface.
+    let receiver = topo.xpgm(&tx, &recv_args(group, "xdp", "10"));
+    let (pid, _ring) = one_session(&topo, &tx);
+    assert_eq!(pid, receiver.child.id());
+    let (ok, out, err) = topo
+        .xpgm(&tx, &send_args(group, "xdp", "10"))
+        .finish(Duration::from_secs(20));
+    assert!(!ok, "{out} {err}");
+    assert!(
+        err.contains(&format!(
+            "eth0 queue 0 is already used on this host by an AF_XDP receiver (pid {pid}"
+        )),
+        "{err}"
+    );
 }

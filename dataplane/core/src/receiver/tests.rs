@@ -658,11 +658,73 @@ fn buffer_pool_is_bounded() {
     let mut r = Receiver::new(c, LOCAL, 1).unwrap();
     r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
     // 1 missing so nothing can be delivered; everything after it must be buffered.
+    // Full-size TSDUs take the largest class (1456 bytes + 32 of bookkeeping): 7 fit
+    // in 8 × 1480 bytes.
+    let big = [7u8; 1456];
     for i in 2..40u32 {
-        r.handle_repr(ms(0), SRC, &odata(i, 0, b"x"));
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &big));
     }
-    assert_eq!(r.buffers_allocated(), 8);
-    assert_eq!(r.stats().buffer_drops, 30);
+    assert_eq!(r.buffers_allocated(), 7);
+    assert_eq!(r.buffer_bytes(), 7 * (1456 + 32));
+    assert_eq!(r.stats().buffer_drops, 31);
+}
+
+#[test]
+fn small_messages_take_small_buffers() {
+    // The same budget holds 123 one-byte messages (64-byte class + 32 = 96 bytes each).
+    let c = ReceiverConfig {
+        rxw_max_bytes: 1480 * 8,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    for i in 2..400u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &i.to_le_bytes()[..1]));
+    }
+    assert_eq!(r.buffers_allocated(), 1480 * 8 / 96);
+    assert_eq!(r.buffer_bytes(), 123 * 96);
+    assert_eq!(r.stats().buffer_drops, 398 - 123);
+}
+
+#[test]
+fn free_small_buffers_are_released_for_large_ones() {
+    // A burst of small messages fills the budget with small buffers; once they are
+    // delivered, large messages still find room (free small buffers are released).
+    let c = ReceiverConfig {
+        rxw_max_bytes: 1480 * 8,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    // 122 buffered behind the missing sqn 1, then sqn 1: 123 buffers of 96 bytes.
+    for i in 2..124u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &i.to_le_bytes()[..1]));
+    }
+    r.handle_repr(ms(0), SRC, &odata(1, 0, &[1]));
+    assert_eq!(r.buffer_bytes(), 123 * 96);
+    assert_eq!(r.stats().buffer_drops, 0);
+    let data: Vec<(u32, Vec<u8>)> = events(&mut r)
+        .into_iter()
+        .filter_map(|e| match e {
+            Ev::Data(sqn, d) => Some((sqn, d)),
+            _ => None,
+        })
+        .collect();
+    // Delivered in order, each from its own buffer.
+    assert_eq!(data.len(), 123);
+    for (k, (sqn, d)) in data.iter().enumerate() {
+        assert_eq!(*sqn, k as u32 + 1);
+        assert_eq!(d[..], (k as u32 + 1).to_le_bytes()[..1]);
+    }
+    let big = [9u8; 1456];
+    // 124 is missing: 7 large ones (1456 + 32 bytes each) are buffered behind it.
+    for i in 125..141u32 {
+        r.handle_repr(ms(1), SRC, &odata(i, 0, &big));
+    }
+    assert_eq!(r.stats().buffer_drops, 16 - 7);
+    // Small free buffers were released as far as needed, and no further.
+    assert!(r.buffer_bytes() <= 1480 * 8);
+    assert!(r.buffer_bytes() >= 7 * (1456 + 32));
 }
 
 #[test]
@@ -850,4 +912,79 @@ fn ring_grows_with_the_window_and_keeps_its_contents() {
     }
     assert_eq!(r.stats().duplicates, 0);
     assert_eq!(r.stats().window_full_drops, 0);
+}
+
+#[test]
+fn default_window_holds_300_ms_at_a_million_messages_per_second() {
+    // 64-byte messages, one per µs; sqn 10 is lost and repaired 300 ms later. The
+    // default window holds everything behind the gap meanwhile (no drop), then
+    // delivers it all in order.
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    let n = 300_000u32;
+    let payload = |i: u32| {
+        let mut p = [0u8; 64];
+        p[..4].copy_from_slice(&i.to_le_bytes());
+        p
+    };
+    let mut delivered = 0u32;
+    let mut expect = 1u32;
+    let mut check = |r: &mut Receiver, delivered: &mut u32| {
+        while let Some(e) = r.poll_event() {
+            if let Event::Data { sqn, data, .. } = e {
+                assert_eq!(sqn.0, expect);
+                assert_eq!(data[..4], expect.to_le_bytes());
+                expect += 1;
+                *delivered += 1;
+            }
+        }
+    };
+    for i in 1..=n {
+        let now = Instant::from_nanos(u64::from(i) * 1000);
+        if i != 10 {
+            r.handle_repr(now, SRC, &odata(i, 0, &payload(i)));
+        }
+        check(&mut r, &mut delivered);
+    }
+    assert_eq!(delivered, 9, "held behind the gap");
+    assert_eq!(r.stats().window_full_drops, 0);
+    assert_eq!(r.stats().buffer_drops, 0);
+    assert!(r.buffer_bytes() <= r.config().rxw_max_bytes);
+    r.handle_repr(ms(301), SRC, &rdata(10, 0, &payload(10)));
+    check(&mut r, &mut delivered);
+    assert_eq!(delivered, n);
+}
+
+#[test]
+fn repair_of_the_gap_fits_when_the_pool_is_full_behind_it() {
+    // Data behind a gap fills the whole budget; the repair of the gap still finds a
+    // buffer (head-of-line reserve), so everything drains instead of waiting for the
+    // gap to be given up.
+    let c = ReceiverConfig {
+        rxw_max_bytes: 1480 * 8,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    let big = [3u8; 1456];
+    for i in 2..12u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &big));
+    }
+    assert_eq!(r.stats().buffer_drops, 3, "7 held behind the gap");
+    r.handle_repr(ms(1), SRC, &rdata(1, 0, &big));
+    assert_eq!(r.stats().buffer_drops, 3, "the repair was stored");
+    let delivered: Vec<u32> = events(&mut r)
+        .into_iter()
+        .filter_map(|e| match e {
+            Ev::Data(sqn, _) => Some(sqn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, (1..=8).collect::<Vec<_>>());
+    assert!(r.buffer_bytes() <= 1480 * 8 + 2 * (1456 + 32));
+    // With the window drained, the dropped sequences are taken again.
+    for i in 9..12u32 {
+        r.handle_repr(ms(2), SRC, &rdata(i, 0, &big));
+    }
+    assert_eq!(events(&mut r).len(), 3);
 }

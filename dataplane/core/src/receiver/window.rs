@@ -27,9 +27,8 @@ pub(crate) struct Env {
 impl Env {
     pub(crate) fn new(cfg: ReceiverConfig, rng: Rng) -> Self {
         let size = cfg.max_tpdu.saturating_sub(DATA_OVERHEAD).max(1);
-        let max = (cfg.rxw_max_bytes / cfg.max_tpdu.max(1)).max(1);
         Env {
-            pool: Pool::new(size, max),
+            pool: Pool::new(size, cfg.rxw_max_bytes),
             timers: BinaryHeap::with_capacity(1024),
             rng,
             stats: ReceiverStats::default(),
@@ -73,22 +72,81 @@ pub(crate) enum TimerKind {
     Expiry,
 }
 
-/// Receiver-wide TSDU buffers: grown on demand up to `max`, then recycled.
+/// Smallest pool buffer class, in bytes; classes double from it up to the largest TSDU.
+const MIN_CLASS: usize = 64;
+/// Most buffer classes (64 B doubling to 64 KiB covers every TSDU `max_tpdu` allows).
+const MAX_CLASSES: usize = 11;
+/// Bytes charged to the budget per buffer on top of its capacity (its `Vec` header in
+/// the table and the allocator's own header), so the budget bounds real memory.
+pub(crate) const BUF_OVERHEAD: usize = 32;
+/// Largest buffers head-of-line data may take beyond the budget.
+pub(crate) const HEAD_RESERVE: usize = 2;
+
+/// Receiver-wide TSDU buffers, sized to fit: each buffer belongs to a class (64, 128,
+/// 256, ... bytes, the last class the largest TSDU), so a 64-byte message costs 96 bytes
+/// of the `rxw_max_bytes` budget instead of a whole `max_tpdu` buffer.
+///
+/// Buffers are allocated on demand while the budget allows and recycled through one
+/// free list per class. When a class has no free buffer and the budget is spent, free
+/// buffers of other classes are released to make room (so a change of message sizes
+/// does not leave the budget stuck in the wrong class). In a steady mix of sizes the
+/// pool allocates nothing.
+///
+/// Head of line: data for a peer's next sequence to deliver may exceed the budget by
+/// [`HEAD_RESERVE`] largest buffers. It is delivered at once and its buffer comes back
+/// on the next call, so the reserve never accumulates, and a window full of data behind
+/// a gap can still take the repair that lets it drain (otherwise that repair would be
+/// dropped for want of a buffer until the gap was given up).
 #[derive(Debug)]
 pub(crate) struct Pool {
     bufs: Vec<Vec<u8>>,
-    free: Vec<u32>,
-    size: usize,
+    /// Class of each entry of `bufs` (`u8::MAX` for a released, vacant entry).
+    class_of: Vec<u8>,
+    /// Capacity of each class.
+    classes: [usize; MAX_CLASSES],
+    nclasses: usize,
+    /// Free buffers per class; each list's capacity covers every buffer of its class.
+    free: [Vec<u32>; MAX_CLASSES],
+    /// Buffers per class (free or in use).
+    count: [usize; MAX_CLASSES],
+    /// Entries of `bufs` whose buffer was released, for reuse.
+    vacant: Vec<u32>,
+    /// Bytes charged for the buffers that exist (free or in use).
+    used: usize,
+    /// Bytes charged for the buffers holding data.
+    in_use: usize,
+    /// Budget (`rxw_max_bytes`).
     max: usize,
+    size: usize,
 }
 
 impl Pool {
     fn new(size: usize, max: usize) -> Self {
+        let mut classes = [0; MAX_CLASSES];
+        let mut nclasses = 0;
+        let mut c = MIN_CLASS;
+        while nclasses < MAX_CLASSES {
+            if let Some(slot) = classes.get_mut(nclasses) {
+                *slot = c.min(size);
+            }
+            nclasses += 1;
+            if c >= size {
+                break;
+            }
+            c *= 2;
+        }
         Pool {
             bufs: Vec::new(),
-            free: Vec::new(),
-            size,
+            class_of: Vec::new(),
+            classes,
+            nclasses,
+            free: Default::default(),
+            count: [0; MAX_CLASSES],
+            vacant: Vec::new(),
+            used: 0,
+            in_use: 0,
             max,
+            size,
         }
     }
 
@@ -97,29 +155,119 @@ impl Pool {
         self.size
     }
 
+    /// Buffers that exist (free or in use).
     pub(crate) fn allocated(&self) -> usize {
-        self.bufs.len()
+        self.bufs.len() - self.vacant.len()
     }
 
-    fn alloc(&mut self) -> Option<u32> {
-        if let Some(i) = self.free.pop() {
-            return Some(i);
+    /// Budget bytes charged for the buffers that exist.
+    pub(crate) fn bytes(&self) -> usize {
+        self.used
+    }
+
+    fn class_for(&self, len: usize) -> Option<usize> {
+        self.classes
+            .iter()
+            .take(self.nclasses)
+            .position(|&c| c >= len)
+    }
+
+    /// Releases one free buffer of a class other than `keep`; false if there is none.
+    fn release_one(&mut self, keep: usize) -> bool {
+        for c in (0..self.nclasses).rev() {
+            if c == keep {
+                continue;
+            }
+            let Some(i) = self.free.get_mut(c).and_then(Vec::pop) else {
+                continue;
+            };
+            if let Some(b) = self.bufs.get_mut(i as usize) {
+                *b = Vec::new();
+            }
+            if let Some(k) = self.class_of.get_mut(i as usize) {
+                *k = u8::MAX;
+            }
+            let cap = self.classes.get(c).copied().unwrap_or(0);
+            self.used = self.used.saturating_sub(cap + BUF_OVERHEAD);
+            if let Some(n) = self.count.get_mut(c) {
+                *n = n.saturating_sub(1);
+            }
+            self.vacant.push(i);
+            return true;
         }
-        if self.bufs.len() >= self.max {
+        false
+    }
+
+    fn cost(&self, class: usize) -> usize {
+        self.classes.get(class).copied().unwrap_or(0) + BUF_OVERHEAD
+    }
+
+    /// A buffer for a TSDU of `len` bytes (`len <= size()`), or `None` when the budget
+    /// is spent. `head`: the data is its peer's next to deliver (may use the reserve).
+    fn alloc(&mut self, len: usize, head: bool) -> Option<u32> {
+        let c = self.class_for(len)?;
+        let cost = self.cost(c);
+        let limit = if head {
+            self.max + HEAD_RESERVE * self.cost(self.nclasses.saturating_sub(1))
+        } else {
+            self.max
+        };
+        if self.in_use + cost > limit {
             return None;
         }
-        let i = u32::try_from(self.bufs.len()).ok()?;
-        self.bufs.push(Vec::with_capacity(self.size));
-        if self.free.capacity() < self.bufs.len() {
-            // Keep the free list able to hold every buffer, so `free` never allocates.
-            self.free
-                .reserve(self.bufs.len().next_power_of_two() - self.free.len());
+        if let Some(i) = self.free.get_mut(c).and_then(Vec::pop) {
+            self.in_use += cost;
+            return Some(i);
+        }
+        let cap = self.classes.get(c).copied()?;
+        while self.used + cost > limit {
+            if !self.release_one(c) {
+                return None;
+            }
+        }
+        let buf = Vec::with_capacity(cap);
+        let i = match self.vacant.pop() {
+            Some(i) => {
+                if let Some(b) = self.bufs.get_mut(i as usize) {
+                    *b = buf;
+                }
+                if let Some(k) = self.class_of.get_mut(i as usize) {
+                    *k = c as u8;
+                }
+                i
+            }
+            None => {
+                let i = u32::try_from(self.bufs.len()).ok()?;
+                self.bufs.push(buf);
+                self.class_of.push(c as u8);
+                if self.vacant.capacity() < self.bufs.len() {
+                    // The vacant list can hold every entry, so releasing never allocates.
+                    self.vacant
+                        .reserve(self.bufs.len().next_power_of_two() - self.vacant.len());
+                }
+                i
+            }
+        };
+        self.used += cost;
+        self.in_use += cost;
+        if let (Some(n), Some(f)) = (self.count.get_mut(c), self.free.get_mut(c)) {
+            *n += 1;
+            if f.capacity() < *n {
+                // Keep the class's free list able to hold all its buffers, so `free`
+                // never allocates.
+                f.reserve(n.next_power_of_two() - f.len());
+            }
         }
         Some(i)
     }
 
     pub(crate) fn free(&mut self, i: u32) {
-        self.free.push(i);
+        let c = self.class_of.get(i as usize).copied().unwrap_or(u8::MAX) as usize;
+        let cost = self.cost(c);
+        if let Some(f) = self.free.get_mut(c) {
+            f.push(i);
+            self.in_use = self.in_use.saturating_sub(cost);
+        }
     }
 
     pub(crate) fn get(&self, i: u32) -> &[u8] {
@@ -509,7 +657,7 @@ impl Peer {
             self.set(sqn, Slot::Lost);
             return;
         }
-        let Some(buf) = env.pool.alloc() else {
+        let Some(buf) = env.pool.alloc(d.payload.len(), sqn == self.next) else {
             env.stats.buffer_drops += 1;
             if fresh {
                 // Keep it as a loss to repair once buffers are free again.

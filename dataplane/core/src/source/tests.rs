@@ -653,3 +653,276 @@ fn full_window_of_young_data_blocks_send_until_it_ages() {
     }
     assert_eq!(s.trail(), Sqn(12));
 }
+
+/// Payload of message `i`: `len` bytes, each different from its neighbours' so that a
+/// record read from the wrong place is noticed.
+fn msg(i: u32, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|k| (i as usize).wrapping_mul(31).wrapping_add(k) as u8)
+        .collect()
+}
+
+/// The RDATA payload the source sends for `sqn` after a NAK, or `None` when it does not
+/// answer (no NCF, no RDATA).
+fn repair_of(s: &mut Source, now: Instant, sqn: Sqn) -> Option<(Vec<u8>, Option<Fragment>)> {
+    s.handle_repr(now, RX, &nak(sqn.0, &[]));
+    let mut got = None;
+    let mut ncf = false;
+    while let Some(p) = s.poll_repr(now) {
+        match p.body {
+            Body::Ncf(n) if n.sqn == sqn => ncf = true,
+            Body::Rdata(d) if d.sqn == sqn => {
+                got = Some((d.payload.to_vec(), p.options.fragment));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(ncf, got.is_some(), "an NCF exactly when a repair is sent");
+    got
+}
+
+/// A byte-bound window: many sequences, the smallest arena allowed for `send_queue` 4
+/// (2 × 4 × 1480 = 11 840 bytes).
+fn byte_bound_cfg(min_secs: Duration) -> SourceConfig {
+    SourceConfig {
+        txw_sqns: 1024,
+        txw_max_bytes: 2 * 4 * 1480,
+        send_queue: 4,
+        max_apdu: 4 * 1436,
+        txw_min_secs: min_secs,
+        txw_secs: Duration::from_secs(3600),
+        ..cfg()
+    }
+}
+
+#[test]
+fn byte_bound_evicts_oldest_and_keeps_repairs_exact() {
+    let mut s = Source::new(byte_bound_cfg(Duration::ZERO), tsi(), Instant::ZERO).unwrap();
+    for i in 0..100u32 {
+        assert_eq!(s.send(Instant::ZERO, &msg(i, 1000)).unwrap(), Sqn(i));
+        let _ = drain(&mut s, Instant::ZERO);
+    }
+    // 11 records of 1000 bytes fit in 11 840 bytes; the 12th starts a new lap after 840
+    // bytes of padding, so between 10 and 11 of the newest are held, never more.
+    let held = s.lead().0 - s.trail().0 + 1;
+    assert!((10..=11).contains(&held), "held {held}");
+    assert_eq!(s.lead(), Sqn(99));
+    // The oldest still held is repaired byte for byte; the one before is gone.
+    let trail = s.trail();
+    let (data, frag) = repair_of(&mut s, ms(1), trail).expect("trail is repairable");
+    assert_eq!(data, msg(trail.0, 1000));
+    assert_eq!(frag, None);
+    assert_eq!(repair_of(&mut s, ms(1), trail.prev()), None);
+    assert_eq!(s.stats().naks_outside_window, 1);
+    assert_eq!(s.stats().ncf_sent, 1);
+    // Every held sequence comes back intact.
+    for q in trail.0..=99 {
+        let (data, _) = repair_of(&mut s, ms(2), Sqn(q)).unwrap();
+        assert_eq!(data, msg(q, 1000), "sqn {q}");
+    }
+}
+
+#[test]
+fn sqn_bound_evicts_even_when_bytes_remain() {
+    let c = SourceConfig {
+        txw_sqns: 16,
+        send_queue: 16,
+        max_apdu: 1000,
+        txw_min_secs: Duration::ZERO,
+        txw_secs: Duration::from_secs(3600),
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    for i in 0..40u32 {
+        s.send(Instant::ZERO, &msg(i, 64)).unwrap();
+        let _ = drain(&mut s, Instant::ZERO);
+    }
+    assert_eq!((s.trail(), s.lead()), (Sqn(24), Sqn(39)));
+    assert_eq!(repair_of(&mut s, ms(1), Sqn(23)), None);
+    assert_eq!(
+        repair_of(&mut s, ms(1), Sqn(24)).map(|r| r.0),
+        Some(msg(24, 64))
+    );
+}
+
+#[test]
+fn byte_bound_respects_min_secs_then_frees_up() {
+    let mut s = Source::new(
+        byte_bound_cfg(Duration::from_millis(500)),
+        tsi(),
+        Instant::ZERO,
+    )
+    .unwrap();
+    // One 1000-byte message per ms: the 12th needs the arena's first record (sent at
+    // 0 ms), which is younger than 500 ms.
+    let mut i = 0u32;
+    let blocked = loop {
+        let now = ms(u64::from(i));
+        match s.send(now, &msg(i, 1000)) {
+            Ok(q) => assert_eq!(q, Sqn(i)),
+            Err(e) => break (e, now),
+        }
+        let _ = drain(&mut s, now);
+        i += 1;
+        assert!(i < 100, "never blocked");
+    };
+    assert_eq!(blocked.0, SendError::WouldBlock);
+    assert_eq!(i, 11);
+    assert_eq!(s.trail(), Sqn(0), "nothing young was evicted");
+    // Nothing was dropped: every message sent so far is repairable.
+    for q in 0..11 {
+        assert_eq!(
+            repair_of(&mut s, blocked.1, Sqn(q)).unwrap().0,
+            msg(q, 1000)
+        );
+    }
+    // It fits once sqn 0 is 500 ms old, and not a nanosecond before.
+    let before = ms(500) - Duration::from_nanos(1);
+    assert_eq!(s.send(before, &msg(11, 1000)), Err(SendError::WouldBlock));
+    assert!(s.poll_timeout().unwrap() <= ms(500));
+    assert_eq!(s.send(ms(500), &msg(11, 1000)).unwrap(), Sqn(11));
+    assert_eq!(s.trail(), Sqn(1));
+}
+
+#[test]
+fn unsent_data_is_never_evicted() {
+    // A queue of unsent data larger than the arena's free space blocks `send` (no
+    // deadline: transmissions free it) instead of overwriting it.
+    let c = SourceConfig {
+        txw_max_rte: 1,
+        ..byte_bound_cfg(Duration::ZERO)
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    let _ = drain(&mut s, Instant::ZERO);
+    let mut n = 0;
+    while s.send(Instant::ZERO, &msg(n, 1400)).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 4, "send_queue bounds unsent TPDUs");
+    assert_eq!(s.unsent(), 4);
+    assert_eq!(s.trail(), Sqn(0));
+}
+
+#[test]
+fn fragmented_apdus_wrap_the_arena_and_repair_with_opt_fragment() {
+    let mut s = Source::new(byte_bound_cfg(Duration::ZERO), tsi(), Instant::ZERO).unwrap();
+    let chunk = s.config().max_fragment_tsdu();
+    let apdu = msg(7, 3 * chunk + 5);
+    let mut first = Sqn(0);
+    for _ in 0..10 {
+        first = s.send(Instant::ZERO, &apdu).unwrap();
+        let _ = drain(&mut s, Instant::ZERO);
+    }
+    assert_eq!(first, Sqn(36));
+    assert!(s.trail().le(Sqn(36)));
+    let mut whole = Vec::new();
+    for k in 0..4u32 {
+        let (data, frag) = repair_of(&mut s, ms(1), first.add(k)).unwrap();
+        let f = frag.expect("fragment option kept");
+        assert_eq!(f.first_sqn, first);
+        assert_eq!(f.offset as usize, k as usize * chunk);
+        assert_eq!(f.apdu_len as usize, apdu.len());
+        whole.extend_from_slice(&data);
+    }
+    assert_eq!(whole, apdu);
+}
+
+#[test]
+fn default_window_sustains_a_million_small_messages_per_second() {
+    // 3 s of 64-byte messages, one per µs, with the default window and txw_min_secs:
+    // never blocked, and at the end at least txw_min_secs of history is repairable.
+    let mut s = Source::new(cfg(), tsi(), Instant::ZERO).unwrap();
+    let mut buf = vec![0u8; 1500];
+    let payload = [0x42u8; 64];
+    let n = 3_000_000u32;
+    for i in 0..n {
+        let now = Instant::from_nanos(u64::from(i) * 1000);
+        assert_eq!(s.send(now, &payload), Ok(Sqn(i)), "blocked at {i}");
+        while s.poll_transmit(now, &mut buf).is_some() {}
+    }
+    let held = s.lead().0 - s.trail().0 + 1;
+    assert!(held >= 1_000_000, "only {held} sequences repairable");
+    assert_eq!(s.stats().odata_sent, u64::from(n));
+}
+
+mod arena_model {
+    //! The byte-packed window against a simple model: a map from sequence to the bytes
+    //! and fragment option it must carry.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn check(sizes: &[usize], sqns: u32) {
+        let c = SourceConfig {
+            txw_sqns: sqns,
+            ..byte_bound_cfg(Duration::ZERO)
+        };
+        let cap = c.txw_max_bytes;
+        let chunk = c.max_fragment_tsdu();
+        let max_record = c.max_single_tsdu().max(chunk + txw::FRAG_HEADER);
+        let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+        let mut model: HashMap<u32, (Vec<u8>, Option<Fragment>)> = HashMap::new();
+        for (i, &len) in sizes.iter().enumerate() {
+            let apdu = msg(i as u32, len);
+            let first = s.send(Instant::ZERO, &apdu).unwrap();
+            let n = s.config().tpdus_for(len);
+            if n == 1 {
+                model.insert(first.0, (apdu, None));
+            } else {
+                for (k, part) in apdu.chunks(chunk).enumerate() {
+                    let f = Fragment {
+                        first_sqn: first,
+                        offset: (k * chunk) as u32,
+                        apdu_len: len as u32,
+                    };
+                    model.insert(first.0 + k as u32, (part.to_vec(), Some(f)));
+                }
+            }
+            let _ = drain(&mut s, Instant::ZERO);
+            let (trail, lead) = (s.trail(), s.lead());
+            let held = lead.0.wrapping_add(1).wrapping_sub(trail.0);
+            let record = |q: u32| {
+                let (d, f) = &model[&q];
+                d.len() + if f.is_some() { txw::FRAG_HEADER } else { 0 }
+            };
+            let bytes: usize = (trail.0..=lead.0).map(record).sum();
+            // Both bounds hold...
+            assert!(held <= sqns, "{held} sequences held");
+            assert!(bytes <= cap, "{bytes} bytes held");
+            // ...and nothing was evicted that either bound allowed to keep (the arena
+            // loses less than one record to padding at its end).
+            if trail.0 > 0 {
+                assert!(
+                    held + 1 > sqns || bytes + record(trail.0 - 1) > cap - max_record,
+                    "evicted too much: {held} held, {bytes} bytes"
+                );
+            }
+            // Every held sequence carries its own bytes and option.
+            for q in [trail.0, (trail.0 + lead.0) / 2, lead.0] {
+                let sqn = Sqn(q);
+                let got = (s.txw.tsdu(sqn).to_vec(), s.txw.fragment(sqn));
+                assert_eq!(&got, &model[&q], "sqn {q}");
+            }
+        }
+        // Repairs of everything still held are exact.
+        for q in s.trail().0..=s.lead().0 {
+            assert_eq!(repair_of(&mut s, ms(1), Sqn(q)).as_ref(), Some(&model[&q]));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn byte_arena_matches_model(
+            sizes in prop::collection::vec(
+                prop_oneof![8 => 0usize..1456, 1 => 1457usize..4 * 1436],
+                1..200,
+            ),
+            sqn_bits in 3u32..10,
+        ) {
+            check(&sizes, 1 << sqn_bits);
+        }
+    }
+}

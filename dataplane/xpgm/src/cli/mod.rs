@@ -8,6 +8,7 @@ mod net;
 mod recv;
 mod send;
 mod sim;
+mod stamp;
 
 /// xpgm: kernel-bypass PGM (RFC 3208) for Linux.
 #[derive(Debug, Parser)]

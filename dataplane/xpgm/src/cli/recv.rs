@@ -1,6 +1,8 @@
 //! `xpgm recv`: receive messages whose first 8 bytes are their index and check the
 //! sequence: duplicates, out-of-order deliveries and index gaps not explained by
-//! reported unrecoverable loss.
+//! reported unrecoverable loss. With `--latency`, messages are expected to be stamped
+//! by `xpgm send --stamp` and one-way latency percentiles are reported; with
+//! `--progress-ms`, a progress line goes to stderr at that interval.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -10,6 +12,7 @@ use clap::Args;
 use xpgm::{Delivery, Error, Subscriber, SubscriberConfig};
 
 use super::net::{Framing, NetArgs};
+use super::stamp::{self, Clock, Latency};
 use xpgm::framing::zmq;
 
 /// Arguments of `xpgm recv`.
@@ -26,6 +29,21 @@ pub struct RecvArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Messages are stamped by `xpgm send --stamp`: measure one-way latency (receive
+    /// time minus the stamp in bytes 8..16, on `--clock`) into a histogram and report
+    /// p50/p90/p99/p99.9/max (`latency_ns` in --json). Bytes 8..16 are then not
+    /// checked against the fill byte.
+    #[arg(long)]
+    latency: bool,
+    /// Clock of `--latency`; must be the sender's `--clock`. `monotonic` is shared by
+    /// the network namespaces of one machine; across machines use `realtime` with
+    /// PTP-synchronised clocks.
+    #[arg(long, value_enum, default_value_t = Clock::Monotonic)]
+    clock: Clock,
+    /// Print a progress line to stderr every MS milliseconds: `progress t=SECS
+    /// received=N rate=MSGS_PER_S unrecoverable=N naks=N repairs=N`.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    progress_ms: Option<u64>,
 }
 
 /// How many skipped index ranges are remembered to tell late (out-of-order) messages
@@ -104,15 +122,80 @@ const ZMQ_MAX_MESSAGE: usize = 1 << 20;
 const ZMQ_MAX_SOURCES: usize = 16;
 
 /// A message's index (first 8 bytes, big-endian) and whether the rest is the fill byte
-/// `index & 0xff`; `None` if it is shorter than 8 bytes.
-fn message_index(m: &[u8]) -> Option<(u64, bool)> {
+/// `index & 0xff` (from byte 16 on if `stamped`: bytes 8..16 hold the send time);
+/// `None` if it is shorter than 8 bytes.
+fn message_index(m: &[u8], stamped: bool) -> Option<(u64, bool)> {
     let head: [u8; 8] = m.get(..8)?.try_into().ok()?;
     let idx = u64::from_be_bytes(head);
     let fill = (idx & 0xff) as u8;
+    let from = if stamped { stamp::STAMP_RANGE.end } else { 8 };
     let intact = m
-        .get(8..)
+        .get(from..)
         .is_none_or(|rest| rest.iter().all(|&x| x == fill));
     Some((idx, intact))
+}
+
+/// Progress lines of `--progress-ms`: the first at once (the receiver is listening),
+/// then one per interval; the rate is over the last interval.
+#[derive(Debug)]
+struct Progress {
+    every: Duration,
+    start: Instant,
+    next: Instant,
+    last_at: Instant,
+    last_received: u64,
+}
+
+impl Progress {
+    fn new(every: Duration, now: Instant) -> Progress {
+        Progress {
+            every,
+            start: now,
+            next: now,
+            last_at: now,
+            last_received: 0,
+        }
+    }
+
+    /// Whether a line is due at `now`.
+    fn due(&self, now: Instant) -> bool {
+        now >= self.next
+    }
+
+    /// The line to print at `now`, if one is due.
+    fn tick(
+        &mut self,
+        now: Instant,
+        received: u64,
+        unrecoverable: u64,
+        naks: u64,
+        repairs: u64,
+    ) -> Option<String> {
+        if now < self.next {
+            return None;
+        }
+        let dt = now.duration_since(self.last_at).as_secs_f64();
+        let rate = if dt > 0.0 {
+            received.saturating_sub(self.last_received) as f64 / dt
+        } else {
+            0.0
+        };
+        self.last_at = now;
+        self.last_received = received;
+        while self.next <= now {
+            self.next += self.every;
+        }
+        Some(format!(
+            "progress t={:.3} received={received} rate={rate:.0} unrecoverable={unrecoverable} \
+             naks={naks} repairs={repairs}",
+            now.duration_since(self.start).as_secs_f64()
+        ))
+    }
+
+    /// Time left until the next line is due.
+    fn until_next(&self, now: Instant) -> Duration {
+        self.next.saturating_duration_since(now)
+    }
 }
 
 /// Runs `xpgm recv`.
@@ -132,24 +215,53 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let mut first_at: Option<Instant> = None;
     let mut last_at = Instant::now();
     let mut last_activity = Instant::now();
+    let mut latency = if args.latency {
+        Some(Latency::new()?)
+    } else {
+        None
+    };
+    let mut progress = args
+        .progress_ms
+        .map(|ms| Progress::new(Duration::from_millis(ms), Instant::now()));
     loop {
         if args.count.is_some_and(|c| received >= c) {
             break;
         }
-        let left = idle.saturating_sub(last_activity.elapsed());
+        let now = Instant::now();
+        if let Some(p) = progress.as_mut().filter(|p| p.due(now)) {
+            let st = sub.stats();
+            if let Some(line) = p.tick(
+                now,
+                received,
+                unrecoverable,
+                st.naks_sent,
+                st.rdata_received,
+            ) {
+                eprintln!("{line}");
+            }
+        }
+        let left = idle.saturating_sub(now.duration_since(last_activity));
         if left.is_zero() {
             break;
         }
-        match sub.recv(Some(left)) {
+        let wait = progress.as_ref().map_or(left, |p| {
+            left.min(p.until_next(now).max(Duration::from_millis(1)))
+        });
+        match sub.recv(Some(wait)) {
             Ok(Delivery::Data { tsi, sqn, data }) => {
                 let now = Instant::now();
+                let now_ns = latency.as_ref().map(|_| args.clock.now_ns());
                 last_activity = now;
                 last_at = now;
                 first_at.get_or_insert(now);
+                let stamped = args.latency;
                 let mut on_message = |m: &[u8], _more: bool| {
                     received += 1;
                     bytes += m.len() as u64;
-                    match message_index(m) {
+                    if let (Some(l), Some(t)) = (latency.as_mut(), now_ns) {
+                        l.record(m, t);
+                    }
+                    match message_index(m, stamped) {
                         Some((idx, intact)) => {
                             corrupt += u64::from(!intact);
                             check.message(idx);
@@ -177,7 +289,9 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 break;
             }
             Ok(_) => {}
-            Err(Error::Timeout) => break,
+            // The idle limit is checked at the top of the loop; a shorter wait was
+            // for the next progress line.
+            Err(Error::Timeout) => {}
             Err(e) => return Err(e).context("subscriber failed"),
         }
     }
@@ -211,7 +325,25 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "rdata_received": stats.rdata_received,
             "duplicate_packets": stats.duplicates,
             "ncf_received": stats.ncf_received,
+            "repairs": stats.rdata_received,
         });
+        let mut j = j;
+        if let (Some(l), Some(obj)) = (latency.as_ref(), j.as_object_mut()) {
+            let p = l.percentiles();
+            obj.insert(
+                "latency_ns".into(),
+                serde_json::json!({
+                    "count": l.count(),
+                    "p50": p.map(|p| p.p50),
+                    "p90": p.map(|p| p.p90),
+                    "p99": p.map(|p| p.p99),
+                    "p999": p.map(|p| p.p999),
+                    "max": p.map(|p| p.max),
+                    "unstamped": l.unstamped,
+                    "negative": l.negative,
+                }),
+            );
+        }
         println!("{j}");
     } else {
         println!(
@@ -224,6 +356,21 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             stats.naks_sent,
             if ended { ", session ended" } else { "" }
         );
+        if let Some(l) = latency.as_ref() {
+            match l.percentiles() {
+                Some(p) => println!(
+                    "latency (us) over {} messages: p50 {:.1}, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, \
+                     max {:.1}",
+                    l.count(),
+                    p.p50 as f64 / 1e3,
+                    p.p90 as f64 / 1e3,
+                    p.p99 as f64 / 1e3,
+                    p.p999 as f64 / 1e3,
+                    p.max as f64 / 1e3
+                ),
+                None => println!("latency: no stamped message received"),
+            }
+        }
     }
     if let Some(c) = args.count
         && received < c
@@ -236,7 +383,58 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::IndexCheck;
+    use super::{IndexCheck, Progress, message_index};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn stamped_messages_skip_the_stamp_in_the_fill_check() {
+        let mut m = [0x05u8; 32];
+        m[..8].copy_from_slice(&5u64.to_be_bytes());
+        assert_eq!(message_index(&m, false), Some((5, true)));
+        m[8..16].copy_from_slice(&123_456_789u64.to_be_bytes());
+        assert_eq!(message_index(&m, false), Some((5, false)));
+        assert_eq!(message_index(&m, true), Some((5, true)));
+        m[20] = 0;
+        assert_eq!(message_index(&m, true), Some((5, false)));
+        assert_eq!(message_index(&m[..7], true), None);
+        // Exactly index + stamp: nothing left to check.
+        assert_eq!(message_index(&m[..16], true), Some((5, true)));
+    }
+
+    #[test]
+    fn progress_lines_come_once_per_interval_with_the_interval_rate() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(Duration::from_millis(500), t0);
+        assert!(p.due(t0));
+        assert_eq!(
+            p.tick(t0, 0, 0, 0, 0).unwrap(),
+            "progress t=0.000 received=0 rate=0 unrecoverable=0 naks=0 repairs=0"
+        );
+        assert!(!p.due(t0 + Duration::from_millis(100)));
+        assert_eq!(p.tick(t0 + Duration::from_millis(100), 10, 0, 0, 0), None);
+        let line = p
+            .tick(t0 + Duration::from_millis(500), 1000, 1, 2, 3)
+            .unwrap();
+        assert_eq!(
+            line,
+            "progress t=0.500 received=1000 rate=2000 unrecoverable=1 naks=2 repairs=3"
+        );
+        assert_eq!(p.tick(t0 + Duration::from_millis(600), 1100, 1, 2, 3), None);
+        assert_eq!(
+            p.until_next(t0 + Duration::from_millis(600)),
+            Duration::from_millis(400)
+        );
+        // A late tick covers the time since the last line, and the schedule skips
+        // the missed intervals.
+        let line = p
+            .tick(t0 + Duration::from_millis(2000), 4000, 1, 2, 3)
+            .unwrap();
+        assert!(line.contains("received=4000 rate=2000 "), "{line}");
+        assert_eq!(
+            p.until_next(t0 + Duration::from_millis(2000)),
+            Duration::from_millis(500)
+        );
+    }
 
     #[test]
     fn in_order_stream_from_any_base_is_clean() {

@@ -1,5 +1,6 @@
 //! `xpgm send`: publish `--count` messages of `--size` bytes, each starting with its
-//! index (u64 big-endian), then linger and end the session (FIN).
+//! index (u64 big-endian), then linger and end the session (FIN). With `--stamp`,
+//! bytes 8..16 carry the send time (see [`super::stamp`]).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use clap::Args;
 use xpgm::{Publisher, PublisherConfig};
 
 use super::net::{Framing, NetArgs};
+use super::stamp::{self, Clock};
 use xpgm::framing::zmq;
 
 /// Arguments of `xpgm send`.
@@ -32,10 +34,54 @@ pub struct SendArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Write the send time (nanoseconds of `--clock`, u64 big-endian) into bytes 8..16
+    /// of each message, for `xpgm recv --latency`. Needs --size 16 or more. With
+    /// --rate, the sender then paces messages itself at that rate and sets the engine's
+    /// rate limit 25% higher (room for repairs), so that messages do not wait in the
+    /// publish queue and the latency is that of the path, not of the queue.
+    #[arg(long)]
+    stamp: bool,
+    /// Clock of `--stamp`: `monotonic` (shared by all network namespaces of one
+    /// machine) or `realtime` (across machines; needs PTP-synchronised clocks).
+    #[arg(long, value_enum, default_value_t = Clock::Monotonic)]
+    clock: Clock,
+}
+
+/// Engine rate limit over the offered rate when `--stamp` paces the messages itself.
+const STAMP_RATE_HEADROOM_PCT: u64 = 125;
+
+/// Paces a loop to `rate` iterations per second from `start`, sleeping when ahead
+/// (never busy-waiting: the machine's cores are shared with the receivers).
+#[derive(Debug)]
+struct Pacer {
+    start: Instant,
+    ns_per_msg: f64,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Pacer {
+        Pacer {
+            start: Instant::now(),
+            ns_per_msg: 1e9 / rate.max(1) as f64,
+        }
+    }
+
+    /// How long to wait before message `i` is due (zero when due or late).
+    fn wait(&self, i: u64, now: Instant) -> Duration {
+        let due = Duration::from_nanos((i as f64 * self.ns_per_msg) as u64);
+        due.saturating_sub(now.duration_since(self.start))
+    }
 }
 
 /// Runs `xpgm send`.
 pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
+    if args.stamp && args.size < stamp::MIN_STAMPED_SIZE {
+        anyhow::bail!(
+            "--stamp needs --size {} or more (8 bytes of index, then 8 of send time); got --size {}",
+            stamp::MIN_STAMPED_SIZE,
+            args.size
+        );
+    }
     let mut cfg = PublisherConfig::new(args.net.session());
     let size = args.size as usize;
     let zmq_framing = args.net.framing == Framing::Zmq;
@@ -52,6 +98,13 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         cfg.source.txw_max_rte = rate
             .saturating_mul(tpdu.max(1))
             .saturating_mul(tpdus.max(1));
+        if args.stamp {
+            cfg.source.txw_max_rte = cfg
+                .source
+                .txw_max_rte
+                .saturating_mul(STAMP_RATE_HEADROOM_PCT)
+                / 100;
+        }
     }
     // ZeroMQ receivers take only single-TPDU APDUs: cut each message into parts.
     let zmq_apdu = cfg.source.max_single_tsdu();
@@ -59,10 +112,20 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let mut msg = vec![0u8; size];
     let mut zmq_sender = zmq::ZmqSender::new(zmq_apdu);
     let start = Instant::now();
+    let pacer = args.rate.filter(|_| args.stamp).map(Pacer::new);
     for i in 0..args.count {
         msg[..8].copy_from_slice(&i.to_be_bytes());
         let fill = (i & 0xff) as u8;
         msg[8..].fill(fill);
+        if let Some(p) = &pacer {
+            let wait = p.wait(i, Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
+        if args.stamp {
+            stamp::write_stamp(&mut msg, args.clock.now_ns());
+        }
         if zmq_framing {
             zmq_sender
                 .send(&mut publisher, &msg, false)
@@ -102,6 +165,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             "naks_outside_window": stats.naks_outside_window,
             "send_errors": stats.send_errors,
             "tsi": tsi.to_string(),
+            "stamped": args.stamp,
         });
         println!("{j}");
     } else {
@@ -116,4 +180,23 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacer_schedules_messages_at_the_rate() {
+        let p = Pacer::new(1000); // one message per millisecond
+        let t0 = p.start;
+        assert_eq!(p.wait(0, t0), Duration::ZERO);
+        assert_eq!(p.wait(5, t0), Duration::from_millis(5));
+        assert_eq!(
+            p.wait(5, t0 + Duration::from_millis(2)),
+            Duration::from_millis(3)
+        );
+        // Late: no wait, the loop catches up.
+        assert_eq!(p.wait(5, t0 + Duration::from_millis(9)), Duration::ZERO);
+    }
 }

@@ -3,9 +3,11 @@
 //! frames to the socket and joins the group). See docs/afxdp.md.
 
 use std::os::fd::BorrowedFd;
+use std::path::Path;
 use std::time::Duration;
 
 use xpgm_afxdp::port::{PortConfig, Side, XdpPort};
+pub use xpgm_afxdp::register::Served;
 use xpgm_afxdp::xsk::XskConfig;
 use xpgm_core::source::Destination;
 use xpgm_core::wire::Nla;
@@ -23,9 +25,20 @@ impl XdpDatapath {
     /// Opens the socket and (receiver) registers with xpgmd; a source registers on
     /// its first packet. Prints which data path (zero-copy or copy) the kernel chose.
     pub fn open(config: &SessionConfig, role: Role) -> Result<Self, Error> {
+        Self::open_shared(config, role, None)
+    }
+
+    /// Like [`XdpDatapath::open`]; a receiver also registers `ring`, the path of its
+    /// shared delivery ring, with xpgmd (see [`find_served`]).
+    pub fn open_shared(
+        config: &SessionConfig,
+        role: Role,
+        ring: Option<&Path>,
+    ) -> Result<Self, Error> {
+        check_queue_free(config, role)?;
         let pc = PortConfig {
             iface: config.iface.clone(),
-            queue: 0,
+            queue: QUEUE,
             group: config.group,
             dport: config.dport,
             udp_encap: config.udp_encap,
@@ -33,6 +46,7 @@ impl XdpDatapath {
             tos: config.tos,
             xpgmd_socket: config.xpgmd_socket.clone(),
             xsk: XskConfig::default(),
+            ring: ring.map(Path::to_path_buf),
         };
         let side = match role {
             Role::Source => Side::Source,
@@ -49,6 +63,45 @@ impl XdpDatapath {
         );
         Ok(XdpDatapath { port })
     }
+}
+
+/// The queue the CLI and library bind (one queue per session, see docs/afxdp.md).
+pub const QUEUE: u32 = 0;
+
+/// Asks xpgmd whether a receiver on this host already takes the feed of `config`
+/// (same interface, queue, group and port) over AF_XDP, before any socket is bound.
+pub fn find_served(config: &SessionConfig) -> Result<Option<Served>, Error> {
+    let path = xpgm_afxdp::register::xpgmd_socket(config.xpgmd_socket.as_deref());
+    xpgm_afxdp::register::find_served(&path, &config.iface, QUEUE, config.group, config.dport)
+        .map_err(|e| Error::Xdp(e.to_string()))
+}
+
+/// Fails with a clear error, before any bind, if another session already holds an
+/// AF_XDP socket on the queue we would bind (the kernel would refuse the bind with
+/// `EBUSY`). A further receiver of a feed already received here never gets this far:
+/// it attaches to the first one's shared ring ([`crate::Subscriber::new`]).
+fn check_queue_free(config: &SessionConfig, role: Role) -> Result<(), Error> {
+    let path = xpgm_afxdp::register::xpgmd_socket(config.xpgmd_socket.as_deref());
+    let user = xpgm_afxdp::register::find_queue_user(&path, &config.iface, QUEUE)
+        .map_err(|e| Error::Xdp(e.to_string()))?;
+    let Some(u) = user else { return Ok(()) };
+    let me = match role {
+        Role::Source => "source",
+        Role::Receiver => "receiver",
+    };
+    Err(Error::Xdp(format!(
+        "{iface} queue {QUEUE} is already used on this host by an AF_XDP {role} (pid {pid}, \
+         xpgmd session {session}, group {group} port {port}); xpgm binds one AF_XDP socket per \
+         interface queue, so this {me} cannot also use --transport xdp on {iface} (only further \
+         receivers of a feed already received here can: they share its deliveries). Use \
+         --transport socket for this {me}, or another interface",
+        iface = config.iface,
+        role = u.role,
+        pid = u.pid,
+        session = u.session,
+        group = u.group,
+        port = u.port,
+    )))
 }
 
 impl Datapath for XdpDatapath {
