@@ -11,6 +11,8 @@
       joins a send half and a recv half by step number, then summarizes.
   throughput.py summary OUT.json THROUGHPUT.json [LATENCY.json]
       summary.json: throughput plus latency (null when absent).
+  throughput.py table THROUGHPUT.json
+      the Markdown tables of docs/performance.md.
 
 A step record: kind, size, rate (offered msgs/s), count, dport, step, sender and
 receiver (the JSON printed by the programs, or null), tx_cpu_s / rx_cpu_s
@@ -152,6 +154,45 @@ def dump(path, obj):
         f.write("\n")
 
 
+def fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+
+
+def table(j):
+    lines = []
+    for size, res in j["results"].items():
+        lines.append("%s-byte messages:" % size)
+        lines.append("")
+        lines.append("| case | best offered rate (msgs/s) | delivered (msgs/s) | payload Gbit/s "
+                     "| wire Gbit/s | CPU ns/msg (tx + rx) | AF_XDP mode | first failing step |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for kind in KINDS:
+            r = res.get(kind)
+            if r is None:
+                continue
+            mode = r.get("tx_mode") if r.get("tx_mode") not in (None, "n/a") else "-"
+            fail = "-"
+            if r.get("first_failing_rate"):
+                fail = "%d: %s" % (r["first_failing_rate"], r.get("first_failure", "")[6:])
+            cpu = "n/a"
+            if r.get("cpu_ns_per_msg") is not None:
+                cpu = "%.0f (%.0f + %.0f)" % (r["cpu_ns_per_msg"], r["cpu_ns_per_msg_tx"],
+                                              r["cpu_ns_per_msg_rx"])
+            lines.append("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
+                r["what"], r.get("best_rate", 0), fmt(r.get("delivered_msgs_per_s"), ".0f"),
+                fmt(r.get("payload_gbit_s"), ".3f"), fmt(r.get("wire_gbit_s"), ".3f"), cpu,
+                mode, fail))
+        rt, tg = j["ratios"][size], j["targets"][size]
+        lines.append("")
+        lines.append("Ratios (best offered rates): b/a = %s, b/c = %s, b/d = %s. Targets: "
+                     "b >= 0.8 x a %s; b >= 5 x d %s." % (
+                         fmt(rt["b/a"], ".2f"), fmt(rt["b/c"], ".2f"), fmt(rt["b/d"], ".2f"),
+                         {True: "**met**", False: "**not met**", None: "n/a"}[tg["b >= 0.8a"]],
+                         {True: "**met**", False: "**not met**", None: "n/a"}[tg["b >= 5d"]]))
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) < 2:
         sys.exit(__doc__)
@@ -198,6 +239,8 @@ def main(argv):
             except (OSError, ValueError):
                 lat = None
         dump(argv[2], {"throughput": tp, "latency": lat})
+    elif cmd == "table":
+        print(table(json.load(open(argv[2]))))
     else:
         sys.exit(__doc__)
 

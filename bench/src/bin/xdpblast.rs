@@ -35,6 +35,9 @@ use xpgm_core::wire::{Body, Data, Gsi, Options, PacketRepr};
 const PGM_ODATA_OVERHEAD: usize = 24;
 /// PGM type code of ODATA.
 const TYPE_ODATA: u8 = 0x04;
+/// Frames queued between two commits of the TX ring (a copy-mode wake-up
+/// transmits at most 32).
+const TX_BATCH: u64 = 32;
 /// Largest message size accepted (fits one 2048-byte UMEM frame with headers).
 const MAX_SIZE: usize = 1400;
 
@@ -192,6 +195,11 @@ fn run_send(a: &Args) -> Result<serde_json::Value, String> {
         }
         if port.send(Destination::Group, pkt) {
             sent += 1;
+            if sent % TX_BATCH == 0 {
+                // Commit and kick a batch: keeps the kernel's transmit busy
+                // instead of waiting for the whole TX pool to fill.
+                port.recv_batch(0, &mut nothing);
+            }
         } else {
             // TX ring full: commit and reclaim completions, then retry.
             retries += 1;
