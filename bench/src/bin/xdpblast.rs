@@ -195,7 +195,7 @@ fn run_send(a: &Args) -> Result<serde_json::Value, String> {
         }
         if port.send(Destination::Group, pkt) {
             sent += 1;
-            if sent % TX_BATCH == 0 {
+            if sent.is_multiple_of(TX_BATCH) {
                 // Commit and kick a batch: keeps the kernel's transmit busy
                 // instead of waiting for the whole TX pool to fill.
                 port.recv_batch(0, &mut nothing);
