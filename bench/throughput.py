@@ -63,11 +63,13 @@ def best_of(steps, kind, size):
     mine = [s for s in steps if s["kind"] == kind and s["size"] == size]
     if not mine:
         return None
+    # A rate passes when any of its trials passed (a failed trial is repeated once).
     passing = [s for s in mine if s.get("verdict") == "pass"]
     r = {
         "what": KINDS.get(kind, kind),
         "steps": len(mine),
         "rates_tried": [s["rate"] for s in mine],
+        "verdicts": [s.get("verdict") for s in mine],
     }
     if not passing:
         r.update({"best_rate": 0, "note": "no step passed"})
@@ -92,8 +94,12 @@ def best_of(steps, kind, size):
         "tx_mode": b.get("tx_mode"),
         "rx_mode": b.get("rx_mode"),
         "rx_queues": b.get("rx_queues"),
+        "rx_queue_rates": None if not b.get("rx_queues") or not rcv.get("secs")
+        else {q: n / rcv["secs"] for q, n in b["rx_queues"].items()},
     })
-    failing = [s for s in mine if s.get("verdict") != "pass" and s["rate"] > rate]
+    passed = {s["rate"] for s in passing}
+    failing = [s for s in mine if s.get("verdict") != "pass" and s["rate"] not in passed
+               and s["rate"] > rate]
     if failing:
         f = min(failing, key=lambda s: s["rate"])
         r["first_failing_rate"] = f["rate"]
