@@ -16,7 +16,8 @@
 
 A step record: kind, size, rate (offered msgs/s), count, dport, step, sender and
 receiver (the JSON printed by the programs, or null), tx_cpu_s / rx_cpu_s
-(user+system seconds of each process), tx_mode / rx_mode, rx_queues.
+(user+system seconds of each process), tx_mode / rx_mode, rx_queues, tx_cpus_used /
+rx_cpus_used (CPUs the program's threads were seen on, sampled every 0.2 s).
 """
 import json
 import sys
@@ -93,6 +94,8 @@ def best_of(steps, kind, size):
         "count": count,
         "tx_mode": b.get("tx_mode"),
         "rx_mode": b.get("rx_mode"),
+        "tx_cpus_used": b.get("tx_cpus_used"),
+        "rx_cpus_used": b.get("rx_cpus_used"),
         "rx_queues": b.get("rx_queues"),
         "rx_queue_rates": None if not b.get("rx_queues") or not rcv.get("secs")
         else {q: n / rcv["secs"] for q, n in b["rx_queues"].items()},
@@ -229,7 +232,7 @@ def main(argv):
                 if (r["kind"], r["size"], r["rate"]) != (s["kind"], s["size"], s["rate"]):
                     sys.exit("merge: step %d differs between the halves (different plans)"
                              % s["step"])
-                for k in ("receiver", "rx_cpu_s", "rx_mode", "rx_queues"):
+                for k in ("receiver", "rx_cpu_s", "rx_mode", "rx_queues", "rx_cpus_used"):
                     m[k] = r.get(k)
             steps.append(m)
         meta = {k: v for k, v in snd.items() if k not in ("steps", "role")}
