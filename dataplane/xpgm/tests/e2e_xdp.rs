@@ -684,7 +684,11 @@ fn xdp_source_is_registered_with_its_tsi_before_its_first_message() {
     // xpgmd shows of it was registered when the publisher was created, not by a
     // first message.
     let mut sargs = send_args(group, "xdp", "0");
-    sargs.extend_from_slice(&["--linger-ms", "15000"]);
+    let linger = sargs
+        .iter()
+        .position(|a| *a == "--linger-ms")
+        .expect("--linger-ms");
+    sargs[linger + 1] = "15000";
     let sender = topo.xpgm(&tx, &sargs);
     let sender_pid = sender.child.id();
     poll_until(
