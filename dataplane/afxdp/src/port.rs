@@ -10,10 +10,18 @@
 //! Transmissions are batched: they are committed to the TX ring (one
 //! wake-up) when the caller next receives or waits, or when the batch is full.
 //!
-//! A receiver registers with xpgmd when opened. A source registers on its
-//! first packet, whose PGM header carries the TSI source port that xpgmd
-//! needs to steer NAKs (the session's first packet is an SPM, so the
-//! steering is in place before any receiver can NAK).
+//! A receiver registers with xpgmd when opened. A source registers as soon
+//! as its owner knows the TSI ([`XdpPort::register_source`], called by the
+//! `xpgm` publisher right after the port is opened and before its worker
+//! starts): xpgmd needs the TSI source port to steer NAKs, and registering
+//! then keeps the round trip to xpgmd (which may attach the classifier to the
+//! interface first) out of the data path — the first message leaves at once
+//! — and makes the queue visible in xpgmd's `sessions` from the start, so a
+//! second process on the same queue gets xpgmd's "already used by pid N"
+//! rather than the kernel's `EBUSY`. A source whose owner never calls it
+//! registers on its first packet instead, whose PGM header carries the TSI
+//! source port (the session's first packet is an SPM, so the steering is in
+//! place before any receiver can NAK).
 
 use core::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -192,6 +200,23 @@ impl XdpPort {
         )?;
         self.registration = Some(r);
         Ok(())
+    }
+
+    /// Source: registers the session with xpgmd now, with the TSI source
+    /// port `source_port` (NAKs to it are steered to this socket) and the TSI
+    /// `tsi` as text (shown by `xpgmctl sessions`). Idempotent: a port that
+    /// is already registered keeps its registration. On failure nothing is
+    /// registered and the error is returned (it is not deferred to the first
+    /// packet); a receiver port registered when opened.
+    pub fn register_source(&mut self, source_port: u16, tsi: &str) -> Result<(), RegisterError> {
+        if self.side != Side::Source || self.registration.is_some() {
+            return Ok(());
+        }
+        let role = Role::Source {
+            source_port,
+            local_address: self.headers.src_ip,
+        };
+        self.register(role, tsi)
     }
 
     /// The socket (mode, statistics).

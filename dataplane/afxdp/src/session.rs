@@ -188,6 +188,23 @@ fn tsi_string(t: &Tsi) -> String {
     )
 }
 
+/// The engine configuration of an [`XdpSender`]. The transmit window is the
+/// core's default (`txw_sqns` 2^21, `txw_max_bytes` 128 MiB, TSDUs byte-packed),
+/// as for the `xpgm` publisher: the byte bound, not `sqns × max_tpdu`, sizes the
+/// arena, so small messages get the whole sequence window without each reserving
+/// a full TPDU.
+fn source_config(o: &XdpOptions, local: IpAddr, max_tpdu: usize) -> SourceConfig {
+    SourceConfig {
+        dport: o.dport,
+        group: nla_of(o.group),
+        path_nla: nla_of(local),
+        max_tpdu,
+        max_apdu: o.max_msg,
+        txw_max_rte: o.rate_bytes,
+        ..SourceConfig::default()
+    }
+}
+
 /// A sending AF_XDP session.
 #[derive(Debug)]
 pub struct XdpSender {
@@ -205,18 +222,7 @@ impl XdpSender {
     pub fn open(o: &XdpOptions) -> Result<Self, SessionError> {
         let op = open_socket(o)?;
         let tsi = make_tsi();
-        let txw_sqns = 1u32 << 17;
-        let cfg = SourceConfig {
-            dport: o.dport,
-            group: nla_of(o.group),
-            path_nla: nla_of(op.local),
-            max_tpdu: op.max_tpdu,
-            max_apdu: o.max_msg,
-            txw_sqns,
-            txw_max_bytes: txw_sqns as usize * op.max_tpdu,
-            txw_max_rte: o.rate_bytes,
-            ..SourceConfig::default()
-        };
+        let cfg = source_config(o, op.local, op.max_tpdu);
         let clock = Clock::new();
         let engine = Source::new(cfg, tsi, clock.now())
             .map_err(|e| SessionError::Config(format!("{e:?}")))?;
@@ -450,5 +456,26 @@ impl XdpReceiver {
             w.stop();
         }
         self.registration.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sender_uses_the_cores_transmit_window() {
+        let mut o = XdpOptions::new("eth0", "239.192.0.9".parse().unwrap());
+        o.rate_bytes = 1_000_000;
+        let c = source_config(&o, "10.0.0.1".parse().unwrap(), 1472);
+        let d = SourceConfig::default();
+        assert_eq!((c.txw_sqns, c.txw_max_bytes), (d.txw_sqns, d.txw_max_bytes));
+        assert_eq!(c.txw_secs, d.txw_secs);
+        assert_eq!(
+            (c.max_tpdu, c.max_apdu, c.txw_max_rte),
+            (1472, 2048, 1_000_000)
+        );
+        assert_eq!(c.path_nla, nla_of("10.0.0.1".parse().unwrap()));
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
     }
 }

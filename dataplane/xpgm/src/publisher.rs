@@ -138,7 +138,7 @@ impl Publisher {
     /// or a test double); `config.session` then only supplies group, port and sizes.
     pub fn with_datapath(
         config: PublisherConfig,
-        dp: Box<dyn transport::Datapath>,
+        mut dp: Box<dyn transport::Datapath>,
     ) -> Result<Publisher, Error> {
         config.session.validate()?;
         if config.max_message == 0 {
@@ -164,6 +164,7 @@ impl Publisher {
         let clock = Clock::new();
         let source =
             Source::new(scfg, tsi, clock.now()).map_err(|e| Error::Config(e.to_string()))?;
+        dp.start_source(tsi)?;
         let ring = Ring::new(RingConfig {
             capacity: config.queue_capacity,
             max_msg: config.max_message,

@@ -672,3 +672,70 @@ fn xdp_sender_and_receiver_on_one_host_fail_clearly_before_binding() {
         "{err}"
     );
 }
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_source_is_registered_with_its_tsi_before_its_first_message() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("r", 1, "0");
+    let group = "239.192.20.6";
+    let tx = topo.tx();
+    // A sender that never sends a message (`--count 0`) and lingers: whatever
+    // xpgmd shows of it was registered when the publisher was created, not by a
+    // first message.
+    let mut sargs = send_args(group, "xdp", "0");
+    let linger = sargs
+        .iter()
+        .position(|a| *a == "--linger-ms")
+        .expect("--linger-ms");
+    sargs[linger + 1] = "15000";
+    let sender = topo.xpgm(&tx, &sargs);
+    let sender_pid = sender.child.id();
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            topo.ctl(&tx, "sessions")["sessions"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        },
+        || format!("sender never registered: {}", topo.ctl(&tx, "sessions")),
+    );
+    let sessions = topo.ctl(&tx, "sessions");
+    let s = &sessions["sessions"][0];
+    assert_eq!(s["role"], "source", "{sessions}");
+    assert_eq!(s["pid"], sender_pid, "{sessions}");
+    assert_eq!(s["group"], group, "{sessions}");
+    assert_eq!(s["sockets"][0]["interface"], "eth0", "{sessions}");
+    assert_eq!(s["sockets"][0]["queue"], 0, "{sessions}");
+    // The TSI is known to xpgmd (GSI.source-port), and its source port is the one
+    // NAKs are steered by.
+    let tsi = s["tsi"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tsi: {sessions}"));
+    let parts: Vec<&str> = tsi.split('.').collect();
+    assert_eq!(parts.len(), 7, "tsi {tsi}");
+    assert_eq!(
+        parts[6].parse::<u64>().ok(),
+        s["source_port"].as_u64(),
+        "{sessions}"
+    );
+    // Meanwhile a second AF_XDP process on that queue gets xpgmd's clear error,
+    // not the kernel's EBUSY.
+    let (ok, out, err) = topo
+        .xpgm(&tx, &send_args(group, "xdp", "10"))
+        .finish(Duration::from_secs(20));
+    assert!(!ok, "{out} {err}");
+    assert!(
+        err.contains(&format!(
+            "eth0 queue 0 is already used on this host by an AF_XDP source (pid {sender_pid}"
+        )) && err.contains("--transport socket"),
+        "{err}"
+    );
+    assert!(!err.contains("Device or resource busy"), "{err}");
+    drop(sender);
+    poll_until(
+        Duration::from_secs(10),
+        || no_sessions(&topo, &tx),
+        || format!("sender session left: {}", topo.ctl(&tx, "sessions")),
+    );
+}

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use xpgm_core::source::Destination;
-use xpgm_core::wire::Nla;
+use xpgm_core::wire::{Nla, Tsi};
 
 use crate::Error;
 
@@ -149,6 +149,14 @@ pub trait Datapath: Send {
     fn local_nla(&self) -> Nla;
     /// Sends that failed transiently.
     fn send_errors(&self) -> u64;
+    /// Source only: the session's TSI, announced once by the publisher before its
+    /// worker starts and before any packet is sent. AF_XDP registers the source with
+    /// xpgmd here (NAK steering needs the TSI source port); other transports need
+    /// nothing. An error here fails the publisher's creation.
+    fn start_source(&mut self, tsi: Tsi) -> Result<(), Error> {
+        let _ = tsi;
+        Ok(())
+    }
 }
 
 /// Opens the transport `config.transport` for `role`.

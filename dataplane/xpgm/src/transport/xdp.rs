@@ -10,7 +10,7 @@ use xpgm_afxdp::port::{PortConfig, Side, XdpPort};
 pub use xpgm_afxdp::register::Served;
 use xpgm_afxdp::xsk::XskConfig;
 use xpgm_core::source::Destination;
-use xpgm_core::wire::Nla;
+use xpgm_core::wire::{Nla, Tsi};
 
 use super::{Datapath, Role, SessionConfig};
 use crate::Error;
@@ -22,8 +22,9 @@ pub struct XdpDatapath {
 }
 
 impl XdpDatapath {
-    /// Opens the socket and (receiver) registers with xpgmd; a source registers on
-    /// its first packet. Prints which data path (zero-copy or copy) the kernel chose.
+    /// Opens the socket and (receiver) registers with xpgmd; a source registers when
+    /// the publisher announces its TSI ([`Datapath::start_source`]), before its worker
+    /// starts, so that the first message does not wait on xpgmd. Prints which data path (zero-copy or copy) the kernel chose.
     pub fn open(config: &SessionConfig, role: Role) -> Result<Self, Error> {
         Self::open_shared(config, role, None)
     }
@@ -133,5 +134,128 @@ impl Datapath for XdpDatapath {
 
     fn send_errors(&self) -> u64 {
         self.port.send_errors()
+    }
+
+    fn start_source(&mut self, tsi: Tsi) -> Result<(), Error> {
+        self.port
+            .register_source(tsi.sport, &tsi.to_string())
+            .map_err(|e| Error::Xdp(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The publisher's side of the seam that lets an AF_XDP source register with
+    //! xpgmd before anything is sent ([`Datapath::start_source`]), checked with a
+    //! recording datapath (the AF_XDP side itself needs root and xpgmd: e2e_xdp.rs).
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::publisher::{Publisher, PublisherConfig};
+    use crate::transport::SessionConfig;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Call {
+        Start(Tsi),
+        /// A packet with the TSI source port of its PGM header.
+        Send(u16),
+    }
+
+    #[derive(Debug)]
+    struct Recorder {
+        calls: Arc<Mutex<Vec<Call>>>,
+        refuse: bool,
+    }
+
+    impl Datapath for Recorder {
+        fn recv_batch(&mut self, _: usize, _: &mut dyn FnMut(Nla, &[u8])) -> Result<usize, Error> {
+            Ok(0)
+        }
+
+        fn send(&mut self, _: Destination, pgm: &[u8]) -> Result<(), Error> {
+            let sport = pgm.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let mut c = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            if c.len() < 64 {
+                c.push(Call::Send(sport));
+            }
+            Ok(())
+        }
+
+        fn wait(&mut self, _: Option<BorrowedFd<'_>>, t: Option<Duration>) -> Result<(), Error> {
+            std::thread::sleep(
+                t.unwrap_or(Duration::from_millis(1))
+                    .min(Duration::from_millis(1)),
+            );
+            Ok(())
+        }
+
+        fn local_nla(&self) -> Nla {
+            Nla::V4("10.1.0.1".parse().unwrap())
+        }
+
+        fn send_errors(&self) -> u64 {
+            0
+        }
+
+        fn start_source(&mut self, tsi: Tsi) -> Result<(), Error> {
+            self.calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Call::Start(tsi));
+            if self.refuse {
+                return Err(Error::Xdp("xpgmd is not running".into()));
+            }
+            Ok(())
+        }
+    }
+
+    fn config() -> PublisherConfig {
+        PublisherConfig::new(SessionConfig::new("lo", "239.192.7.7".parse().unwrap()))
+    }
+
+    #[test]
+    fn the_source_is_announced_once_with_its_tsi_before_anything_is_sent() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let dp = Recorder {
+            calls: calls.clone(),
+            refuse: false,
+        };
+        let mut p = Publisher::with_datapath(config(), Box::new(dp)).unwrap();
+        let tsi = p.tsi();
+        // Announced by the time the publisher exists, before the first message.
+        let first = calls.lock().unwrap().first().cloned();
+        assert_eq!(first, Some(Call::Start(tsi)));
+        p.send(b"hello, world").unwrap();
+        p.flush(Duration::from_secs(10)).unwrap();
+        p.finish(Duration::ZERO).unwrap();
+        let calls = calls.lock().unwrap().clone();
+        let starts = calls.iter().filter(|c| matches!(c, Call::Start(_))).count();
+        assert_eq!(starts, 1, "{calls:?}");
+        let sends: Vec<u16> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Send(s) => Some(*s),
+                Call::Start(_) => None,
+            })
+            .collect();
+        assert!(!sends.is_empty(), "{calls:?}");
+        // Every packet carries the source port that was announced (and that xpgmd
+        // steers NAKs by).
+        assert!(sends.iter().all(|&s| s == tsi.sport), "{calls:?}");
+    }
+
+    #[test]
+    fn a_refused_announcement_fails_the_publisher_and_nothing_is_sent() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let dp = Recorder {
+            calls: calls.clone(),
+            refuse: true,
+        };
+        let e = Publisher::with_datapath(config(), Box::new(dp)).unwrap_err();
+        assert!(e.to_string().contains("xpgmd is not running"), "{e}");
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(matches!(calls[0], Call::Start(_)), "{calls:?}");
     }
 }
