@@ -155,6 +155,7 @@ fn open(a: &Args, side: Side) -> Result<XdpPort, String> {
         tos: xpgm_afxdp::frame::DSCP_EF_TOS,
         xpgmd_socket: a.socket.clone(),
         xsk: XskConfig::default(),
+        ring: None,
     };
     XdpPort::open(&cfg, side).map_err(|e| e.to_string())
 }

@@ -359,14 +359,12 @@ impl XdpReceiver {
     /// [`register::RegisterError::AlreadyServed`].
     pub fn open(o: &XdpOptions) -> Result<Self, SessionError> {
         let op = open_socket(o)?;
-        let rxw_sqns = 1u32 << 17;
+        // Receive window: the core's defaults (byte-budgeted, see docs/defaults.md).
         let cfg = ReceiverConfig {
             dport: o.dport,
             group: nla_of(o.group),
             max_tpdu: op.max_tpdu.max(1500),
             max_apdu: o.max_msg,
-            rxw_sqns,
-            rxw_max_bytes: rxw_sqns as usize * op.max_tpdu.max(1500),
             ..ReceiverConfig::default()
         };
         let seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
