@@ -28,4 +28,5 @@ pub use error::Error;
 pub use publisher::{Publisher, PublisherConfig, PublisherStats};
 pub use subscriber::{Subscriber, SubscriberConfig, SubscriberStats};
 pub use transport::{SessionConfig, TransportKind};
+pub use worker::Idle;
 pub use xpgm_core as core;

@@ -14,7 +14,7 @@ use xpgm_ring::{Mode, Ring, RingConfig, SendError as RingSendError};
 
 use crate::Error;
 use crate::transport::{self, Role, SessionConfig, TransportKind};
-use crate::worker::{Clock, Shared, SourceWorker, src_ix};
+use crate::worker::{Clock, Idle, Shared, SourceWorker, src_ix};
 
 /// How to publish.
 #[derive(Clone, Debug)]
@@ -39,6 +39,12 @@ pub struct PublisherConfig {
     /// the linger plus this much, what is still unsent is abandoned and counted in
     /// [`PublisherStats::unsent`] (default 10 s).
     pub finish_timeout: Duration,
+    /// How the worker thread waits when idle (default [`Idle::Sleep`]; see
+    /// docs/library.md before choosing [`Idle::BusyPoll`]).
+    pub idle: Idle,
+    /// Core to pin the worker thread to (default `None`: not pinned). Creation fails
+    /// with [`Error::Config`] if the core is not available to the calling thread.
+    pub core: Option<usize>,
 }
 
 impl PublisherConfig {
@@ -52,6 +58,8 @@ impl PublisherConfig {
             send_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(2),
             finish_timeout: Duration::from_secs(10),
+            idle: Idle::Sleep,
+            core: None,
         }
     }
 }
@@ -150,6 +158,9 @@ impl Publisher {
                 config.queue_capacity
             )));
         }
+        if let Some(core) = config.core {
+            crate::worker::check_core(core)?;
+        }
         let mut scfg = config.source.clone();
         scfg.dport = config.session.dport;
         scfg.group = nla_of(config.session.group);
@@ -182,7 +193,10 @@ impl Publisher {
             .store(config.finish_timeout.as_nanos() as u64, Ordering::Relaxed);
         let local = dp.local_nla();
         let stats = crate::worker::stats_writer(&config.session, xpgm_stats::Role::Source, tsi);
-        let worker = SourceWorker::new(dp, source, reader, clock, shared.clone()).with_stats(stats);
+        let worker = SourceWorker::new(dp, source, reader, clock, shared.clone())
+            .with_stats(stats)
+            .with_idle(config.idle)
+            .with_core(config.core);
         let thread = std::thread::Builder::new()
             .name("xpgm-source".into())
             .spawn(move || worker.run(bell))

@@ -16,7 +16,7 @@ use crate::Error;
 use crate::delivery::{self, Delivery};
 use crate::publisher::{nla_of, random_bytes};
 use crate::transport::{self, Role, SessionConfig, TransportKind};
-use crate::worker::{Clock, ReceiverWorker, Shared, rcv_ix};
+use crate::worker::{Clock, Idle, ReceiverWorker, Shared, rcv_ix};
 
 /// How to subscribe.
 #[derive(Clone, Debug)]
@@ -33,6 +33,13 @@ pub struct SubscriberConfig {
     /// full the worker stops taking events from the engine (data waits in the receive
     /// window; nothing is dropped).
     pub queue_capacity: usize,
+    /// How the worker thread waits when idle (default [`Idle::Sleep`]; see
+    /// docs/library.md before choosing [`Idle::BusyPoll`]). Unused by a subscriber
+    /// attached to another receiver's shared ring (it has no worker).
+    pub idle: Idle,
+    /// Core to pin the worker thread to (default `None`: not pinned). Creation fails
+    /// with [`Error::Config`] if the core is not available to the calling thread.
+    pub core: Option<usize>,
 }
 
 impl SubscriberConfig {
@@ -43,6 +50,8 @@ impl SubscriberConfig {
             receiver: ReceiverConfig::default(),
             max_message: 16 << 10,
             queue_capacity: 16384,
+            idle: Idle::Sleep,
+            core: None,
         }
     }
 }
@@ -424,6 +433,9 @@ impl Subscriber {
                 config.queue_capacity
             )));
         }
+        if let Some(core) = config.core {
+            crate::worker::check_core(core)?;
+        }
         Ok(())
     }
 
@@ -469,7 +481,9 @@ impl Subscriber {
             },
         );
         let worker = ReceiverWorker::new(dp, receiver, writer, Clock::new(), shared.clone())
-            .with_stats(stats);
+            .with_stats(stats)
+            .with_idle(config.idle)
+            .with_core(config.core);
         let thread = std::thread::Builder::new()
             .name("xpgm-receiver".into())
             .spawn(move || worker.run(bell))

@@ -7,6 +7,11 @@
 //! `poll_event` into the delivery ring, then sleep until `poll_timeout`, a packet, or the
 //! application's doorbell. After warm-up a turn allocates nothing (tests/alloc.rs).
 //!
+//! How the worker waits when a turn leaves nothing to do is its [`Idle`] policy:
+//! [`Idle::Sleep`] (the default) blocks in [`Datapath::wait`]; [`Idle::BusyPoll`] never
+//! blocks and runs the next turn at once, for the lowest latency on a dedicated core.
+//! A worker given a core ([`pin_current`]) pins its thread to it before its first turn.
+//!
 //! Every turn the worker also publishes its counters: into [`Shared::counters`] for the
 //! application handle and, when a [`StatsWriter`] is attached (publishers and
 //! subscribers attach one), into the session's shared-memory stats file for
@@ -227,6 +232,91 @@ pub fn stats_writer(
     })
 }
 
+/// How a worker waits when a turn leaves nothing to do (docs/library.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Idle {
+    /// Sleep in the transport's wait (`poll(2)`) until a packet, the application's
+    /// doorbell or the engine's next deadline. Costs a wake-up of latency; leaves the
+    /// core to others. The default.
+    #[default]
+    Sleep,
+    /// Never block: run the next turn at once (each turn re-polls the transport,
+    /// which also commits transmissions and issues AF_XDP need_wakeup kicks), with
+    /// `spin_loop` hints in between. The worker's core stays at 100 %: use it on a
+    /// dedicated core (see the `core` option of the publisher and subscriber).
+    BusyPoll,
+}
+
+impl Idle {
+    /// The name used on the command line (`--idle sleep|busy`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Idle::Sleep => "sleep",
+            Idle::BusyPoll => "busy",
+        }
+    }
+}
+
+impl core::str::FromStr for Idle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sleep" => Ok(Idle::Sleep),
+            "busy" => Ok(Idle::BusyPoll),
+            other => Err(format!(
+                "unknown idle policy '{other}' (expected 'sleep' or 'busy')"
+            )),
+        }
+    }
+}
+
+/// The core ids the calling thread may run on (its CPU affinity mask), ascending.
+/// Empty if the mask cannot be read.
+pub fn available_cores() -> Vec<usize> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Checks that `core` is one the calling thread may run on, so that a worker can be
+/// pinned to it; the error names the cores that are available.
+pub fn check_core(core: usize) -> Result<(), Error> {
+    let ids = available_cores();
+    if ids.contains(&core) {
+        return Ok(());
+    }
+    if ids.is_empty() {
+        return Err(Error::Config(format!(
+            "cannot pin the worker to core {core}: this thread's CPU affinity cannot be read"
+        )));
+    }
+    let list = ids
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::Config(format!(
+        "core {core} does not exist or is not available to this process (available cores: \
+         {list})"
+    )))
+}
+
+/// Pins the calling thread to `core` (checked with [`check_core`] first).
+pub fn pin_current(core: usize) -> Result<(), Error> {
+    check_core(core)?;
+    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "cannot pin the worker to core {core}: sched_setaffinity failed"
+        )))
+    }
+}
+
 /// What a turn leaves to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -259,6 +349,10 @@ pub struct SourceWorker {
     stop_seen: Option<Instant>,
     /// The session's stats file, if attached.
     stats: Option<StatsWriter>,
+    /// How to wait when idle.
+    idle: Idle,
+    /// Core to pin the worker thread to.
+    core: Option<usize>,
 }
 
 impl core::fmt::Debug for SourceWorker {
@@ -294,12 +388,27 @@ impl SourceWorker {
             linger_until: None,
             stop_seen: None,
             stats: None,
+            idle: Idle::Sleep,
+            core: None,
         }
     }
 
     /// Attaches the session's stats file; the worker updates it every turn.
     pub fn with_stats(mut self, stats: StatsWriter) -> Self {
         self.stats = Some(stats);
+        self
+    }
+
+    /// Sets how the worker waits when idle (default [`Idle::Sleep`]).
+    pub fn with_idle(mut self, idle: Idle) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Pins the worker thread to `core` when it starts (`None`: not pinned). A core
+    /// that cannot be pinned to is a fatal worker error.
+    pub fn with_core(mut self, core: Option<usize>) -> Self {
+        self.core = core;
         self
     }
 
@@ -448,7 +557,8 @@ impl SourceWorker {
 
     /// Runs until closed and lingered, or a fatal error (recorded in `shared`).
     pub fn run(mut self, bell: UnixDatagram) {
-        if let Err(e) = self.run_inner(&bell) {
+        let pinned = self.core.map_or(Ok(()), pin_current);
+        if let Err(e) = pinned.and_then(|()| self.run_inner(&bell)) {
             self.shared.fail(&e);
         }
         self.shared.done.store(true, Ordering::Release);
@@ -459,6 +569,10 @@ impl SourceWorker {
             match self.step()? {
                 Step::Again => {}
                 Step::Done => return Ok(()),
+                // Busy: the next turn re-polls the transport and the ring and handles
+                // due timers, stop and linger; `sleeping` stays false, so the
+                // application never rings the doorbell.
+                Step::Sleep(_) if self.idle == Idle::BusyPoll => std::hint::spin_loop(),
                 Step::Sleep(deadline) => {
                     self.shared.sleeping.store(true, Ordering::Relaxed);
                     fence(Ordering::SeqCst);
@@ -493,6 +607,10 @@ pub struct ReceiverWorker {
     window: RxWindow,
     /// The session's stats file, if attached.
     stats: Option<StatsWriter>,
+    /// How to wait when idle.
+    idle: Idle,
+    /// Core to pin the worker thread to.
+    core: Option<usize>,
 }
 
 /// RXW_TRAIL / RXW_LEAD followed from the packets the engine parsed, for the stats
@@ -582,12 +700,27 @@ impl ReceiverWorker {
             unrecoverable: 0,
             window: RxWindow::default(),
             stats: None,
+            idle: Idle::Sleep,
+            core: None,
         }
     }
 
     /// Attaches the session's stats file; the worker updates it every turn.
     pub fn with_stats(mut self, stats: StatsWriter) -> Self {
         self.stats = Some(stats);
+        self
+    }
+
+    /// Sets how the worker waits when idle (default [`Idle::Sleep`]).
+    pub fn with_idle(mut self, idle: Idle) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Pins the worker thread to `core` when it starts (`None`: not pinned). A core
+    /// that cannot be pinned to is a fatal worker error.
+    pub fn with_core(mut self, core: Option<usize>) -> Self {
+        self.core = core;
         self
     }
 
@@ -718,7 +851,8 @@ impl ReceiverWorker {
 
     /// Runs until stopped or a fatal error (recorded in `shared`).
     pub fn run(mut self, bell: UnixDatagram) {
-        if let Err(e) = self.run_inner(&bell) {
+        let pinned = self.core.map_or(Ok(()), pin_current);
+        if let Err(e) = pinned.and_then(|()| self.run_inner(&bell)) {
             self.shared.fail(&e);
         }
         self.shared.done.store(true, Ordering::Release);
@@ -729,6 +863,10 @@ impl ReceiverWorker {
             match self.step()? {
                 Step::Again => {}
                 Step::Done => return Ok(()),
+                // Busy: the next turn re-polls the transport and the ring and handles
+                // due timers, stop and linger; `sleeping` stays false, so the
+                // application never rings the doorbell.
+                Step::Sleep(_) if self.idle == Idle::BusyPoll => std::hint::spin_loop(),
                 Step::Sleep(deadline) => {
                     self.shared.sleeping.store(true, Ordering::Relaxed);
                     fence(Ordering::SeqCst);

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 mod net;
 mod recv;
@@ -26,6 +26,30 @@ enum Command {
     Send(send::SendArgs),
     /// Receive and check numbered messages from a multicast group.
     Recv(recv::RecvArgs),
+}
+
+/// Worker-thread options shared by `send` and `recv`.
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// Pin the worker thread to this core (a core id this process may run on).
+    #[arg(long, value_name = "N")]
+    core: Option<usize>,
+    /// How the worker waits when idle: `sleep` (in poll(2), leaving the core to others)
+    /// or `busy` (spin for the lowest latency; for a dedicated core, with --core).
+    #[arg(long, value_name = "sleep|busy", default_value = "sleep")]
+    idle: xpgm::Idle,
+}
+
+impl WorkerArgs {
+    /// The idle policy chosen.
+    pub(crate) fn idle(&self) -> xpgm::Idle {
+        self.idle
+    }
+
+    /// The core chosen, if any.
+    pub(crate) fn core(&self) -> Option<usize> {
+        self.core
+    }
 }
 
 /// Parses the command line and runs the subcommand.
@@ -53,5 +77,39 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn worker_args(args: &[&str]) -> Result<(Option<usize>, xpgm::Idle), clap::Error> {
+        let cli = Cli::try_parse_from(args)?;
+        Ok(match cli.command {
+            Command::Send(a) => (a.worker.core(), a.worker.idle()),
+            Command::Recv(a) => (a.worker.core(), a.worker.idle()),
+            Command::Sim(_) => panic!("not a worker command"),
+        })
+    }
+
+    #[test]
+    fn send_and_recv_take_core_and_idle_defaulting_to_sleep_unpinned() {
+        let base = ["--iface", "lo", "--group", "239.1.2.3"];
+        for cmd in ["send", "recv"] {
+            let mut argv = vec!["xpgm", cmd];
+            argv.extend(base);
+            assert_eq!(
+                worker_args(&argv).unwrap(),
+                (None, xpgm::Idle::Sleep),
+                "{cmd}"
+            );
+            argv.extend(["--core", "1", "--idle", "busy"]);
+            assert_eq!(
+                worker_args(&argv).unwrap(),
+                (Some(1), xpgm::Idle::BusyPoll),
+                "{cmd}"
+            );
+            let mut bad = vec!["xpgm", cmd];
+            bad.extend(base);
+            bad.extend(["--idle", "spin"]);
+            let e = worker_args(&bad).unwrap_err().to_string();
+            assert!(e.contains("expected 'sleep' or 'busy'"), "{cmd}: {e}");
+        }
     }
 }

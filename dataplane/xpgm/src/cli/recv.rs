@@ -20,6 +20,8 @@ use xpgm::framing::zmq;
 pub struct RecvArgs {
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    pub(super) worker: super::WorkerArgs,
     /// Exit after this many messages (default: until the session ends or goes idle).
     #[arg(long)]
     count: Option<u64>,
@@ -200,7 +202,9 @@ impl Progress {
 
 /// Runs `xpgm recv`.
 pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
-    let cfg = SubscriberConfig::new(args.net.session());
+    let mut cfg = SubscriberConfig::new(args.net.session());
+    cfg.idle = args.worker.idle();
+    cfg.core = args.worker.core();
     let mut sub = Subscriber::new(cfg).context("cannot start the subscriber")?;
     let idle = Duration::from_millis(args.idle_ms);
     let mut check = IndexCheck::default();

@@ -18,6 +18,8 @@ use xpgm::framing::zmq;
 pub struct SendArgs {
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    pub(super) worker: super::WorkerArgs,
     /// Number of messages.
     #[arg(long, default_value_t = 1000)]
     count: u64,
@@ -83,6 +85,8 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut cfg = PublisherConfig::new(args.net.session());
+    cfg.idle = args.worker.idle();
+    cfg.core = args.worker.core();
     let size = args.size as usize;
     let zmq_framing = args.net.framing == Framing::Zmq;
     let apdu_size = if zmq_framing {
