@@ -5,9 +5,6 @@
 //! A counting global allocator counts allocations made by the current thread while
 //! counting is switched on, so parallel tests do not disturb each other.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use core::net::Ipv4Addr;
 
 use xpgm_core::Instant;
@@ -16,59 +13,10 @@ use xpgm_core::receiver::{Event, Receiver};
 use xpgm_core::source::Source;
 use xpgm_core::wire::{Gsi, Nla, Tsi};
 
-struct Counting;
-
-thread_local! {
-    // Per thread, so tests running in parallel do not see each other's allocations.
-    static ON: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with`: the thread-locals may be gone during thread teardown.
-    if ON.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-    }
-}
-
-// SAFETY: every method forwards to `System`, which upholds the `GlobalAlloc` contract;
-// the counting around it touches only const-initialised thread-locals.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: xpgm_testutil::CountingAlloc = xpgm_testutil::CountingAlloc;
 
-/// Allocations made by this thread while running `f`.
-fn count<R>(f: impl FnOnce() -> R) -> (u64, R) {
-    let before = ALLOCS.with(Cell::get);
-    ON.with(|c| c.set(true));
-    let r = f();
-    ON.with(|c| c.set(false));
-    (ALLOCS.with(Cell::get) - before, r)
-}
+use xpgm_testutil::count;
 
 const SRC: Nla = Nla::V4(Ipv4Addr::new(10, 0, 0, 1));
 const GROUP: Nla = Nla::V4(Ipv4Addr::new(239, 1, 1, 1));

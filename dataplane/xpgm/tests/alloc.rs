@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,45 +22,8 @@ use xpgm::delivery::{self, Delivery};
 use xpgm::worker::{Clock, ReceiverWorker, Shared, SourceWorker};
 use xpgm_ring::{Mode, Ring, RingConfig};
 
-struct Counting;
-
-thread_local! {
-    static ON: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    if ON.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-    }
-}
-
-// SAFETY: every method forwards to `System`, which upholds the `GlobalAlloc` contract;
-// the counting touches only const-initialised thread-locals.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: xpgm_testutil::CountingAlloc = xpgm_testutil::CountingAlloc;
 
 const SIZE: usize = 64;
 const WARM: u64 = 30_000;
@@ -185,11 +146,11 @@ fn worker_steady_state_allocates_nothing_per_packet() {
         if !counting && got >= WARM {
             counting = true;
             rdata_at_start = sw.source().stats().rdata_sent;
-            ON.with(|c| c.set(true));
+            xpgm_testutil::set_counting(true);
         }
     }
-    ON.with(|c| c.set(false));
-    let allocs = ALLOCS.with(Cell::get);
+    xpgm_testutil::set_counting(false);
+    let allocs = xpgm_testutil::allocations();
     let repairs = sw.source().stats().rdata_sent - rdata_at_start;
     assert!(
         repairs > 100,
