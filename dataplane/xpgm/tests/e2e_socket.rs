@@ -7,136 +7,25 @@
 //! 20 000 msg/s, sustained by kernel sockets on a 2-core machine with two receivers;
 //! see docs/transport.md).
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+mod netns;
 
+use std::time::Duration;
+
+use netns::{Net, Proc, SERIAL, env_u64, u};
 use serde_json::Value;
 
-/// One topology at a time: the tests share two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// `xpgm ARGS` in namespace `ns` (the socket transport needs no xpgmd).
+fn xpgm(ns: &str, args: &[&str]) -> Proc {
+    Proc::spawn(ns, args, None)
 }
 
-fn root_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A topology that is torn down when dropped (also when the test panics).
-struct Topology {
-    name: String,
-}
-
-impl Topology {
-    fn up(tag: &str, receivers: u32, loss: &str) -> Topology {
-        let name = format!("x{tag}{:x}", std::process::id() % 0xfff);
-        let script = root_dir().join("scripts/topology");
-        // A leftover from a crashed run with the same name would make `up` fail.
-        let _ = Command::new(&script).args(["down", &name]).status();
-        let st = Command::new(&script)
-            .args([
-                "up",
-                &name,
-                "--receivers",
-                &receivers.to_string(),
-                "--loss",
-                loss,
-            ])
-            .status()
-            .expect("run scripts/topology");
-        assert!(st.success(), "scripts/topology up {name} failed");
-        Topology { name }
-    }
-
-    fn tx(&self) -> String {
-        format!("{}-tx", self.name)
-    }
-
-    fn rx(&self, k: u32) -> String {
-        format!("{}-rx{k}", self.name)
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let _ = Command::new(root_dir().join("scripts/topology"))
-            .args(["down", &self.name])
-            .status();
-    }
-}
-
-/// A running `xpgm` in a namespace, killed if still running when dropped.
-struct Proc {
-    child: Child,
-    what: String,
-}
-
-impl Proc {
-    fn spawn(ns: &str, args: &[&str]) -> Proc {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_xpgm")])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xpgm");
-        Proc {
-            child,
-            what: format!("{ns}: xpgm {}", args.join(" ")),
-        }
-    }
-
-    /// Waits (at most `limit`) and parses the one JSON object printed on stdout.
-    fn json(mut self, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                break st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} still running after {limit:?}",
-                self.what
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            o.read_to_string(&mut out).expect("stdout");
-        }
-        if let Some(mut e) = self.child.stderr.take() {
-            e.read_to_string(&mut err).expect("stderr");
-        }
-        let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| {
-            panic!(
-                "{} ({status}) printed no JSON ({e}): stdout {out:?} stderr {err:?}",
-                self.what
-            )
-        });
-        eprintln!("{}: {v}", self.what);
-        v
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn u(v: &Value, k: &str) -> u64 {
-    v.get(k)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("no integer '{k}' in {v}"))
+/// A topology named `x<tag><pid>`, torn down on drop.
+fn topology(tag: &str, receivers: u32, loss: &str) -> Net {
+    Net::up(
+        format!("x{tag}{:x}", std::process::id() % 0xfff),
+        receivers,
+        loss,
+    )
 }
 
 fn assert_clean(v: &Value, expect: u64) {
@@ -158,7 +47,7 @@ fn two_receivers(tag: &str, extra: &[&str]) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let count = env_u64("XPGM_E2E_COUNT", 1_000_000);
     let rate = env_u64("XPGM_E2E_RATE", 20_000);
-    let topo = Topology::up(tag, 2, "1");
+    let topo = topology(tag, 2, "1");
     let group = "239.192.10.1";
     let count_s = count.to_string();
     let rate_s = rate.to_string();
@@ -177,8 +66,8 @@ fn two_receivers(tag: &str, extra: &[&str]) {
         "--json",
     ];
     rargs.extend_from_slice(extra);
-    let r1 = Proc::spawn(&topo.rx(1), &rargs);
-    let r2 = Proc::spawn(&topo.rx(2), &rargs);
+    let r1 = xpgm(&topo.rx(1), &rargs);
+    let r2 = xpgm(&topo.rx(2), &rargs);
     std::thread::sleep(Duration::from_millis(700));
     let mut sargs = vec![
         "send",
@@ -200,7 +89,7 @@ fn two_receivers(tag: &str, extra: &[&str]) {
     ];
     sargs.extend_from_slice(extra);
     let limit = Duration::from_secs(count / rate.max(1) * 3 + 60);
-    let s = Proc::spawn(&topo.tx(), &sargs).json(limit);
+    let s = xpgm(&topo.tx(), &sargs).json(limit);
     let v1 = r1.json(Duration::from_secs(30));
     let v2 = r2.json(Duration::from_secs(30));
     assert_eq!(u(&s, "sent"), count);
@@ -232,10 +121,10 @@ fn udp_encap_two_receivers_one_percent_loss() {
 #[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
 fn receiver_started_mid_stream_delivers_in_order_from_where_it_joined() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let topo = Topology::up("m", 1, "1");
+    let topo = topology("m", 1, "1");
     let group = "239.192.10.2";
     let count = 100_000u64;
-    let s = Proc::spawn(
+    let s = xpgm(
         &topo.tx(),
         &[
             "send",
@@ -254,7 +143,7 @@ fn receiver_started_mid_stream_delivers_in_order_from_where_it_joined() {
     );
     // The stream takes 5 s; join after about 2 s.
     std::thread::sleep(Duration::from_secs(2));
-    let r = Proc::spawn(
+    let r = xpgm(
         &topo.rx(1),
         &[
             "recv",
@@ -282,7 +171,7 @@ fn receiver_started_mid_stream_delivers_in_order_from_where_it_joined() {
 /// Sender and receiver in the same namespace (same host): multicast loop must be on.
 fn same_host(tag: &str, extra: &[&str]) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let topo = Topology::up(tag, 1, "0");
+    let topo = topology(tag, 1, "0");
     let group = "239.192.10.3";
     let mut rargs = vec![
         "recv",
@@ -297,7 +186,7 @@ fn same_host(tag: &str, extra: &[&str]) {
         "--json",
     ];
     rargs.extend_from_slice(extra);
-    let r = Proc::spawn(&topo.rx(1), &rargs);
+    let r = xpgm(&topo.rx(1), &rargs);
     std::thread::sleep(Duration::from_millis(500));
     let mut sargs = vec![
         "send",
@@ -314,7 +203,7 @@ fn same_host(tag: &str, extra: &[&str]) {
         "--json",
     ];
     sargs.extend_from_slice(extra);
-    let s = Proc::spawn(&topo.rx(1), &sargs).json(Duration::from_secs(60));
+    let s = xpgm(&topo.rx(1), &sargs).json(Duration::from_secs(60));
     let v = r.json(Duration::from_secs(30));
     assert_eq!(u(&s, "sent"), 20_000);
     assert_clean(&v, 20_000);
@@ -336,9 +225,9 @@ fn same_host_udp_encap() {
 #[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
 fn ipv6_raw_ip_with_loss() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let topo = Topology::up("v", 1, "1");
+    let topo = topology("v", 1, "1");
     let group = "ff15::1:7";
-    let r = Proc::spawn(
+    let r = xpgm(
         &topo.rx(1),
         &[
             "recv",
@@ -354,7 +243,7 @@ fn ipv6_raw_ip_with_loss() {
         ],
     );
     std::thread::sleep(Duration::from_millis(700));
-    let s = Proc::spawn(
+    let s = xpgm(
         &topo.tx(),
         &[
             "send",

@@ -8,27 +8,14 @@
 //! Knobs: `XPGM_E2E_XDP_COUNT` (default 1 000 000 messages for the two-receiver run),
 //! `XPGM_E2E_PREFIX` (topology name prefix, default `d`).
 
-use std::io::Read;
+mod netns;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use netns::{Net, Proc, SERIAL, env_u64, u};
 use serde_json::Value;
-
-/// One topology at a time: the tests share two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn root_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn sibling_bin(name: &str) -> PathBuf {
     let xpgm = PathBuf::from(env!("CARGO_BIN_EXE_xpgm"));
@@ -43,7 +30,7 @@ fn sibling_bin(name: &str) -> PathBuf {
 
 /// A topology with an xpgmd in every host namespace; all torn down on drop.
 struct Topology {
-    name: String,
+    net: Net,
     dir: PathBuf,
     daemons: Vec<Child>,
 }
@@ -55,28 +42,14 @@ impl Topology {
         let prefix = std::env::var("XPGM_E2E_PREFIX").unwrap_or_else(|_| "d".into());
         let name = format!("{prefix}{tag}{:x}", std::process::id() % 0xfff);
         assert!(name.len() <= 8, "topology name {name} too long");
-        let script = root_dir().join("scripts/topology");
-        let _ = Command::new(&script).args(["down", &name]).status();
         let dir = std::env::temp_dir().join(format!("xpgm-e2e-xdp-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("socket dir");
         let mut t = Topology {
-            name: name.clone(),
+            net: Net::up(name, receivers, loss),
             dir,
             daemons: Vec::new(),
         };
-        let st = Command::new(&script)
-            .args([
-                "up",
-                &name,
-                "--receivers",
-                &receivers.to_string(),
-                "--loss",
-                loss,
-            ])
-            .status()
-            .expect("run scripts/topology");
-        assert!(st.success(), "scripts/topology up {name} failed");
         let xpgmd = sibling_bin("xpgmd");
         let mut hosts = vec![t.tx()];
         hosts.extend((1..=receivers).map(|k| t.rx(k)));
@@ -102,11 +75,11 @@ impl Topology {
     }
 
     fn tx(&self) -> String {
-        format!("{}-tx", self.name)
+        self.net.tx()
     }
 
     fn rx(&self, k: u32) -> String {
-        format!("{}-rx{k}", self.name)
+        self.net.rx(k)
     }
 
     fn sock(&self, ns: &str) -> PathBuf {
@@ -127,116 +100,21 @@ impl Topology {
         serde_json::from_slice(&out.stdout).expect("xpgmctl JSON")
     }
 
+    /// `xpgm ARGS` in `ns`, talking to that host's xpgmd.
     fn xpgm(&self, ns: &str, args: &[&str]) -> Proc {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_xpgm")])
-            .args(args)
-            .env("XPGM_SOCKET", self.sock(ns))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xpgm");
-        Proc {
-            child,
-            what: format!("{ns}: xpgm {}", args.join(" ")),
-        }
+        Proc::spawn(ns, args, Some(&self.sock(ns)))
     }
 }
 
 impl Drop for Topology {
     fn drop(&mut self) {
+        // The daemons go first; the topology (`net`) is removed when the fields drop.
         for c in &mut self.daemons {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new(root_dir().join("scripts/topology"))
-            .args(["down", &self.name])
-            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A running `xpgm`, killed if still running when dropped.
-struct Proc {
-    child: Child,
-    what: String,
-}
-
-impl Proc {
-    /// Waits (at most `limit`), returns (status ok, stdout, stderr).
-    fn finish(mut self, limit: Duration) -> (bool, String, String) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                break st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} still running after {limit:?}",
-                self.what
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            o.read_to_string(&mut out).expect("stdout");
-        }
-        if let Some(mut e) = self.child.stderr.take() {
-            e.read_to_string(&mut err).expect("stderr");
-        }
-        (status.success(), out, err)
-    }
-
-    /// Like [`Proc::finish`], but kills it after `limit` instead of panicking:
-    /// (exited by itself, status ok, stdout, stderr).
-    fn finish_or_kill(mut self, limit: Duration) -> (bool, bool, String, String) {
-        let deadline = Instant::now() + limit;
-        let mut exited = true;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                break st;
-            }
-            if Instant::now() >= deadline {
-                exited = false;
-                let _ = self.child.kill();
-                break self.child.wait().expect("wait");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            o.read_to_string(&mut out).expect("stdout");
-        }
-        if let Some(mut e) = self.child.stderr.take() {
-            e.read_to_string(&mut err).expect("stderr");
-        }
-        (exited, status.success(), out, err)
-    }
-
-    fn json(self, limit: Duration) -> Value {
-        let what = self.what.clone();
-        let (_, out, err) = self.finish(limit);
-        let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| {
-            panic!("{what} printed no JSON ({e}): stdout {out:?} stderr {err:?}")
-        });
-        eprintln!("{what}: {v}");
-        v
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn u(v: &Value, k: &str) -> u64 {
-    v.get(k)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("no integer '{k}' in {v}"))
 }
 
 fn assert_clean(v: &Value, expect: u64, transport: &str) {
@@ -298,7 +176,7 @@ fn ping(topo: &Topology, from: &str, to: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-        && !topo.name.is_empty()
+        && !topo.net.name.is_empty()
 }
 
 fn classifier_attached(topo: &Topology, ns: &str) -> bool {
@@ -489,7 +367,7 @@ fn second_local_xdp_receiver_gets_the_data_and_a_killed_receiver_leaves_nothing(
     // everything (1 % loss, repaired by the owner), the first keeps its traffic and
     // xpgmd has exactly one steering entry and one socket.
     let first = topo.xpgm(&rx, &recv_args(group, "xdp", "20000"));
-    let first_pid = first.child.id();
+    let first_pid = first.id();
     let (pid, ring) = one_session(&topo, &rx);
     assert_eq!(pid, first_pid);
     let _stale = RemoveOnDrop(std::path::PathBuf::from(&ring));
@@ -551,7 +429,7 @@ fn second_local_xdp_receiver_gets_the_data_and_a_killed_receiver_leaves_nothing(
     // reader ends with an error naming the owner's pid, and nothing of the owner
     // remains in xpgmd or the classifier.
     let owner = topo.xpgm(&rx, &long_idle("1000000"));
-    let owner_pid = owner.child.id();
+    let owner_pid = owner.id();
     let (pid, ring) = one_session(&topo, &rx);
     assert_eq!(pid, owner_pid);
     let _stale2 = RemoveOnDrop(std::path::PathBuf::from(&ring));
@@ -599,7 +477,7 @@ fn second_local_xdp_receiver_gets_the_data_and_a_killed_receiver_leaves_nothing(
     // ring file the killed owner left behind.
     let again = topo.xpgm(&rx, &recv_args(group, "xdp", "20000"));
     let (pid, ring3) = one_session(&topo, &rx);
-    assert_eq!(pid, again.child.id());
+    assert_eq!(pid, again.id());
     assert_ne!(ring3, ring);
     assert!(
         !std::path::Path::new(&ring).exists(),
@@ -630,7 +508,7 @@ fn xdp_sender_and_receiver_on_one_host_fail_clearly_before_binding() {
     let mut sargs = send_args(group, "xdp", "1000000");
     sargs.extend_from_slice(&["--rate", "5000"]);
     let sender = topo.xpgm(&tx, &sargs);
-    let sender_pid = sender.child.id();
+    let sender_pid = sender.id();
     poll_until(
         Duration::from_secs(10),
         || {
@@ -660,7 +538,7 @@ fn xdp_sender_and_receiver_on_one_host_fail_clearly_before_binding() {
     // The other way round: a receiver first, then a sender on the same interface.
     let receiver = topo.xpgm(&tx, &recv_args(group, "xdp", "10"));
     let (pid, _ring) = one_session(&topo, &tx);
-    assert_eq!(pid, receiver.child.id());
+    assert_eq!(pid, receiver.id());
     let (ok, out, err) = topo
         .xpgm(&tx, &send_args(group, "xdp", "10"))
         .finish(Duration::from_secs(20));
@@ -690,7 +568,7 @@ fn xdp_source_is_registered_with_its_tsi_before_its_first_message() {
         .expect("--linger-ms");
     sargs[linger + 1] = "15000";
     let sender = topo.xpgm(&tx, &sargs);
-    let sender_pid = sender.child.id();
+    let sender_pid = sender.id();
     poll_until(
         Duration::from_secs(10),
         || {
