@@ -71,9 +71,17 @@ pub enum Event<'a> {
         tsi: Tsi,
     },
     /// A session expired (silent for `peer_expiry`) and its state was freed.
+    ///
+    /// Every sequence number up to and including `last` was delivered or reported
+    /// [`Event::Unrecoverable`]; whatever the source sent after `last` is lost or
+    /// unknown (a receiver that missed every packet about the tail of a session cannot
+    /// know how long it was). `None`: nothing of this session was delivered or
+    /// reported, so all of it is lost or unknown.
     PeerGone {
         /// Session.
         tsi: Tsi,
+        /// Last sequence number accounted for.
+        last: Option<Sqn>,
     },
     /// The source ended the session (OPT_FIN) and everything before it was delivered.
     SessionEnd {
@@ -138,7 +146,7 @@ pub struct ReceiverStats {
 #[derive(Clone, Copy, Debug)]
 enum Ctrl {
     NewPeer(Tsi),
-    PeerGone(Tsi),
+    PeerGone(Tsi, Option<Sqn>),
     Reset(Tsi),
 }
 
@@ -353,10 +361,11 @@ impl Receiver {
         }
         self.free_peers.push(idx);
         self.env.stats.peers_expired += 1;
+        let last = peer.accounted_through();
         push_ctrl(
             &mut self.control,
             &mut self.env.stats,
-            Ctrl::PeerGone(peer.tsi),
+            Ctrl::PeerGone(peer.tsi, last),
         );
     }
 
@@ -517,7 +526,7 @@ impl Receiver {
         if let Some(c) = self.control.pop() {
             return Some(match c {
                 Ctrl::NewPeer(tsi) => Event::NewPeer { tsi },
-                Ctrl::PeerGone(tsi) => Event::PeerGone { tsi },
+                Ctrl::PeerGone(tsi, last) => Event::PeerGone { tsi, last },
                 Ctrl::Reset(tsi) => Event::SessionReset { tsi },
             });
         }

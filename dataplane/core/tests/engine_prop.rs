@@ -141,7 +141,7 @@ fn check_event(next: &mut HashMap<Tsi, Sqn>, ev: &Event<'_>) {
             }
             next.insert(tsi, first.add(count));
         }
-        Event::PeerGone { tsi } => {
+        Event::PeerGone { tsi, .. } => {
             next.remove(&tsi);
         }
         _ => {}

@@ -80,6 +80,11 @@ impl MessageTable {
         self.base.map(|b| i64::from(sqn.distance(b)))
     }
 
+    /// The first sequence number of message `i`.
+    pub fn first_sqn(&self, i: usize) -> Option<Sqn> {
+        Some(Sqn(self.base?.0.wrapping_add(*self.offsets.get(i)?)))
+    }
+
     /// Index of the message whose first TPDU is `sqn`.
     pub fn message_starting_at(&self, sqn: Sqn) -> Option<usize> {
         let off = u32::try_from(self.offset(sqn)?).ok()?;
@@ -157,6 +162,7 @@ impl Bits {
 #[derive(Clone, Debug, Default)]
 pub struct Checker {
     size: usize,
+    messages: u64,
     next: u64,
     delivered_set: Bits,
     lost_set: Bits,
@@ -180,6 +186,15 @@ pub struct Checker {
     pub unrecoverable_sqns: u64,
     /// `SessionEnd` seen.
     pub session_ended: bool,
+    /// `PeerGone` seen.
+    pub peer_gone: bool,
+    /// Messages neither delivered nor reported unrecoverable when the peer expired:
+    /// the receiver said everything after its last accounted sequence is lost or
+    /// unknown (`PeerGone { last }`).
+    pub tail_unknown: u64,
+    /// Messages that `PeerGone { last }` claimed accounted for (at or before `last`)
+    /// but that were neither delivered nor reported: an accounting hole.
+    pub accounting_holes: u64,
     /// `SessionReset` events.
     pub resets: u64,
 }
@@ -189,6 +204,7 @@ impl Checker {
     pub fn new(messages: u64, size: usize) -> Self {
         Checker {
             size,
+            messages,
             delivered_set: Bits::new(messages),
             lost_set: Bits::new(messages),
             ..Checker::default()
@@ -229,6 +245,31 @@ impl Checker {
         }
         self.delivered += 1;
         self.next = self.next.max(i + 1);
+    }
+
+    /// The peer expired: messages after `last` (all of them if `None`) are lost or
+    /// unknown. Every message not delivered or reported so far counts as such; one
+    /// that starts at or before `last` is an accounting hole.
+    pub fn on_peer_gone(&mut self, table: &MessageTable, last: Option<Sqn>) {
+        self.peer_gone = true;
+        let from = if self.started { self.next } else { 0 };
+        for i in from..self.messages {
+            if self.delivered_set.get(i) || self.lost_set.get(i) {
+                continue;
+            }
+            self.lost_set.set(i);
+            let claimed = match (last, table.first_sqn(i as usize)) {
+                (Some(l), Some(s)) => s.le(l),
+                _ => false,
+            };
+            if claimed {
+                self.accounting_holes += 1;
+            } else {
+                self.tail_unknown += 1;
+            }
+        }
+        self.started = true;
+        self.next = self.messages;
     }
 
     /// `count` sequence numbers from `first` will never be delivered.

@@ -103,6 +103,10 @@ pub struct SimConfig {
     /// After the source closed: stop when no ODATA, RDATA, NCF, NAK or delivery happened
     /// for this long.
     pub quiet: Duration,
+    /// How long the source application keeps its socket open after closing the
+    /// session (its FIN SPMs go out meanwhile) before it exits; from then on the
+    /// source is silent and the quiet period no longer ends the run.
+    pub linger: Duration,
     /// Hard cap on virtual time.
     pub max_time: Duration,
     /// Hard cap on processed events.
@@ -147,6 +151,7 @@ impl Default for SimConfig {
             },
             fit_tpdu: true,
             quiet: Duration::from_secs(60),
+            linger: Duration::from_secs(10),
             max_time: Duration::from_secs(24 * 3600),
             max_events: 2_000_000_000,
         }

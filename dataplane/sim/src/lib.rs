@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! A deterministic network in virtual time: one PGM source, N receivers, seeded loss,
 //! reordering, duplication and delay. Exposed as `xpgm sim`.
 //!

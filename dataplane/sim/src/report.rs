@@ -152,6 +152,12 @@ pub struct ReceiverReport {
     pub join_gap: u64,
     /// Sequence numbers reported unrecoverable.
     pub unrecoverable_sqns: u64,
+    /// Messages reported lost or unknown when the peer expired (`PeerGone { last }`:
+    /// the receiver never learnt the session's tail).
+    pub tail_unknown: u64,
+    /// Messages at or before the `last` of `PeerGone { last }` that were neither
+    /// delivered nor reported: must be 0.
+    pub accounting_holes: u64,
     /// Saw `SessionEnd`.
     pub session_ended: bool,
     /// NAK packets sent (engine counter).
@@ -193,6 +199,8 @@ pub struct Report {
     pub join_gap: u64,
     /// Sequence numbers reported unrecoverable, summed over receivers.
     pub unrecoverable_sqns: u64,
+    /// Messages reported lost or unknown at peer expiry, summed over receivers.
+    pub tail_unknown: u64,
     /// Receivers that saw `SessionEnd`.
     pub sessions_ended: usize,
     /// NAKs received by the source (`SourceStats::naks_received`).
@@ -251,6 +259,7 @@ impl Report {
             "missing": self.missing,
             "join_gap": self.join_gap,
             "unrecoverable_sqns": self.unrecoverable_sqns,
+            "tail_unknown": self.tail_unknown,
             "sessions_ended": self.sessions_ended,
             "naks_at_source": self.naks_at_source,
             "rdata_sent": self.rdata_sent,
@@ -283,6 +292,8 @@ impl Report {
                 "corrupt": r.corrupt,
                 "join_gap": r.join_gap,
                 "unrecoverable_sqns": r.unrecoverable_sqns,
+                "tail_unknown": r.tail_unknown,
+                "accounting_holes": r.accounting_holes,
                 "session_ended": r.session_ended,
                 "naks_sent": r.naks_sent,
                 "dup_packets_dropped": r.dup_packets_dropped,
@@ -309,9 +320,10 @@ impl fmt::Display for Report {
             self.events
         )?;
         writeln!(f)?;
-        let rows: [(&str, u64); 13] = [
+        let rows: [(&str, u64); 14] = [
             ("delivered", self.delivered),
             ("unrecoverable", self.unrecoverable),
+            ("lost or unknown at expiry", self.tail_unknown),
             ("duplicates delivered", self.duplicates),
             ("out-of-order delivered", self.out_of_order),
             ("corrupt delivered", self.corrupt),

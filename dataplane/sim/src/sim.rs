@@ -119,6 +119,8 @@ struct App {
     next_at: Option<Instant>,
     blocked: bool,
     closed: bool,
+    /// When `closed` became true.
+    closed_at: Option<Instant>,
     would_block: u64,
     failed: bool,
     scratch: Vec<u8>,
@@ -258,7 +260,9 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             if e.at > Instant::ZERO + self.cfg.max_time {
                 break EndReason::TimeLimit;
             }
-            if e.at.saturating_duration_since(self.last_activity) > self.cfg.quiet {
+            if !self.source_gone(e.at)
+                && e.at.saturating_duration_since(self.last_activity) > self.cfg.quiet
+            {
                 break EndReason::Quiet;
             }
             self.now = self.now.max(e.at);
@@ -277,6 +281,9 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                 let now = self.now;
                 let len = (len as usize).min(self.pool.cap);
                 match to {
+                    Target::Source { .. } if self.source_gone(now) => {
+                        self.pool.release(slot);
+                    }
                     Target::Source { from } => {
                         let src = self.peers[from].nla;
                         let bytes = &self.pool.bufs[slot as usize][..len];
@@ -298,7 +305,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                 }
             }
             Ev::SourceTimer => {
-                if self.source_timer != Some(self.now) {
+                if self.source_timer != Some(self.now) || self.source_gone(self.now) {
                     return; // superseded
                 }
                 self.source_timer = None;
@@ -329,6 +336,15 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                 self.app_step();
             }
         }
+    }
+
+    /// The source application exited: `linger` after it closed its socket, as a real
+    /// one does. From then on it neither sends nor receives; receivers that never
+    /// learnt the session's end must find out by themselves (peer expiry).
+    fn source_gone(&self, at: Instant) -> bool {
+        self.app
+            .closed_at
+            .is_some_and(|c| at >= c + self.cfg.linger)
     }
 
     fn schedule_app(&mut self, at: Instant) {
@@ -379,6 +395,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
         if self.app.sent >= self.cfg.messages {
             self.source.close(now);
             self.app.closed = true;
+            self.app.closed_at = Some(now);
             self.drain_source();
         } else if self.app.blocked {
             self.schedule_app(now + APP_RETRY);
@@ -398,6 +415,9 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
 
     fn drain_source(&mut self) {
         let now = self.now;
+        if self.source_gone(now) {
+            return;
+        }
         loop {
             if self.events >= self.cfg.max_events {
                 break;
@@ -515,12 +535,23 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                 }
                 Event::SessionEnd { .. } => {
                     if !p.check.session_ended {
+                        if !p.check.peer_gone {
+                            self.ended += 1;
+                        }
                         p.check.session_ended = true;
-                        self.ended += 1;
                     }
                 }
+                Event::PeerGone { last, .. } => {
+                    if !p.check.peer_gone {
+                        if !p.check.session_ended {
+                            self.ended += 1;
+                        }
+                        p.check.on_peer_gone(table, last);
+                    }
+                    delivered_any = true;
+                }
                 Event::SessionReset { .. } => p.check.resets += 1,
-                Event::NewPeer { .. } | Event::PeerGone { .. } => {}
+                Event::NewPeer { .. } => {}
             }
         }
         if delivered_any {
@@ -570,6 +601,8 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                 join_gap: c.join_gap,
                 unrecoverable_sqns: c.unrecoverable_sqns,
                 session_ended: c.session_ended,
+                tail_unknown: c.tail_unknown,
+                accounting_holes: c.accounting_holes,
                 naks_sent: st.naks_sent,
                 dup_packets_dropped: st.duplicates,
                 parse_errors: p.parse_errors,
@@ -580,13 +613,14 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             rep.out_of_order += rr.out_of_order;
             rep.corrupt += rr.corrupt;
             rep.join_gap += rr.join_gap;
+            rep.tail_unknown += rr.tail_unknown;
             rep.unrecoverable_sqns += rr.unrecoverable_sqns;
             rep.sessions_ended += usize::from(rr.session_ended);
             rep.naks_sent += rr.naks_sent;
             rep.missing += self
                 .cfg
                 .messages
-                .saturating_sub(rr.delivered + rr.unrecoverable);
+                .saturating_sub(rr.delivered + rr.unrecoverable + rr.tail_unknown);
             rep.per_receiver.push(rr);
         }
         rep

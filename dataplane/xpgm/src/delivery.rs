@@ -47,7 +47,10 @@ pub fn encode(ev: &Delivery<'_>, out: &mut [u8]) -> Option<usize> {
         Delivery::Data { tsi, sqn, data } => (DATA, tsi, sqn.0, 0, data),
         Delivery::Unrecoverable { tsi, first, count } => (UNRECOVERABLE, tsi, first.0, count, &[]),
         Delivery::NewPeer { tsi } => (NEW_PEER, tsi, 0, 0, &[]),
-        Delivery::PeerGone { tsi } => (PEER_GONE, tsi, 0, 0, &[]),
+        Delivery::PeerGone { tsi, last } => match last {
+            Some(l) => (PEER_GONE, tsi, l.0, 1, &[]),
+            None => (PEER_GONE, tsi, 0, 0, &[]),
+        },
         Delivery::SessionEnd { tsi } => (SESSION_END, tsi, 0, 0, &[]),
         Delivery::SessionReset { tsi } => (SESSION_RESET, tsi, 0, 0, &[]),
     };
@@ -87,7 +90,14 @@ pub fn decode(bytes: &[u8]) -> Option<Delivery<'_>> {
             count: b,
         },
         NEW_PEER => Delivery::NewPeer { tsi },
-        PEER_GONE => Delivery::PeerGone { tsi },
+        PEER_GONE => Delivery::PeerGone {
+            tsi,
+            last: match b {
+                0 => None,
+                1 => Some(Sqn(a)),
+                _ => return None,
+            },
+        },
         SESSION_END => Delivery::SessionEnd { tsi },
         SESSION_RESET => Delivery::SessionReset { tsi },
         _ => return None,
@@ -119,7 +129,14 @@ mod tests {
                 count: 42,
             },
             Delivery::NewPeer { tsi: tsi() },
-            Delivery::PeerGone { tsi: tsi() },
+            Delivery::PeerGone {
+                tsi: tsi(),
+                last: None,
+            },
+            Delivery::PeerGone {
+                tsi: tsi(),
+                last: Some(Sqn(0xffff_fff0)),
+            },
             Delivery::SessionEnd { tsi: tsi() },
             Delivery::SessionReset { tsi: tsi() },
         ];

@@ -881,6 +881,12 @@ impl Peer {
         self.next.le(self.lead) && matches!(self.get(self.next), Slot::Have { .. } | Slot::Lost)
     }
 
+    /// The last sequence number delivered to the application or reported unrecoverable
+    /// (`None` before the first event): what the peer's session is known up to.
+    pub(crate) fn accounted_through(&self) -> Option<Sqn> {
+        (self.started && !self.joining).then(|| self.next.prev())
+    }
+
     /// Frees every buffer the window holds.
     pub(crate) fn release_all(&mut self, pool: &mut Pool) {
         for s in &mut self.slots {

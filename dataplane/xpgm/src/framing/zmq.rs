@@ -428,7 +428,7 @@ impl ZmqReceiver {
                     d.reset();
                 }
             }
-            Delivery::SessionEnd { tsi } | Delivery::PeerGone { tsi } => self.remove(tsi),
+            Delivery::SessionEnd { tsi } | Delivery::PeerGone { tsi, .. } => self.remove(tsi),
             Delivery::NewPeer { .. } => {}
         }
     }
