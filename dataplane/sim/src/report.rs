@@ -234,6 +234,51 @@ pub struct Report {
 }
 
 impl Report {
+    /// What breaks the accounting promise, one line per fault (empty: every receiver
+    /// got every message exactly once, in order, intact, or was told it is lost —
+    /// unrecoverable, before its join, or unknown at peer expiry — and the run ended
+    /// by itself, not at a cap).
+    pub fn accounting_errors(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        let mut zero = |what: &str, v: u64| {
+            if v != 0 {
+                errs.push(format!("{what}: {v}"));
+            }
+        };
+        zero("duplicates", self.duplicates);
+        zero("out_of_order", self.out_of_order);
+        zero("corrupt", self.corrupt);
+        zero("source_parse_errors", self.source_parse_errors);
+        if self.sent != self.messages {
+            errs.push(format!("sent {} of {} messages", self.sent, self.messages));
+        }
+        for (i, r) in self.per_receiver.iter().enumerate() {
+            if r.parse_errors != 0 {
+                errs.push(format!("receiver {i}: parse_errors {}", r.parse_errors));
+            }
+            if r.accounting_holes != 0 {
+                errs.push(format!(
+                    "receiver {i}: accounting_holes {}",
+                    r.accounting_holes
+                ));
+            }
+            let told = r.delivered + r.unrecoverable + r.join_gap + r.tail_unknown;
+            if told != self.messages {
+                errs.push(format!(
+                    "receiver {i}: {told} of {} messages delivered or reported ({r:?})",
+                    self.messages
+                ));
+            }
+        }
+        if matches!(self.end, Some(EndReason::EventLimit | EndReason::TimeLimit)) {
+            errs.push(format!(
+                "ended at a cap: {}",
+                self.end.map_or("-", EndReason::as_str)
+            ));
+        }
+        errs
+    }
+
     /// True when every receiver got every message exactly once, in order, intact.
     pub fn full_delivery(&self) -> bool {
         self.delivered == self.messages * self.receivers as u64
