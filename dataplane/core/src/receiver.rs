@@ -369,6 +369,21 @@ impl Receiver {
         );
     }
 
+    /// Closes every session: each live peer is freed as if it had expired, and the
+    /// application gets `PeerGone { last }` for it (counted in `peers_expired`), so a
+    /// receiver shut down mid-stream still says which sequence each source's data is
+    /// accounted up to. Call it before dropping the receiver, then drain `poll_event`.
+    /// Control events beyond `event_queue` are dropped and counted in `events_dropped`.
+    pub fn close(&mut self) {
+        self.release_lent();
+        for idx in 0..self.peers.len() {
+            if matches!(self.peers.get(idx), Some(Some(_))) {
+                self.remove_peer(idx as u32);
+            }
+        }
+        self.ready.clear();
+    }
+
     fn compact_timers(&mut self) {
         let peers = &self.peers;
         self.env.timers.retain(|Reverse(e)| {

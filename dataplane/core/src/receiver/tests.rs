@@ -100,7 +100,7 @@ enum Ev {
     Data(u32, Vec<u8>),
     Unrec(u32, u32),
     NewPeer,
-    Gone,
+    Gone(Option<u32>),
     End,
     Reset,
 }
@@ -112,7 +112,7 @@ fn events(r: &mut Receiver) -> Vec<Ev> {
             Event::Data { sqn, data, .. } => Ev::Data(sqn.0, data.to_vec()),
             Event::Unrecoverable { first, count, .. } => Ev::Unrec(first.0, count),
             Event::NewPeer { .. } => Ev::NewPeer,
-            Event::PeerGone { .. } => Ev::Gone,
+            Event::PeerGone { last, .. } => Ev::Gone(last.map(|s| s.0)),
             Event::SessionEnd { .. } => Ev::End,
             Event::SessionReset { .. } => Ev::Reset,
         });
@@ -599,11 +599,36 @@ fn silent_peer_expires_and_is_freed() {
     r.handle_timeout(ms(15_000));
     let _ = sent(&mut r, ms(15_000));
     assert_eq!(r.peer_count(), 0);
-    assert_eq!(events(&mut r), vec![Ev::Gone]);
+    // 2 was still being repaired (3 waits behind it): accounted up to 1, the rest
+    // of the session is lost or unknown.
+    assert_eq!(events(&mut r), vec![Ev::Gone(Some(1))]);
     assert_eq!(r.stats().peers_expired, 1);
     // Its buffers went back to the pool and no timer is left but stale ones.
     r.handle_timeout(ms(100_000));
     assert_eq!(r.poll_timeout(), None);
+}
+
+#[test]
+fn closing_reports_how_far_each_session_is_accounted() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    // 2 is missing: 3 waits behind it, undelivered.
+    r.handle_repr(ms(1), SRC, &odata(3, 0, b"c"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(1, b"a".to_vec())]
+    );
+    // A second session heard of only through an SPM: nothing accounted.
+    let mut other = spm(0, 0, 0);
+    other.sport = 4001;
+    r.handle_repr(ms(2), SRC, &other);
+    assert_eq!(events(&mut r), vec![Ev::NewPeer]);
+    r.close();
+    assert_eq!(r.peer_count(), 0);
+    assert_eq!(events(&mut r), vec![Ev::Gone(Some(1)), Ev::Gone(None)]);
+    r.handle_timeout(ms(400_000));
+    assert!(events(&mut r).is_empty());
 }
 
 #[test]
