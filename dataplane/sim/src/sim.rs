@@ -118,8 +118,7 @@ struct App {
     sent: u64,
     next_at: Option<Instant>,
     blocked: bool,
-    closed: bool,
-    /// When `closed` became true.
+    /// When the application closed the session (`None`: still sending).
     closed_at: Option<Instant>,
     would_block: u64,
     failed: bool,
@@ -251,7 +250,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             if self.events >= self.cfg.max_events {
                 break EndReason::EventLimit;
             }
-            if self.app.closed && self.ended == self.peers.len() {
+            if self.app.closed_at.is_some() && self.ended == self.peers.len() {
                 break EndReason::AllSessionsEnded;
             }
             let Some(e) = self.queue.pop() else {
@@ -362,7 +361,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
     }
 
     fn app_step(&mut self) {
-        if self.app.closed {
+        if self.app.closed_at.is_some() {
             return;
         }
         let now = self.now;
@@ -394,7 +393,6 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
         self.drain_source();
         if self.app.sent >= self.cfg.messages {
             self.source.close(now);
-            self.app.closed = true;
             self.app.closed_at = Some(now);
             self.drain_source();
         } else if self.app.blocked {
