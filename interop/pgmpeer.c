@@ -71,6 +71,10 @@ struct opts {
 	unsigned linger_ms;
 	unsigned idle_ms;
 	bool json;
+	/* send: explicit TXW_SQNS, TXW_MAX_RTE (bytes/s) and ambient SPM interval (0 = derived) */
+	uint64_t txw_sqns;
+	uint64_t max_rte;
+	unsigned ambient_spm_ms;
 };
 
 static void usage(void)
@@ -78,6 +82,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: pgmpeer send|recv --addr IFADDR --group GROUP [--dport P] [--udp-encap PORT]\n"
 		"       send: [--count N] [--size BYTES] [--rate MSGS_PER_S] [--linger-ms MS] [--json]\n"
+		"             [--txw-sqns N] [--max-rte BYTES_PER_S] [--ambient-spm-ms MS]\n"
 		"       recv: [--count N] [--idle-ms MS] [--json]\n"
 		"usage: pgmpeer ping|echo --addr IFADDR --send-group G --recv-group G [--rate R]\n"
 		"       [--size BYTES] [--secs S] [--warmup-ms MS] [--idle-ms MS] [--samples FILE]\n"
@@ -176,6 +181,8 @@ static pgm_sock_t *open_socket(const struct opts *o, uint64_t tpdus)
 		uint64_t sqns = tpdus + 1024;
 		if (sqns > (1u << 20))
 			sqns = 1u << 20;
+		if (o->txw_sqns)
+			sqns = o->txw_sqns;
 		const int heartbeat[] = {pgm_msecs(100), pgm_msecs(100), pgm_msecs(100),
 					 pgm_msecs(100), pgm_msecs(1300), pgm_secs(7),
 					 pgm_secs(16), pgm_secs(25), pgm_secs(30)};
@@ -189,10 +196,13 @@ static pgm_sock_t *open_socket(const struct opts *o, uint64_t tpdus)
 		uint64_t rte = o->rate ? o->rate * wire * 2 : 50u * 1000 * 1000;
 		if (rte < 1500u * 1000 * 2)
 			rte = 1500u * 1000 * 2;
+		if (o->max_rte)
+			rte = o->max_rte;
 		if (rte > INT32_MAX)
 			rte = INT32_MAX;
 		SET_INT(sock, PGM_TXW_MAX_RTE, rte);
-		SET_INT(sock, PGM_AMBIENT_SPM, pgm_secs(1));
+		SET_INT(sock, PGM_AMBIENT_SPM,
+			o->ambient_spm_ms ? pgm_msecs(o->ambient_spm_ms) : pgm_secs(1));
 		set_opt(sock, PGM_HEARTBEAT_SPM, heartbeat, sizeof(heartbeat), "PGM_HEARTBEAT_SPM");
 	} else {
 		SET_INT(sock, PGM_RECV_ONLY, 1);
@@ -785,6 +795,9 @@ int main(int argc, char **argv)
 		{"warmup-ms", required_argument, NULL, 'w'},
 		{"samples", required_argument, NULL, 'o'},
 		{"sleep", no_argument, NULL, 'z'},
+		{"txw-sqns", required_argument, NULL, 'W'},
+		{"max-rte", required_argument, NULL, 'M'},
+		{"ambient-spm-ms", required_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -810,6 +823,11 @@ int main(int argc, char **argv)
 		case 'w': o.warmup_ms = (unsigned)parse_u64(optarg, "--warmup-ms", 0, 3600000); break;
 		case 'o': o.samples = optarg; break;
 		case 'z': o.sleep = true; break;
+		case 'W': o.txw_sqns = parse_u64(optarg, "--txw-sqns", 16, 1u << 20); break;
+		case 'M': o.max_rte = parse_u64(optarg, "--max-rte", 1000, INT32_MAX); break;
+		case 'A':
+			o.ambient_spm_ms = (unsigned)parse_u64(optarg, "--ambient-spm-ms", 1, 3600000);
+			break;
 		default: usage();
 		}
 	}

@@ -152,10 +152,15 @@ pub struct ReceiverConfig {
     pub nak_rpt_ivl: Duration,
     /// NAK_RDATA_IVL: wait for RDATA after an NCF.
     pub nak_rdata_ivl: Duration,
-    /// NAK_NCF_RETRIES: NAKs sent without an NCF before giving up.
+    /// NAK_NCF_RETRIES, counted only while the source is silent: a sequence is given up
+    /// (`retries_exhausted`) after this many repeated NAKs that each drew no NCF and no
+    /// RDATA at all from the source (for any sequence, to any receiver), i.e. when the
+    /// source cannot be reached for repairs. While the source answers, a missing
+    /// sequence is NAKed again (repeat intervals doubling up to 8 × NAK_RPT_IVL /
+    /// NAK_RDATA_IVL) until it arrives, the source's trail passes it, or the source is
+    /// gone. There is no NAK_DATA_RETRIES: an NCF proves the source still holds the
+    /// data, so a count of unanswered NCFs is never a reason to give up.
     pub nak_ncf_retries: u32,
-    /// NAK_DATA_RETRIES: NCFs received without RDATA before giving up.
-    pub nak_data_retries: u32,
     /// SPMR back-off: wait this long for an SPM before asking for one.
     pub spmr_expiry: Duration,
     /// Peer expiry: a peer silent this long is removed.
@@ -216,7 +221,6 @@ impl Default for ReceiverConfig {
             nak_rpt_ivl: Duration::from_millis(200),
             nak_rdata_ivl: Duration::from_millis(200),
             nak_ncf_retries: 10,
-            nak_data_retries: 10,
             spmr_expiry: Duration::from_millis(250),
             peer_expiry: Duration::from_secs(300),
             max_peers: 64,

@@ -118,7 +118,6 @@ fn rcfg() -> ReceiverConfig {
         rxw_sqns: 64,
         max_apdu: 256,
         nak_ncf_retries: 2,
-        nak_data_retries: 2,
         peer_expiry: Duration::from_secs(5),
         ..ReceiverConfig::default()
     }

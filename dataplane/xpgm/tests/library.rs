@@ -141,7 +141,6 @@ fn loss_events_reach_the_subscriber_in_order() {
     cfg.receiver.nak_rpt_ivl = Duration::from_millis(5);
     cfg.receiver.nak_rdata_ivl = Duration::from_millis(5);
     cfg.receiver.nak_ncf_retries = 1;
-    cfg.receiver.nak_data_retries = 1;
     let mut sub = Subscriber::with_datapath(cfg, Box::new(dp)).expect("subscriber");
 
     // A real source engine in virtual time produces the packets; ODATA #3 is lost and

@@ -300,28 +300,124 @@ fn ncf_retries_exhausted_is_unrecoverable_then_delivery_continues() {
     assert!(events(&mut r).is_empty());
 }
 
+/// Issue 9.2: an OpenPGM source rate-limits RDATA behind its ODATA, so a loss early in a
+/// burst is confirmed at once (NCF) but repaired seconds later. A confirmed sequence is
+/// never given up by a count of retries while the source holds it; the retries back off.
 #[test]
-fn data_retries_exhausted_is_unrecoverable() {
-    let c = ReceiverConfig {
-        nak_data_retries: 1,
-        ..cfg()
-    };
-    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+fn a_confirmed_sequence_is_repaired_however_late_and_its_naks_back_off() {
+    let mut r = rx();
     r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
     r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
     r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
-    let mut naks = 0;
-    for t in 0..3000 {
+    let mut nak_times = Vec::new();
+    for t in 0..12_000 {
         r.handle_timeout(ms(t));
         for (n, _) in sent(&mut r, ms(t)) {
             assert_eq!(n, Some(vec![2]));
-            naks += 1;
-            // The source confirms every NAK but the repair never arrives.
+            nak_times.push(t);
+            // The source confirms every NAK; the repair waits behind its data.
             r.handle_repr(ms(t), SRC, &ncf(2, &[]));
         }
     }
-    assert_eq!(naks, 2, "one NAK, one retry after NAK_RDATA_IVL");
-    assert!(events(&mut r).contains(&Ev::Unrec(2, 1)));
+    // 200 ms NAK_RDATA_IVL, then doubling to 1.6 s (plus back-offs < 50 ms each): NAKs
+    // ~0.2, ~0.4, ~0.8 s apart, then every ~1.6 s up to 12 s (12 s at 200 ms: 55 NAKs).
+    let gaps: Vec<u64> = nak_times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 8 && gaps.len() <= 11, "NAKs at {nak_times:?}");
+    assert!(
+        (200..252).contains(&gaps[0]) && (400..452).contains(&gaps[1]),
+        "{gaps:?}"
+    );
+    assert!((800..852).contains(&gaps[2]), "{gaps:?}");
+    assert!(
+        gaps[3..].iter().all(|g| (1600..1652).contains(g)),
+        "{gaps:?}"
+    );
+    assert_eq!(r.stats().retries_exhausted, 0);
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(1, b"a".to_vec())]
+    );
+    r.handle_repr(ms(12_000), SRC, &rdata(2, 0, b"b"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::Data(2, b"b".to_vec()), Ev::Data(3, b"c".to_vec())]
+    );
+    assert_eq!(r.stats().unrecoverable, 0);
+}
+
+#[test]
+fn a_confirmed_sequence_becomes_unrecoverable_when_the_trail_passes_it() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    for t in 0..3000 {
+        r.handle_timeout(ms(t));
+        for _ in sent(&mut r, ms(t)) {
+            r.handle_repr(ms(t), SRC, &ncf(2, &[]));
+        }
+    }
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(1, b"a".to_vec())]
+    );
+    // The source's window moves past 2: now, and only now, it is lost.
+    r.handle_repr(ms(3000), SRC, &spm(1, 3, 3));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::Unrec(2, 1), Ev::Data(3, b"c".to_vec())]
+    );
+    assert_eq!(r.stats().lost_to_trail, 1);
+    assert_eq!(r.stats().retries_exhausted, 0);
+}
+
+/// The source answers NAKs for sequence 4 but never 2's (its NCF for 2 is lost every
+/// time): it is reachable and alive, so 2 is not given up; once the source falls silent
+/// both are, after `nak_ncf_retries` unanswered rounds.
+#[test]
+fn naks_count_as_unanswered_only_while_the_source_is_silent() {
+    let c = ReceiverConfig {
+        nak_ncf_retries: 2,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 7).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    r.handle_repr(ms(0), SRC, &odata(5, 0, b"e"));
+    let mut naks_for_2 = 0;
+    for t in 0..8000 {
+        r.handle_timeout(ms(t));
+        for (n, _) in sent(&mut r, ms(t)) {
+            let n = n.expect("a NAK");
+            naks_for_2 += n.iter().filter(|&&s| s == 2).count();
+            if n.contains(&4) {
+                r.handle_repr(ms(t), SRC, &ncf(4, &[]));
+            }
+        }
+    }
+    assert!(naks_for_2 > 6, "2 kept being NAKed: {naks_for_2}");
+    assert_eq!(r.stats().retries_exhausted, 0);
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(1, b"a".to_vec())]
+    );
+    // Silence: 2 goes after three unanswered NAKs; 4 waits for its data
+    // (WaitData) then is NAKed unanswered too.
+    for t in 8000..40_000 {
+        r.handle_timeout(ms(t));
+        let _ = sent(&mut r, ms(t));
+    }
+    assert_eq!(
+        events(&mut r),
+        vec![
+            Ev::Unrec(2, 1),
+            Ev::Data(3, b"c".to_vec()),
+            Ev::Unrec(4, 1),
+            Ev::Data(5, b"e".to_vec())
+        ]
+    );
+    assert_eq!(r.stats().retries_exhausted, 2);
 }
 
 #[test]

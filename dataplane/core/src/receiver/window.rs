@@ -300,8 +300,12 @@ enum Slot {
     Missing {
         phase: Phase,
         at: Instant,
-        ncf_retries: u32,
-        data_retries: u32,
+        /// NAKs sent for it so far (sets the retry back-off).
+        tries: u32,
+        /// NAK rounds that drew nothing at all from the source: no NCF or RDATA for any
+        /// sequence while this NAK waited for its NCF. Only these count towards giving
+        /// up (`nak_ncf_retries`): a source that answers is alive and holds the data.
+        unanswered: u32,
     },
     Have {
         buf: u32,
@@ -345,6 +349,8 @@ pub(crate) struct Peer {
     pub(crate) in_ready: bool,
     /// NAK being assembled from back-offs expiring together.
     pub(crate) nak_build: Option<(Sqn, NakList)>,
+    /// When the source last answered a repair request (NCF or RDATA, for anyone).
+    repair_heard: Option<Instant>,
     spm_sqn: Option<Sqn>,
     started: bool,
     /// Ring of slots (power of two, at most `max_sqns`), indexed by `sqn & mask`.
@@ -396,6 +402,7 @@ impl Peer {
             spmr_at: None,
             in_ready: false,
             nak_build: None,
+            repair_heard: None,
             spm_sqn: None,
             started: false,
             slots: vec![Slot::Empty; n],
@@ -533,8 +540,8 @@ impl Peer {
                     Slot::Missing {
                         phase: Phase::BackOff,
                         at,
-                        ncf_retries: 0,
-                        data_retries: 0,
+                        tries: 0,
+                        unanswered: 0,
                     },
                 );
                 self.push_run(env, &mut run, at, s);
@@ -677,6 +684,7 @@ impl Peer {
             },
         );
         if rdata {
+            self.repair_heard = Some(now);
             env.stats.rdata_received += 1;
         } else {
             env.stats.odata_received += 1;
@@ -716,7 +724,7 @@ impl Peer {
         if !self.started {
             return;
         }
-        let at = now + env.cfg.nak_rdata_ivl;
+        self.repair_heard = Some(now);
         let mut run = None;
         for &sqn in core::iter::once(&ncf.sqn).chain(opts.nak_list.as_slice()) {
             let d = sqn.distance(self.next);
@@ -730,18 +738,19 @@ impl Peer {
             // (paraphrase) an NCF for a sequence in BACK_OFF suppresses this receiver's NAK
             if let Slot::Missing {
                 phase: Phase::BackOff | Phase::WaitNcf,
-                ncf_retries,
-                data_retries,
+                tries,
+                unanswered,
                 ..
             } = self.get(sqn)
             {
+                let at = now + retry_ivl(env.cfg.nak_rdata_ivl, tries);
                 self.set(
                     sqn,
                     Slot::Missing {
                         phase: Phase::WaitData,
                         at,
-                        ncf_retries,
-                        data_retries,
+                        tries,
+                        unanswered,
                     },
                 );
                 self.push_run(env, &mut run, at, sqn);
@@ -786,7 +795,6 @@ impl Peer {
         let mut bo_at = None;
         let mut wait_run = None;
         let mut bo_run = None;
-        let rpt_at = now + env.cfg.nak_rpt_ivl;
         for i in 0..count {
             let sqn = first.add(i);
             if !self.in_ring(sqn) {
@@ -795,8 +803,8 @@ impl Peer {
             let Slot::Missing {
                 phase,
                 at: a,
-                ncf_retries,
-                data_retries,
+                tries,
+                unanswered,
             } = self.get(sqn)
             else {
                 continue;
@@ -804,27 +812,41 @@ impl Peer {
             if a != at {
                 continue;
             }
-            let (ncf_retries, data_retries) = match phase {
+            let unanswered = match phase {
                 Phase::BackOff => {
                     //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
                     // (paraphrase) back-off expired: send the NAK, then wait NAK_RPT_IVL for an NCF
                     self.add_to_nak(env, tx, sqn);
+                    let rpt_at = now + retry_ivl(env.cfg.nak_rpt_ivl, tries);
                     self.set(
                         sqn,
                         Slot::Missing {
                             phase: Phase::WaitNcf,
                             at: rpt_at,
-                            ncf_retries,
-                            data_retries,
+                            tries: tries.saturating_add(1),
+                            unanswered,
                         },
                     );
                     self.push_run(env, &mut wait_run, rpt_at, sqn);
                     continue;
                 }
-                Phase::WaitNcf => (ncf_retries + 1, data_retries),
-                Phase::WaitData => (ncf_retries, data_retries + 1),
+                Phase::WaitNcf => {
+                    // The NAK went out `retry_ivl` before this deadline: did the source
+                    // answer anything (to anyone) since?
+                    let sent = at - retry_ivl(env.cfg.nak_rpt_ivl, tries.saturating_sub(1));
+                    if self.repair_heard.is_some_and(|h| h >= sent) {
+                        unanswered
+                    } else {
+                        unanswered + 1
+                    }
+                }
+                // The source confirmed it holds the data (NCF): only its trail passing
+                // the sequence, or the source going away, makes it unrecoverable.
+                Phase::WaitData => unanswered,
             };
-            if ncf_retries > env.cfg.nak_ncf_retries || data_retries > env.cfg.nak_data_retries {
+            if unanswered > env.cfg.nak_ncf_retries {
+                // No NCF or RDATA from the source through `nak_ncf_retries` rounds of
+                // NAKs: it cannot be reached for repairs.
                 self.set(sqn, Slot::Lost);
                 env.stats.retries_exhausted += 1;
                 continue;
@@ -842,8 +864,8 @@ impl Peer {
                 Slot::Missing {
                     phase: Phase::BackOff,
                     at: b,
-                    ncf_retries,
-                    data_retries,
+                    tries,
+                    unanswered,
                 },
             );
             self.push_run(env, &mut bo_run, b, sqn);
@@ -1094,6 +1116,18 @@ impl Peer {
 }
 
 /// A fragment header that can belong to a valid APDU of at most `max_apdu` bytes.
+/// Most doublings of a NAK's repeat interval: from the 4th NAK of a sequence on, the
+/// waits are 8 times the configured NAK_RPT_IVL / NAK_RDATA_IVL.
+const MAX_RETRY_SHIFT: u32 = 3;
+
+/// The wait (for an NCF, or for RDATA after one) that follows a sequence's `tries`-th
+/// NAK (`tries` 0 or 1: the first): `base`, then doubling with each NAK up to
+/// `base << MAX_RETRY_SHIFT`, so that a sequence the source is slow to repair costs a
+/// bounded, falling NAK rate instead of one NAK per `base` for as long as it takes.
+fn retry_ivl(base: Duration, tries: u32) -> Duration {
+    base * (1u32 << tries.saturating_sub(1).min(MAX_RETRY_SHIFT))
+}
+
 fn fragment_ok(f: &Fragment, sqn: Sqn, len: usize, max_apdu: usize) -> bool {
     let apdu_len = f.apdu_len as usize;
     let back = sqn.distance(f.first_sqn);
