@@ -156,6 +156,7 @@ fn open(a: &Args, side: Side) -> Result<XdpPort, String> {
         xpgmd_socket: a.socket.clone(),
         xsk: XskConfig::default(),
         ring: None,
+        sources: Vec::new(),
     };
     XdpPort::open(&cfg, side).map_err(|e| e.to_string())
 }

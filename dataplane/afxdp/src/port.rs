@@ -71,6 +71,8 @@ pub struct PortConfig {
     /// Receiver: the shared delivery ring registered with xpgmd for other local
     /// consumers of the feed (`None`: not shared).
     pub ring: Option<PathBuf>,
+    /// Receiver: join source-specifically to these sources (empty: any source).
+    pub sources: Vec<IpAddr>,
 }
 
 /// Errors opening or registering a port.
@@ -111,6 +113,7 @@ pub struct XdpPort {
     dport: u16,
     xpgmd: PathBuf,
     ring: Option<PathBuf>,
+    sources: Vec<IpAddr>,
     registration: Option<Registration>,
     register_error: Option<RegisterError>,
     ident: u16,
@@ -167,6 +170,7 @@ impl XdpPort {
             dport: c.dport,
             xpgmd,
             ring: c.ring.clone(),
+            sources: c.sources.clone(),
             registration: None,
             register_error: None,
             ident: 0,
@@ -189,7 +193,7 @@ impl XdpPort {
             Role::Receiver => self.ring.as_deref(),
             Role::Source { .. } => None,
         };
-        let r = register::register_shared(
+        let r = register::register_with_sources(
             &self.xpgmd,
             &role,
             self.group,
@@ -197,6 +201,7 @@ impl XdpPort {
             tsi,
             &spec,
             ring,
+            &self.sources,
         )?;
         self.registration = Some(r);
         Ok(())

@@ -160,6 +160,22 @@ pub fn register_shared(
     sockets: &[SocketSpec<'_>],
     ring: Option<&Path>,
 ) -> Result<Registration, RegisterError> {
+    register_with_sources(socket_path, role, group, port, tsi, sockets, ring, &[])
+}
+
+/// Like [`register_shared`]; a receiver with `sources` is joined source-specifically
+/// (IGMPv3/MLDv2 INCLUDE those sources) by xpgmd.
+#[expect(clippy::too_many_arguments, reason = "the register request's fields")]
+pub fn register_with_sources(
+    socket_path: &Path,
+    role: &Role,
+    group: IpAddr,
+    port: u16,
+    tsi: &str,
+    sockets: &[SocketSpec<'_>],
+    ring: Option<&Path>,
+    sources: &[IpAddr],
+) -> Result<Registration, RegisterError> {
     let mut client = Client::connect(socket_path).map_err(|err| RegisterError::NotRunning {
         path: socket_path.to_path_buf(),
         err,
@@ -167,6 +183,10 @@ pub fn register_shared(
     let mut args = register_args(role, group, port, tsi, sockets);
     if let Some(r) = ring {
         args.insert("ring".into(), json!(r.to_string_lossy()));
+    }
+    if !sources.is_empty() {
+        let s: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        args.insert("sources".into(), json!(s));
     }
     let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.fd).collect();
     let reply = client.request_with_fds("register", args, &fds)?;

@@ -6,7 +6,7 @@
 
 use core::time::Duration;
 
-use crate::wire::Nla;
+use crate::wire::{Nla, Tsi};
 
 /// Bytes of PGM header plus ODATA/RDATA body (sqn, trail) before the options and TSDU.
 pub const DATA_OVERHEAD: usize = crate::wire::HEADER_LEN + 8;
@@ -165,8 +165,24 @@ pub struct ReceiverConfig {
     pub spmr_expiry: Duration,
     /// Peer expiry: a peer silent this long is removed.
     pub peer_expiry: Duration,
-    /// Most peers (TSIs) tracked at once.
+    /// Most peers (TSIs) tracked at once. When the table is full, a new TSI waits in
+    /// probation (below) and is admitted only by evicting the least active peer, and
+    /// only if it is more active than that peer.
     pub max_peers: usize,
+    /// Most TSIs waiting in probation at once (a few dozen bytes each: no window, no
+    /// buffers, no NAKs). When full, the least active and longest silent is dropped.
+    pub max_probation: usize,
+    /// Packets (SPM, ODATA, RDATA) a TSI in probation must send, within about a second,
+    /// before it may displace a tracked peer.
+    pub probation_packets: u32,
+    /// A TSI in probation silent this long is forgotten (`probation_expired`).
+    pub probation_expiry: Duration,
+    /// Accept packets only from these source addresses (empty: from any). Others are
+    /// dropped before any peer state exists and counted in `filtered`.
+    pub sources: Vec<Nla>,
+    /// Accept only these sessions (empty: any). Others are dropped and counted in
+    /// `filtered`.
+    pub tsis: Vec<Tsi>,
     /// Most control events (NewPeer, PeerGone, SessionReset) queued for the application.
     /// Data, Unrecoverable and SessionEnd events are produced from the receive window
     /// itself and are bounded by `rxw_sqns` and `rxw_max_bytes`.
@@ -224,6 +240,11 @@ impl Default for ReceiverConfig {
             spmr_expiry: Duration::from_millis(250),
             peer_expiry: Duration::from_secs(300),
             max_peers: 64,
+            max_probation: 64,
+            probation_packets: 3,
+            probation_expiry: Duration::from_secs(2),
+            sources: Vec::new(),
+            tsis: Vec::new(),
             event_queue: 4096,
             tx_queue: 1024,
         }
@@ -337,6 +358,8 @@ impl ReceiverConfig {
         positive(self.spmr_expiry, "spmr_expiry")?;
         positive(self.peer_expiry, "peer_expiry")?;
         nonzero(self.max_peers, "max_peers")?;
+        nonzero(self.max_probation, "max_probation")?;
+        positive(self.probation_expiry, "probation_expiry")?;
         nonzero(self.event_queue, "event_queue")?;
         nonzero(self.tx_queue, "tx_queue")?;
         Ok(())

@@ -40,9 +40,9 @@ use crate::rng::Rng;
 use crate::seq::Sqn;
 use crate::source::{Destination, Transmit};
 use crate::time::Instant;
-use crate::wire::{Body, Error, Nak, NakList, Nla, PacketRepr, Tsi};
+use crate::wire::{Body, Error, Nak, NakList, Nla, PacketRepr, Spm, Tsi};
 
-use window::{Deliver, Env, Peer, TimerEntry, TimerKind};
+use window::{Activity, Deliver, Env, Peer, TimerEntry, TimerKind};
 
 /// What the application sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,8 +138,34 @@ pub struct ReceiverStats {
     pub pre_join_fragments: u64,
     /// Missing sequences given up because the source's trail passed them.
     pub lost_to_trail: u64,
-    /// Missing sequences given up after NAK_NCF_RETRIES or NAK_DATA_RETRIES.
+    /// Missing sequences given up because `nak_ncf_retries + 1` NAKs drew nothing at
+    /// all from the source.
     pub retries_exhausted: u64,
+    /// Packets dropped by the `sources` / `tsis` filter, before any peer state.
+    pub filtered: u64,
+    /// Packets from TSIs waiting in probation (not admitted: their data is not
+    /// delivered; an admitted peer NAKs what it sent during probation).
+    pub probation_packets: u64,
+    /// TSIs admitted from probation.
+    pub probation_admitted: u64,
+    /// TSIs dropped from probation (silent for `probation_expiry`, or pushed out by a
+    /// more active newcomer when `max_probation` were waiting).
+    pub probation_dropped: u64,
+    /// Peers evicted to admit a more active TSI (each reported with `PeerGone`).
+    pub peers_evicted: u64,
+}
+
+/// A TSI heard from while the peer table was full: no window, no buffers, no NAKs; just
+/// enough to judge how active it is and to start its window where it started sending.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    tsi: Tsi,
+    activity: Activity,
+    last_heard: Instant,
+    /// First ODATA sequence heard (and the trail it carried).
+    first_data: Option<(Sqn, Sqn)>,
+    /// Latest SPM heard.
+    spm: Option<Spm>,
 }
 
 /// Control events queued for the application.
@@ -178,6 +204,8 @@ pub struct Receiver {
     epochs: Vec<u32>,
     free_peers: Vec<u32>,
     by_tsi: HashMap<Tsi, u32>,
+    /// TSIs waiting for admission (at most `max_probation`).
+    probation: Vec<Candidate>,
     control: Bounded<Ctrl>,
     ready: VecDeque<u32>,
     tx: Bounded<PendingTx>,
@@ -203,6 +231,7 @@ impl Receiver {
             epochs: Vec::new(),
             free_peers: Vec::new(),
             by_tsi: HashMap::with_capacity(max_peers.min(4096)),
+            probation: Vec::with_capacity(config.max_probation.min(4096)),
             control: Bounded::new(config.event_queue),
             ready: VecDeque::with_capacity(max_peers.min(4096)),
             tx: Bounded::new(config.tx_queue),
@@ -227,6 +256,18 @@ impl Receiver {
     /// Number of peers tracked.
     pub fn peer_count(&self) -> usize {
         self.by_tsi.len()
+    }
+
+    /// TSIs waiting in probation (see [`ReceiverConfig::max_probation`]).
+    pub fn probation_count(&self) -> usize {
+        self.probation.len()
+    }
+
+    /// Receive-window slots allocated over all peers (24 bytes each): a peer's ring
+    /// grows with the span of its window, up to 16384 slots until it has delivered
+    /// `probation_packets` messages, then up to `rxw_sqns`.
+    pub fn window_slots(&self) -> usize {
+        self.peers.iter().flatten().map(|p| p.ring_len()).sum()
     }
 
     /// Buffers currently allocated in the pool (free or holding data).
@@ -268,10 +309,17 @@ impl Receiver {
             return;
         }
         let tsi = pkt.tsi();
+        let cfg = &self.env.cfg;
+        if (!cfg.sources.is_empty() && !cfg.sources.contains(&src))
+            || (!cfg.tsis.is_empty() && !cfg.tsis.contains(&tsi))
+        {
+            self.env.stats.filtered += 1;
+            return;
+        }
         let creates = matches!(pkt.body, Body::Spm(_) | Body::Odata(_) | Body::Rdata(_));
         let idx = match self.by_tsi.get(&tsi) {
             Some(&i) => i,
-            None if creates => match self.new_peer(now, tsi, src) {
+            None if creates => match self.admit(now, tsi, src, pkt) {
                 Some(i) => i,
                 None => return,
             },
@@ -285,6 +333,7 @@ impl Receiver {
             return;
         };
         peer.last_heard = now;
+        peer.activity.hit(now);
         peer.src = src;
         let env = &mut self.env;
         match pkt.body {
@@ -323,6 +372,87 @@ impl Receiver {
         }
     }
 
+    /// A packet from an unknown TSI: a new peer while the table has room; otherwise
+    /// the TSI waits in probation and is admitted, by evicting the least active peer,
+    /// once it has sent `probation_packets` recently and is more active than that peer.
+    /// A stranger's burst cannot lock a source out: silent peers score 0 within two
+    /// seconds, and a TSI in probation costs no window, buffer or NAK.
+    fn admit(&mut self, now: Instant, tsi: Tsi, src: Nla, pkt: &PacketRepr<'_>) -> Option<u32> {
+        let full = self.by_tsi.len() >= self.env.cfg.max_peers;
+        if !full && self.probation.is_empty() {
+            return self.new_peer(now, tsi, src);
+        }
+        let expiry = self.env.cfg.probation_expiry;
+        let before = self.probation.len();
+        self.probation.retain(|c| now - c.last_heard < expiry);
+        self.env.stats.probation_dropped += (before - self.probation.len()) as u64;
+        let i = match self.probation.iter().position(|c| c.tsi == tsi) {
+            Some(i) => i,
+            None => {
+                if self.probation.len() >= self.env.cfg.max_probation {
+                    // Push out the least active, longest silent candidate.
+                    let worst = self
+                        .probation
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, c)| (c.activity.at(now), c.last_heard))
+                        .map(|(i, _)| i)?;
+                    self.probation.swap_remove(worst);
+                    self.env.stats.probation_dropped += 1;
+                }
+                self.probation.push(Candidate {
+                    tsi,
+                    activity: Activity::new(now),
+                    last_heard: now,
+                    first_data: None,
+                    spm: None,
+                });
+                self.probation.len() - 1
+            }
+        };
+        self.env.stats.probation_packets += 1;
+        let c = self.probation.get_mut(i)?;
+        c.activity.hit(now);
+        c.last_heard = now;
+        match pkt.body {
+            Body::Odata(d) if c.first_data.is_none() => c.first_data = Some((d.sqn, d.trail)),
+            Body::Spm(spm) => c.spm = Some(spm),
+            _ => {}
+        }
+        let score = c.activity.at(now);
+        if full {
+            if score < self.env.cfg.probation_packets {
+                return None;
+            }
+            // The least active peer, if this candidate is more active.
+            let victim = self
+                .peers
+                .iter()
+                .flatten()
+                .map(|p| (p.activity.at(now), p.last_heard, p.idx))
+                .min()?;
+            if victim.0 >= score {
+                self.env.stats.peers_refused += 1;
+                return None;
+            }
+            self.remove_peer(victim.2, true);
+        }
+        let c = self.probation.swap_remove(i);
+        self.env.stats.probation_admitted += 1;
+        let idx = self.new_peer(now, tsi, src)?;
+        if let Some(Some(peer)) = self.peers.get_mut(idx as usize) {
+            peer.activity = c.activity;
+            if let Some((first, trail)) = c.first_data {
+                let start = if trail.gt(first) { trail } else { first };
+                peer.join_at(&mut self.env, now, start);
+            }
+            if let Some(spm) = c.spm {
+                peer.on_spm(&mut self.env, now, &spm, &Default::default());
+            }
+        }
+        Some(idx)
+    }
+
     fn new_peer(&mut self, now: Instant, tsi: Tsi, src: Nla) -> Option<u32> {
         if self.by_tsi.len() >= self.env.cfg.max_peers {
             self.env.stats.peers_refused += 1;
@@ -347,7 +477,9 @@ impl Receiver {
         Some(idx)
     }
 
-    fn remove_peer(&mut self, idx: u32) {
+    /// Frees peer `idx` (expired, closed, or `evicted` for a more active TSI) and
+    /// reports how far its session is accounted for.
+    fn remove_peer(&mut self, idx: u32, evicted: bool) {
         let Some(slot) = self.peers.get_mut(idx as usize) else {
             return;
         };
@@ -360,7 +492,11 @@ impl Receiver {
             *g = g.wrapping_add(1);
         }
         self.free_peers.push(idx);
-        self.env.stats.peers_expired += 1;
+        if evicted {
+            self.env.stats.peers_evicted += 1;
+        } else {
+            self.env.stats.peers_expired += 1;
+        }
         let last = peer.accounted_through();
         push_ctrl(
             &mut self.control,
@@ -378,7 +514,7 @@ impl Receiver {
         self.release_lent();
         for idx in 0..self.peers.len() {
             if matches!(self.peers.get(idx), Some(Some(_))) {
-                self.remove_peer(idx as u32);
+                self.remove_peer(idx as u32, false);
             }
         }
         self.ready.clear();
@@ -411,7 +547,7 @@ impl Receiver {
                 TimerKind::Expiry => {
                     let due = peer.last_heard + self.env.cfg.peer_expiry;
                     if due <= now {
-                        self.remove_peer(e.peer);
+                        self.remove_peer(e.peer, false);
                     } else {
                         self.env.timers.push(Reverse(TimerEntry {
                             at: due,
@@ -550,8 +686,12 @@ impl Receiver {
             let d = match self.peers.get_mut(idx as usize) {
                 Some(Some(peer)) => {
                     let d = peer.next_delivery(&mut self.env, &mut self.apdu);
-                    if d.is_none() {
-                        peer.in_ready = false;
+                    match d {
+                        None => peer.in_ready = false,
+                        Some(Deliver::Buf { .. } | Deliver::Apdu { .. }) => {
+                            peer.delivered_one(&self.env.cfg);
+                        }
+                        Some(_) => {}
                     }
                     d
                 }

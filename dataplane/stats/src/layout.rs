@@ -214,6 +214,10 @@ pub mod rcv {
     pub const RXW_BUFFERS: usize = 18;
     pub const RXW_TRAIL: usize = 19;
     pub const RXW_LEAD: usize = 20;
+    pub const FILTERED: usize = 21;
+    pub const PROBATION_PACKETS: usize = 22;
+    pub const PEERS_EVICTED: usize = 23;
+    pub const PROBATION: usize = 24;
 }
 
 /// A source's counters.
@@ -356,7 +360,7 @@ pub const RECEIVER_COUNTERS: &[CounterDef] = &[
     c(
         rcv::RETRIES_EXHAUSTED,
         "retries_exhausted",
-        "Missing sequences given up after NAK_NCF_RETRIES or NAK_DATA_RETRIES",
+        "Missing sequences given up because nak_ncf_retries + 1 NAKs drew nothing from the source",
     ),
     g(
         rcv::RXW_BUFFERS,
@@ -372,6 +376,26 @@ pub const RECEIVER_COUNTERS: &[CounterDef] = &[
         rcv::RXW_LEAD,
         "rxw_lead",
         "Receive window leading edge: highest sequence number heard from the source last heard",
+    ),
+    c(
+        rcv::FILTERED,
+        "filtered",
+        "Packets dropped by the source/TSI filter before any peer state",
+    ),
+    c(
+        rcv::PROBATION_PACKETS,
+        "probation_packets",
+        "Packets from sessions waiting in probation (peer table full; not delivered)",
+    ),
+    c(
+        rcv::PEERS_EVICTED,
+        "peers_evicted",
+        "Peers evicted to admit a more active session",
+    ),
+    g(
+        rcv::PROBATION,
+        "probation",
+        "Sessions (TSIs) waiting in probation",
     ),
 ];
 

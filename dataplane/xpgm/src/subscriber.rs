@@ -88,6 +88,16 @@ pub struct SubscriberStats {
     pub packets_ignored: u64,
     /// NAK/SPMR sends the kernel refused transiently.
     pub send_errors: u64,
+    /// Packets dropped by the `sources` / `tsis` filter before any peer state.
+    pub filtered: u64,
+    /// Packets from sessions waiting in probation (peer table full; not delivered).
+    pub probation_packets: u64,
+    /// Peers evicted to admit a more active session.
+    pub peers_evicted: u64,
+    /// Sequences given up because the source answered no NAK at all.
+    pub retries_exhausted: u64,
+    /// Sequences given up because the source's trail passed them.
+    pub lost_to_trail: u64,
     /// A subscriber attached to another local receiver's shared ring (AF_XDP
     /// fan-out): ring messages it lost because the owner's stream lapped it. Each
     /// lapping is also delivered as [`Delivery::Unrecoverable`]. Always 0 otherwise.
@@ -459,6 +469,8 @@ impl Subscriber {
         rcfg.group = nla_of(config.session.group);
         rcfg.max_tpdu = config.session.max_tpdu();
         rcfg.max_apdu = config.max_message;
+        rcfg.sources
+            .extend(config.session.sources.iter().map(|&a| nla_of(a)));
         let local = dp.local_nla();
         let receiver = Receiver::new(rcfg, local, u64::from_le_bytes(random_bytes()))
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -664,6 +676,11 @@ impl Subscriber {
             buffer_drops: c.get(rcv_ix::BUFFER_DROPS),
             packets_ignored: c.get(rcv_ix::IGNORED),
             send_errors: c.get(rcv_ix::SEND_ERRORS),
+            filtered: c.get(rcv_ix::FILTERED),
+            probation_packets: c.get(rcv_ix::PROBATION_PACKETS),
+            peers_evicted: c.get(rcv_ix::PEERS_EVICTED),
+            retries_exhausted: c.get(rcv_ix::RETRIES_EXHAUSTED),
+            lost_to_trail: c.get(rcv_ix::LOST_TO_TRAIL),
             lapped: match &self.fanout {
                 Fanout::Attached(a) => a.lapped,
                 _ => 0,

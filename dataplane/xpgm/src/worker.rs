@@ -89,7 +89,7 @@ impl Clock {
 pub struct Counters(pub [AtomicU64; COUNTERS]);
 
 /// Number of counter slots.
-pub const COUNTERS: usize = 16;
+pub const COUNTERS: usize = 24;
 
 impl Counters {
     pub(crate) fn set(&self, i: usize, v: u64) {
@@ -136,6 +136,11 @@ pub(crate) mod rcv_ix {
     pub const SEND_ERRORS: usize = 11;
     pub const BYTES: usize = 12;
     pub const SPMR: usize = 13;
+    pub const FILTERED: usize = 16;
+    pub const PROBATION_PACKETS: usize = 17;
+    pub const PEERS_EVICTED: usize = 18;
+    pub const RETRIES_EXHAUSTED: usize = 19;
+    pub const LOST_TO_TRAIL: usize = 20;
 }
 
 /// State shared by an application handle and its worker.
@@ -747,6 +752,11 @@ impl ReceiverWorker {
         c.set(SEND_ERRORS, self.dp.send_errors());
         c.set(BYTES, s.bytes_received);
         c.set(SPMR, s.spmr_sent);
+        c.set(FILTERED, s.filtered);
+        c.set(PROBATION_PACKETS, s.probation_packets);
+        c.set(PEERS_EVICTED, s.peers_evicted);
+        c.set(RETRIES_EXHAUSTED, s.retries_exhausted);
+        c.set(LOST_TO_TRAIL, s.lost_to_trail);
         if let Some(st) = &self.stats {
             st.set(st_rcv::ODATA_PACKETS, s.odata_received);
             st.set(st_rcv::RDATA_PACKETS, s.rdata_received);
@@ -766,6 +776,10 @@ impl ReceiverWorker {
             st.set(st_rcv::PACKETS_IGNORED, s.packets_ignored);
             st.set(st_rcv::LOST_TO_TRAIL, s.lost_to_trail);
             st.set(st_rcv::RETRIES_EXHAUSTED, s.retries_exhausted);
+            st.set(st_rcv::FILTERED, s.filtered);
+            st.set(st_rcv::PROBATION_PACKETS, s.probation_packets);
+            st.set(st_rcv::PEERS_EVICTED, s.peers_evicted);
+            st.set(st_rcv::PROBATION, self.receiver.probation_count() as u64);
             st.set(
                 st_rcv::RXW_BUFFERS,
                 self.receiver.buffers_allocated() as u64,

@@ -728,9 +728,10 @@ fn closing_reports_how_far_each_session_is_accounted() {
 }
 
 #[test]
-fn max_peers_bounds_the_table() {
+fn max_peers_bounds_the_table_and_newcomers_wait_in_probation() {
     let c = ReceiverConfig {
         max_peers: 2,
+        max_probation: 2,
         ..cfg()
     };
     let mut r = Receiver::new(c, LOCAL, 1).unwrap();
@@ -740,7 +741,172 @@ fn max_peers_bounds_the_table() {
         r.handle_repr(ms(0), SRC, &p);
     }
     assert_eq!(r.peer_count(), 2);
-    assert_eq!(r.stats().peers_refused, 3);
+    assert_eq!(r.probation_count(), 2);
+    assert_eq!(r.stats().probation_packets, 3);
+    assert_eq!(
+        r.stats().probation_dropped,
+        1,
+        "the third newcomer pushed one out"
+    );
+    // Probation is forgotten after probation_expiry.
+    let mut p = odata(1, 0, b"x");
+    p.sport = 6000;
+    r.handle_repr(ms(2500), SRC, &p);
+    assert_eq!(r.probation_count(), 1);
+    assert_eq!(r.stats().probation_dropped, 3);
+}
+
+/// Issue 9.3: 64 spoofed TSIs (one SPM and one ODATA each: microseconds of traffic)
+/// fill the peer table; the real source arriving later is admitted after
+/// `probation_packets`, evicting a silent stranger, and loses nothing: what it sent
+/// during probation is NAKed and repaired.
+#[test]
+fn strangers_that_filled_the_table_cannot_lock_out_a_real_source() {
+    let mut r = rx();
+    for port in 0..64u16 {
+        let mut s = spm(1, 0, 0);
+        s.sport = 9000 + port;
+        r.handle_repr(ms(0), SRC, &s);
+        let mut d = odata(1, 0, b"stray");
+        d.sport = 9000 + port;
+        r.handle_repr(ms(0), SRC, &d);
+    }
+    assert_eq!(r.peer_count(), 64);
+    let strays = events(&mut r);
+    assert_eq!(strays.iter().filter(|e| **e == Ev::NewPeer).count(), 64);
+    // The real source (sport 4000) starts 3 s later; the strangers are silent.
+    // (Without an SPM it asks for one: SPMRs are ignored here.)
+    let mut got = Vec::new();
+    let mut gone = 0;
+    for i in 0..20u32 {
+        let t = 3000 + u64::from(i);
+        r.handle_repr(ms(t), SRC, &odata(i, 0, &[i as u8]));
+        r.handle_timeout(ms(t));
+        for (n, _) in sent(&mut r, ms(t)) {
+            for sqn in n.unwrap_or_default() {
+                r.handle_repr(ms(t), SRC, &rdata(sqn, 0, &[sqn as u8]));
+            }
+        }
+        for e in events(&mut r) {
+            match e {
+                Ev::Data(sqn, _) => got.push(sqn),
+                Ev::Gone(last) => {
+                    assert_eq!(last, Some(1), "the evicted stranger's accounting");
+                    gone += 1;
+                }
+                Ev::NewPeer => {}
+                e => panic!("unexpected {e:?}"),
+            }
+        }
+    }
+    for t in 3020..3400 {
+        r.handle_timeout(ms(t));
+        for (n, _) in sent(&mut r, ms(t)) {
+            for sqn in n.unwrap_or_default() {
+                r.handle_repr(ms(t), SRC, &rdata(sqn, 0, &[sqn as u8]));
+            }
+        }
+        for e in events(&mut r) {
+            if let Ev::Data(sqn, _) = e {
+                got.push(sqn);
+            }
+        }
+    }
+    assert_eq!(got, (0..20).collect::<Vec<_>>(), "every message, in order");
+    assert_eq!(gone, 1);
+    assert_eq!(r.stats().peers_evicted, 1);
+    assert_eq!(r.stats().probation_admitted, 1);
+    assert_eq!(r.stats().probation_packets, 3);
+    assert_eq!(r.stats().rdata_received, 2, "the two sent during probation");
+    assert_eq!(r.stats().unrecoverable, 0);
+}
+
+/// A stranger in probation never displaces a peer that is delivering (more active),
+/// and is forgotten within `probation_expiry` once silent.
+#[test]
+fn a_delivering_source_is_not_displaced_by_a_stranger() {
+    let c = ReceiverConfig {
+        max_peers: 1,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    for i in 0..100u32 {
+        let t = u64::from(i) * 10;
+        r.handle_repr(ms(t), SRC, &odata(i, 0, b"real"));
+        // A stranger sends a burst of five packets.
+        if i == 50 {
+            for k in 0..5 {
+                let mut d = odata(k, 0, b"stray");
+                d.sport = 9999;
+                r.handle_repr(ms(t), SRC, &d);
+            }
+        }
+    }
+    let ev = events(&mut r);
+    assert_eq!(ev.iter().filter(|e| matches!(e, Ev::Data(..))).count(), 100);
+    assert!(!ev.iter().any(|e| matches!(e, Ev::Gone(_))), "{ev:?}");
+    assert_eq!(r.stats().peers_evicted, 0);
+    assert_eq!(
+        r.stats().peers_refused,
+        3,
+        "packets 3 to 5 met the bar but lost"
+    );
+    assert_eq!(r.probation_count(), 1);
+    let mut d = odata(5, 0, b"stray");
+    d.sport = 9998;
+    r.handle_repr(ms(3500), SRC, &d);
+    assert_eq!(r.probation_count(), 1, "the silent stranger was forgotten");
+    assert_eq!(r.stats().probation_dropped, 1);
+}
+
+#[test]
+fn source_and_tsi_filters_drop_before_any_peer_state() {
+    let other = Nla::V4(Ipv4Addr::new(10, 0, 0, 66));
+    let c = ReceiverConfig {
+        sources: vec![SRC],
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), other, &odata(1, 0, b"stray"));
+    r.handle_repr(ms(0), other, &spm(1, 0, 1));
+    assert_eq!(r.peer_count(), 0);
+    assert_eq!(r.probation_count(), 0);
+    assert_eq!(r.stats().filtered, 2);
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"real"));
+    assert_eq!(
+        events(&mut r),
+        vec![Ev::NewPeer, Ev::Data(1, b"real".to_vec())]
+    );
+
+    let c = ReceiverConfig {
+        tsis: vec![tsi()],
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    let mut d = odata(1, 0, b"stray");
+    d.sport = 4001;
+    r.handle_repr(ms(0), SRC, &d);
+    assert_eq!((r.peer_count(), r.stats().filtered), (0, 1));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"real"));
+    assert_eq!(r.peer_count(), 1);
+}
+
+/// Two far-apart ODATA from an unknown TSI grow its window to 16384 slots, not
+/// `rxw_sqns` (2^21, 48 MiB); a peer that has delivered may span the whole window.
+#[test]
+fn an_unproven_peer_has_a_small_window() {
+    let mut r = rx();
+    r.handle_repr(ms(0), SRC, &odata(0, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(1 << 20, 0, b"far"));
+    assert_eq!(r.window_slots(), 1 << 14);
+    assert_eq!(r.stats().window_full_drops, 1);
+    let mut r = rx();
+    for i in 0..3 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, b"a"));
+    }
+    let _ = events(&mut r);
+    r.handle_repr(ms(0), SRC, &odata(1 << 20, 0, b"far"));
+    assert_eq!(r.window_slots(), 1 << 20);
 }
 
 #[test]

@@ -334,6 +334,53 @@ struct Run {
     count: u32,
 }
 
+/// Packets heard from a TSI recently: a count over the current second, halved once
+/// when a second has passed and forgotten after two. Compares how active two sources
+/// are, for admission and eviction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Activity {
+    count: u32,
+    since: Instant,
+}
+
+/// Length of one activity period.
+const ACTIVITY_IVL: Duration = Duration::from_secs(1);
+
+impl Activity {
+    pub(crate) fn new(now: Instant) -> Self {
+        Activity {
+            count: 0,
+            since: now,
+        }
+    }
+
+    /// The score at `now`.
+    pub(crate) fn at(&self, now: Instant) -> u32 {
+        let age = now - self.since;
+        if age < ACTIVITY_IVL {
+            self.count
+        } else if age < 2 * ACTIVITY_IVL {
+            self.count / 2
+        } else {
+            0
+        }
+    }
+
+    /// One more packet at `now`.
+    pub(crate) fn hit(&mut self, now: Instant) {
+        if now - self.since >= ACTIVITY_IVL {
+            self.count = self.at(now);
+            self.since = now;
+        }
+        self.count = self.count.saturating_add(1);
+    }
+}
+
+/// Largest window (sequences) of a peer that has not yet delivered
+/// `probation_packets` messages: two far-apart ODATA from a stranger cost at most
+/// this many slots (24 B each), not `rxw_sqns`.
+pub(crate) const UNPROVEN_SQNS: u32 = 1 << 14;
+
 /// One remote source (TSI).
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -345,6 +392,11 @@ pub(crate) struct Peer {
     /// Path NLA from its last SPM: where NAKs go.
     pub(crate) path: Option<Nla>,
     pub(crate) last_heard: Instant,
+    /// Recent packets, for eviction when the peer table is full.
+    pub(crate) activity: Activity,
+    /// Data events delivered (saturating at `probation_packets`, when the window may
+    /// grow to `rxw_sqns`).
+    pub(crate) proven: u32,
     pub(crate) spmr_at: Option<Instant>,
     pub(crate) in_ready: bool,
     /// NAK being assembled from back-offs expiring together.
@@ -399,6 +451,8 @@ impl Peer {
             src,
             path: None,
             last_heard: now,
+            activity: Activity::new(now),
+            proven: 0,
             spmr_at: None,
             in_ready: false,
             nak_build: None,
@@ -407,7 +461,11 @@ impl Peer {
             started: false,
             slots: vec![Slot::Empty; n],
             mask: (n as u32).saturating_sub(1),
-            max_sqns: env.cfg.rxw_sqns,
+            max_sqns: if env.cfg.probation_packets == 0 {
+                env.cfg.rxw_sqns
+            } else {
+                env.cfg.rxw_sqns.min(UNPROVEN_SQNS)
+            },
             next: Sqn(0),
             lead: Sqn(0).prev(),
             lost_until: Sqn(0),
@@ -423,6 +481,41 @@ impl Peer {
     /// The window bound (rxw_sqns): at most this many sequences from `next`.
     fn cap(&self) -> u32 {
         self.max_sqns
+    }
+
+    /// Slots in the ring.
+    pub(crate) fn ring_len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// One more data event delivered: once `probation_packets` are, the window may
+    /// span `rxw_sqns`.
+    pub(crate) fn delivered_one(&mut self, cfg: &ReceiverConfig) {
+        if self.proven < cfg.probation_packets {
+            self.proven += 1;
+        }
+        if self.proven >= cfg.probation_packets {
+            self.max_sqns = cfg.rxw_sqns;
+        }
+    }
+
+    /// Starts the window at `sqn` as a first ODATA there would (admission from
+    /// probation: what was heard before admission is then NAKed like any loss).
+    pub(crate) fn join_at(&mut self, env: &mut Env, now: Instant, sqn: Sqn) {
+        if self.started {
+            return;
+        }
+        self.start(sqn);
+        if self.path.is_none() {
+            let at = env.random_after(now, env.cfg.spmr_expiry);
+            self.spmr_at = Some(at);
+            env.timers.push(Reverse(TimerEntry {
+                at,
+                peer: self.idx,
+                epoch: self.epoch,
+                kind: TimerKind::Spmr,
+            }));
+        }
     }
 
     /// Grows the ring so that `[next, to]` fits (caller ensures `to - next < cap`).

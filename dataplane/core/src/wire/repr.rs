@@ -87,6 +87,40 @@ impl core::fmt::Display for Tsi {
     }
 }
 
+/// A TSI in its display form `g0.g1.g2.g3.g4.g5.sport` was expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadTsi;
+
+impl core::fmt::Display for BadTsi {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a TSI is six GSI bytes and a source port, e.g. 10.20.30.40.50.60.1234")
+    }
+}
+
+impl std::error::Error for BadTsi {}
+
+impl core::str::FromStr for Tsi {
+    type Err = BadTsi;
+
+    /// Parses the [`Display`](core::fmt::Display) form: six decimal bytes and a
+    /// decimal source port, separated by dots.
+    fn from_str(s: &str) -> Result<Self, BadTsi> {
+        let mut parts = s.split('.');
+        let mut gsi = [0u8; 6];
+        for b in &mut gsi {
+            *b = parts.next().ok_or(BadTsi)?.parse().map_err(|_| BadTsi)?;
+        }
+        let sport = parts.next().ok_or(BadTsi)?.parse().map_err(|_| BadTsi)?;
+        if parts.next().is_some() {
+            return Err(BadTsi);
+        }
+        Ok(Tsi {
+            gsi: Gsi(gsi),
+            sport,
+        })
+    }
+}
+
 /// Network-layer address (RFC 3208 NLA): AFI 1 = IPv4, AFI 2 = IPv6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Nla {
@@ -519,6 +553,25 @@ impl<'a> PacketRepr<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tsi_parses_its_display_form_and_nothing_else() {
+        let t = Tsi {
+            gsi: Gsi([10, 20, 30, 40, 50, 255]),
+            sport: 65535,
+        };
+        assert_eq!(t.to_string().parse::<Tsi>(), Ok(t));
+        for bad in [
+            "",
+            "1.2.3.4.5.6",
+            "1.2.3.4.5.6.7.8",
+            "1.2.3.4.5.256.7",
+            "a.2.3.4.5.6.7",
+            "1.2.3.4.5.6.70000",
+        ] {
+            assert_eq!(bad.parse::<Tsi>(), Err(BadTsi), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

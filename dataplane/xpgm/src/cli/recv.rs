@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use xpgm::core::wire::Tsi;
 use xpgm::{Delivery, Error, Subscriber, SubscriberConfig};
 
 use super::net::{Framing, NetArgs};
@@ -46,6 +47,57 @@ pub struct RecvArgs {
     /// received=N rate=MSGS_PER_S unrecoverable=N naks=N repairs=N`.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     progress_ms: Option<u64>,
+    /// Accept only this source address (repeatable): the group is joined
+    /// source-specifically and other sources' packets are dropped before any peer
+    /// state (counted in `filtered`).
+    #[arg(long = "source", value_name = "ADDR")]
+    sources: Vec<std::net::IpAddr>,
+    /// Accept only this session (repeatable), as printed in `sources[].tsi`
+    /// (GSI bytes and source port, e.g. 10.20.30.40.50.60.1234).
+    #[arg(long = "tsi", value_name = "TSI")]
+    tsis: Vec<Tsi>,
+}
+
+/// Sessions tracked by `xpgm recv`'s checks; data of further ones is counted only in
+/// `stray_received`.
+const MAX_TRACKED_SOURCES: usize = 1024;
+/// Sessions listed in the JSON `sources` array (the most active first).
+const MAX_LISTED_SOURCES: usize = 64;
+
+/// What one session delivered, checked on its own.
+#[derive(Debug, Default)]
+struct PerSource {
+    received: u64,
+    bytes: u64,
+    short: u64,
+    corrupt: u64,
+    unrecoverable: u64,
+    check: IndexCheck,
+    ended: bool,
+    /// `Some(last)` once the peer went away (expired or closed): accounted through
+    /// `last` (`None` inside: nothing was).
+    gone: Option<Option<u32>>,
+}
+
+impl PerSource {
+    fn json(&self, tsi: &Tsi) -> serde_json::Value {
+        serde_json::json!({
+            "tsi": tsi.to_string(),
+            "received": self.received,
+            "bytes": self.bytes,
+            "unrecoverable": self.unrecoverable,
+            "duplicates": self.check.duplicates,
+            "out_of_order": self.check.out_of_order,
+            "index_gaps": self.check.index_gaps,
+            "first_index": self.check.first,
+            "skipped": self.check.skipped,
+            "short": self.short,
+            "corrupt": self.corrupt,
+            "session_end": self.ended,
+            "gone": self.gone.is_some(),
+            "accounted_through": self.gone.flatten(),
+        })
+    }
 }
 
 /// How many skipped index ranges are remembered to tell late (out-of-order) messages
@@ -202,20 +254,22 @@ impl Progress {
 
 /// Runs `xpgm recv`.
 pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = SubscriberConfig::new(args.net.session());
+    let mut session = args.net.session();
+    session.sources.clone_from(&args.sources);
+    let mut cfg = SubscriberConfig::new(session);
+    cfg.receiver.tsis.clone_from(&args.tsis);
     cfg.idle = args.worker.idle();
     cfg.core = args.worker.core();
     let mut sub = Subscriber::new(cfg).context("cannot start the subscriber")?;
     let idle = Duration::from_millis(args.idle_ms);
-    let mut check = IndexCheck::default();
     let mut zmq_rx = (args.net.framing == Framing::Zmq)
         .then(|| zmq::ZmqReceiver::new(ZMQ_MAX_MESSAGE, ZMQ_MAX_SOURCES));
-    let mut received = 0u64;
-    let mut bytes = 0u64;
-    let mut short = 0u64;
-    let mut corrupt = 0u64;
-    let mut unrecoverable = 0u64;
-    let mut ended = false;
+    // Per session; the top-level checks describe the one that delivered most.
+    let mut per: std::collections::HashMap<Tsi, PerSource> = Default::default();
+    let mut best: Option<Tsi> = None;
+    let mut best_received = 0u64;
+    let mut all_received = 0u64;
+    let mut stray_untracked = 0u64;
     let mut first_at: Option<Instant> = None;
     let mut last_at = Instant::now();
     let mut last_activity = Instant::now();
@@ -228,15 +282,18 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
         .progress_ms
         .map(|ms| Progress::new(Duration::from_millis(ms), Instant::now()));
     loop {
-        if args.count.is_some_and(|c| received >= c) {
+        if args.count.is_some_and(|c| best_received >= c) {
             break;
         }
         let now = Instant::now();
         if let Some(p) = progress.as_mut().filter(|p| p.due(now)) {
             let st = sub.stats();
+            let unrecoverable = best
+                .and_then(|t| per.get(&t))
+                .map_or(0, |p| p.unrecoverable);
             if let Some(line) = p.tick(
                 now,
-                received,
+                best_received,
                 unrecoverable,
                 st.naks_sent,
                 st.rdata_received,
@@ -259,38 +316,65 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 last_at = now;
                 first_at.get_or_insert(now);
                 let stamped = args.latency;
-                let mut on_message = |m: &[u8], _more: bool| {
-                    received += 1;
-                    bytes += m.len() as u64;
-                    if let (Some(l), Some(t)) = (latency.as_mut(), now_ns) {
+                let mut on_message = |from: Tsi, m: &[u8]| {
+                    all_received += 1;
+                    if per.len() >= MAX_TRACKED_SOURCES && !per.contains_key(&from) {
+                        stray_untracked += 1;
+                        return;
+                    }
+                    let p = per.entry(from).or_default();
+                    p.received += 1;
+                    p.bytes += m.len() as u64;
+                    if p.received > best_received {
+                        best_received = p.received;
+                        best = Some(from);
+                    }
+                    if best == Some(from)
+                        && let (Some(l), Some(t)) = (latency.as_mut(), now_ns)
+                    {
                         l.record(m, t);
                     }
                     match message_index(m, stamped) {
                         Some((idx, intact)) => {
-                            corrupt += u64::from(!intact);
-                            check.message(idx);
+                            p.corrupt += u64::from(!intact);
+                            p.check.message(idx);
                         }
-                        None => short += 1,
+                        None => p.short += 1,
                     }
                 };
                 match zmq_rx.as_mut() {
-                    Some(rx) => rx.handle(&Delivery::Data { tsi, sqn, data }, |_, m, more| {
-                        on_message(m, more)
+                    Some(rx) => rx.handle(&Delivery::Data { tsi, sqn, data }, |t, m, _| {
+                        on_message(t, m)
                     }),
-                    None => on_message(data, false),
+                    None => on_message(tsi, data),
                 }
             }
             Ok(Delivery::Unrecoverable { tsi, first, count }) => {
                 last_activity = Instant::now();
-                unrecoverable += u64::from(count);
-                check.unrecoverable(u64::from(count));
+                if per.len() < MAX_TRACKED_SOURCES || per.contains_key(&tsi) {
+                    let p = per.entry(tsi).or_default();
+                    p.unrecoverable += u64::from(count);
+                    p.check.unrecoverable(u64::from(count));
+                }
                 if let Some(rx) = zmq_rx.as_mut() {
                     rx.handle(&Delivery::Unrecoverable { tsi, first, count }, |_, _, _| {});
                 }
             }
-            Ok(Delivery::SessionEnd { .. }) => {
-                ended = true;
-                break;
+            Ok(Delivery::SessionEnd { tsi }) => {
+                last_activity = Instant::now();
+                if let Some(p) = per.get_mut(&tsi) {
+                    p.ended = true;
+                }
+                // A stranger's FIN does not end the run: only the end of the session
+                // the checks describe does (and, with --count, only the count).
+                if args.count.is_none() && best == Some(tsi) {
+                    break;
+                }
+            }
+            Ok(Delivery::PeerGone { tsi, last }) => {
+                if let Some(p) = per.get_mut(&tsi) {
+                    p.gone = Some(last.map(|s| s.0));
+                }
             }
             Ok(_) => {}
             // The idle limit is checked at the top of the loop; a shorter wait was
@@ -299,6 +383,13 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e).context("subscriber failed"),
         }
     }
+    let primary = best.and_then(|t| per.remove_entry(&t));
+    let empty = PerSource::default();
+    let main = primary.as_ref().map_or(&empty, |(_, p)| p);
+    let (received, bytes, unrecoverable, ended) =
+        (main.received, main.bytes, main.unrecoverable, main.ended);
+    let (short, corrupt, check) = (main.short, main.corrupt, &main.check);
+    let stray_received = all_received - received;
     let secs = first_at.map_or(0.0, |f| last_at.duration_since(f).as_secs_f64());
     let rate = if secs > 0.0 {
         received as f64 / secs
@@ -308,6 +399,17 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let transport = sub.transport().name();
     let stats = sub.close().context("subscriber failed")?;
     if args.json {
+        let mut all: Vec<(&Tsi, &PerSource)> = primary
+            .iter()
+            .map(|(t, p)| (t, p))
+            .chain(per.iter())
+            .collect();
+        all.sort_by_key(|(_, p)| std::cmp::Reverse(p.received));
+        let listed: Vec<serde_json::Value> = all
+            .iter()
+            .take(MAX_LISTED_SOURCES)
+            .map(|(t, p)| p.json(t))
+            .collect();
         let j = serde_json::json!({
             "received": received,
             "bytes": bytes,
@@ -330,6 +432,14 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "duplicate_packets": stats.duplicates,
             "ncf_received": stats.ncf_received,
             "repairs": stats.rdata_received,
+            "tsi": primary.as_ref().map(|(t, _)| t.to_string()),
+            "stray_received": stray_received,
+            "filtered": stats.filtered,
+            "probation_packets": stats.probation_packets,
+            "peers_evicted": stats.peers_evicted,
+            "sources": listed,
+            "sources_seen": per.len() + usize::from(primary.is_some()),
+            "stray_untracked": stray_untracked,
         });
         let mut j = j;
         if let (Some(l), Some(obj)) = (latency.as_ref(), j.as_object_mut()) {

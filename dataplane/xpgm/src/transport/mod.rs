@@ -75,6 +75,11 @@ pub struct SessionConfig {
     /// xpgmd's control socket (AF_XDP only). `None`: `$XPGM_SOCKET`, else
     /// `/run/xpgm/xpgmd.sock` (`xpgm_control::socket_path`).
     pub xpgmd_socket: Option<std::path::PathBuf>,
+    /// Receiver: accept only these sources (empty: any). The group is joined
+    /// source-specifically (IGMPv3 INCLUDE; over the socket transport for IPv4, over
+    /// AF_XDP by xpgmd for both families; an IPv6 socket joins any-source) and the
+    /// engine drops other sources' packets before any peer state (`filtered`).
+    pub sources: Vec<IpAddr>,
 }
 
 impl SessionConfig {
@@ -91,6 +96,7 @@ impl SessionConfig {
             multicast_loop: true,
             socket_buffer: 8 << 20,
             xpgmd_socket: None,
+            sources: Vec::new(),
         }
     }
 

@@ -231,7 +231,23 @@ impl SocketDatapath {
             set_buffers(tx, cfg.socket_buffer);
         }
         if role == Role::Receiver {
-            join(&rx, cfg.group, ifindex)?;
+            match (cfg.group, cfg.sources.is_empty()) {
+                (IpAddr::V4(g), false) => {
+                    let IpAddr::V4(local) = local_address(cfg, ifindex)? else {
+                        return Err(Error::Config("an IPv4 group needs an IPv4 address".into()));
+                    };
+                    for src in &cfg.sources {
+                        let IpAddr::V4(src) = src else {
+                            return Err(Error::Config(format!(
+                                "source {src} is not IPv4 like the group {g}"
+                            )));
+                        };
+                        sockopt::set_ip_add_source_membership(&rx, &g, &local, src)
+                            .map_err(|e| Error::io("setsockopt(IP_ADD_SOURCE_MEMBERSHIP)", e))?;
+                    }
+                }
+                _ => join(&rx, cfg.group, ifindex)?,
+            }
         }
         Ok(SocketDatapath {
             rx,

@@ -48,6 +48,7 @@ impl XdpDatapath {
             xpgmd_socket: config.xpgmd_socket.clone(),
             xsk: XskConfig::default(),
             ring: ring.map(Path::to_path_buf),
+            sources: config.sources.clone(),
         };
         let side = match role {
             Role::Source => Side::Source,
