@@ -26,7 +26,20 @@ pub(crate) enum Region {
 }
 
 impl Region {
+    /// Memory for a ring used within one process: an anonymous mapping, whose pages
+    /// the kernel zero-fills on first touch, so a ring sized for its largest message
+    /// costs resident memory only for the bytes messages really use (a 16384-slot
+    /// ring of 16 KiB slots reserves 256 MiB; 64-byte messages touch 64 MiB of it).
+    /// Falls back to the heap if the mapping fails.
     pub(crate) fn private(layout: &Layout) -> Self {
+        #[cfg(not(loom))]
+        if let Ok(m) = mapped::Mapped::anonymous(*layout) {
+            return Region::Mapped(m);
+        }
+        Self::boxed(layout)
+    }
+
+    fn boxed(layout: &Layout) -> Self {
         let readers = (0..layout.config.max_readers)
             .map(|_| CachePadded::new(ReaderEntry::new_zeroed()))
             .collect();
@@ -83,7 +96,8 @@ pub(crate) mod mapped {
 
     /// A validated shared mapping.
     ///
-    /// Invariants (established by [`Mapped::create`] / [`Mapped::open`] and
+    /// Invariants (established by [`Mapped::create`] / [`Mapped::open`] /
+    /// [`Mapped::anonymous`] and
     /// relied on by the accessors):
     /// - `base` is the start of `_map`, page aligned, valid for `_map.len()`
     ///   bytes for as long as `_map` lives (the mapping does not move when the
@@ -101,7 +115,8 @@ pub(crate) mod mapped {
         _map: MmapMut,
         base: NonNull<u8>,
         layout: Layout,
-        path: PathBuf,
+        /// The ring file (`None`: an anonymous mapping, private to this process).
+        path: Option<PathBuf>,
     }
 
     // SAFETY: `Mapped` only hands out shared references to atomics inside the
@@ -151,10 +166,35 @@ pub(crate) mod mapped {
                 _map: map,
                 base,
                 layout,
-                path: path.to_path_buf(),
+                path: Some(path.to_path_buf()),
             };
             // The file was just created and extended with zeros: all atomics
             // hold 0 (reader entries FREE, stamps "never written").
+            layout.init_header(m.header());
+            Ok(m)
+        }
+
+        /// An anonymous, process-private mapping for the ring (zero-filled on first
+        /// touch).
+        pub(crate) fn anonymous(layout: Layout) -> Result<Self, RingError> {
+            let anon = Path::new("(anonymous mapping)");
+            let mut map = MmapMut::map_anon(layout.total_bytes).map_err(io(anon))?;
+            let base = NonNull::new(map.as_mut_ptr())
+                .ok_or(RingError::InvalidConfig("mapping returned a null pointer"))?;
+            if base
+                .as_ptr()
+                .align_offset(core::mem::align_of::<CachePadded<ReaderEntry>>().max(128))
+                != 0
+            {
+                return Err(RingError::InvalidConfig("mapping is not suitably aligned"));
+            }
+            let m = Mapped {
+                _map: map,
+                base,
+                layout,
+                path: None,
+            };
+            // A fresh anonymous mapping reads as zeros: all atomics hold 0.
             layout.init_header(m.header());
             Ok(m)
         }
@@ -193,7 +233,7 @@ pub(crate) mod mapped {
                 _map: map,
                 base,
                 layout,
-                path: path.to_path_buf(),
+                path: Some(path.to_path_buf()),
             })
         }
 
@@ -201,8 +241,8 @@ pub(crate) mod mapped {
             &self.layout
         }
 
-        pub(crate) fn path(&self) -> &Path {
-            &self.path
+        pub(crate) fn path(&self) -> Option<&Path> {
+            self.path.as_deref()
         }
 
         #[inline]

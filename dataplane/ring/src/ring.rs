@@ -217,7 +217,7 @@ impl Ring {
         match &self.shared.region {
             Region::Private { .. } => None,
             #[cfg(not(loom))]
-            Region::Mapped(m) => Some(m.path()),
+            Region::Mapped(m) => m.path(),
         }
     }
 

@@ -104,6 +104,15 @@ impl PerSource {
 /// from duplicates.
 const GAP_MEMORY: usize = 64;
 
+/// Peak resident set size of this process (`VmHWM` in /proc/self/status), KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Checks a stream of message indexes.
 #[derive(Debug, Default)]
 pub struct IndexCheck {
@@ -440,6 +449,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "sources": listed,
             "sources_seen": per.len() + usize::from(primary.is_some()),
             "stray_untracked": stray_untracked,
+            "vm_hwm_kib": peak_rss_kib(),
         });
         let mut j = j;
         if let (Some(l), Some(obj)) = (latency.as_ref(), j.as_object_mut()) {
