@@ -25,6 +25,14 @@ pub const MAX_WINDOW_BYTES: usize = 1 << 31;
 /// Largest queue or table bound accepted (queues are allocated up front).
 pub const MAX_QUEUE: usize = 1 << 24;
 
+/// Default repair budget (`rdata_max_rte`): 12.5 MB/s (100 Mbit/s) of RDATA, however
+/// many NAKs arrive.
+pub const DEFAULT_RDATA_MAX_RTE: u64 = 12_500_000;
+
+/// Default NCF budget (`ncf_max_rte`): 1.25 MB/s (10 Mbit/s, about 34 000 NCFs/s
+/// without NAK lists), however many NAKs arrive.
+pub const DEFAULT_NCF_MAX_RTE: u64 = 1_250_000;
+
 /// Why a configuration was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -111,8 +119,12 @@ pub struct SourceConfig {
     pub txw_min_secs: Duration,
     /// TXW_MAX_RTE: bytes per second of original data (0 = unlimited).
     pub txw_max_rte: u64,
-    /// Separate budget for repairs (RDATA), bytes per second (0 = unlimited).
+    /// Separate budget for repairs (RDATA), bytes per second of TPDU (PGM header on),
+    /// 0 = unlimited. Bounds what a NAK flood can make the source send.
     pub rdata_max_rte: u64,
+    /// Budget for NCFs, bytes per second of PGM packet, 0 = unlimited. NCFs beyond it
+    /// wait in the NCF queue (`ncf_queue`; overflow counted in `ncfs_dropped`).
+    pub ncf_max_rte: u64,
     /// Ambient SPM interval.
     pub spm_ambient_ivl: Duration,
     /// Heartbeat SPM intervals after data, in order; once they are used up, SPMs continue
@@ -204,7 +216,8 @@ impl Default for SourceConfig {
             txw_secs: Duration::from_secs(30),
             txw_min_secs: Duration::from_secs(1),
             txw_max_rte: 0,
-            rdata_max_rte: 0,
+            rdata_max_rte: DEFAULT_RDATA_MAX_RTE,
+            ncf_max_rte: DEFAULT_NCF_MAX_RTE,
             spm_ambient_ivl: Duration::from_secs(30),
             spm_heartbeat: [
                 Duration::from_millis(100),

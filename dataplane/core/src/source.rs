@@ -17,9 +17,11 @@
 //!   "queued but not transmitted" data lives in the window between the lead (last ODATA
 //!   transmitted) and the next sequence number to assign. `send_queue` bounds that span in
 //!   **TPDUs**.
-//! * `poll_transmit` order: NCFs, then a due SPM, then RDATA (own token bucket), then
-//!   ODATA (TXW_MAX_RTE bucket). Repairs therefore always go ahead of new data and have a
-//!   budget new data cannot consume.
+//! * `poll_transmit` order: NCFs (own token bucket, `ncf_max_rte`), then a due SPM, then
+//!   RDATA (own token bucket, `rdata_max_rte`), then ODATA (TXW_MAX_RTE bucket). Repairs
+//!   therefore always go ahead of new data and have a budget new data cannot consume,
+//!   and new data has a budget no NAK flood can consume: whatever arrives, NCF and RDATA
+//!   bytes per second stay within their budgets and ODATA keeps its rate.
 //! * Timers are a handful of deadlines (SPM, window age, token availability), so
 //!   `poll_timeout` is O(1).
 
@@ -102,6 +104,10 @@ pub struct SourceStats {
     pub spm_sent: u64,
     /// NCFs sent.
     pub ncf_sent: u64,
+    /// NCF bytes sent (whole PGM packets), charged to `ncf_max_rte`.
+    pub ncf_bytes: u64,
+    /// RDATA bytes sent as charged to `rdata_max_rte` (TPDU: PGM header, options, TSDU).
+    pub rdata_tpdu_bytes: u64,
     /// NAKs received (each sequence in an OPT_NAK_LIST counts once).
     pub naks_received: u64,
     /// NAKs for sequence numbers outside the transmit window.
@@ -116,7 +122,8 @@ pub struct SourceStats {
     pub repairs_dropped: u64,
     /// Queued repairs skipped because the sequence left the window before its turn.
     pub repairs_expired: u64,
-    /// NCFs not sent because the NCF queue was full.
+    /// NCFs not sent because the NCF queue was full (NAKs arriving faster than
+    /// `ncf_max_rte` lets NCFs out).
     pub ncfs_dropped: u64,
     /// Packets lost because `poll_transmit`'s buffer was too small.
     pub emit_errors: u64,
@@ -158,6 +165,7 @@ pub struct Source {
     ncfs: VecDeque<PendingNcf>,
     odata_rate: TokenBucket,
     rdata_rate: TokenBucket,
+    ncf_rate: TokenBucket,
     spm_sqn: Sqn,
     /// When the next ambient SPM is due (`spm_ambient_ivl` after the last SPM of any
     /// kind), independent of data: a continuous stream still gets ambient SPMs.
@@ -192,6 +200,7 @@ impl Source {
         Ok(Source {
             odata_rate: TokenBucket::new(config.txw_max_rte, burst(config.txw_max_rte), now),
             rdata_rate: TokenBucket::new(config.rdata_max_rte, burst(config.rdata_max_rte), now),
+            ncf_rate: TokenBucket::new(config.ncf_max_rte, burst(config.ncf_max_rte), now),
             repairs: VecDeque::with_capacity(config.repair_queue),
             ncfs: VecDeque::with_capacity(config.ncf_queue),
             txw: TxWindow::new(config.txw_sqns, config.txw_max_bytes),
@@ -442,6 +451,11 @@ impl Source {
                 self.stats.naks_outside_window += 1;
                 continue;
             }
+            // Confirm only what an RDATA will answer: a sequence the full repair queue
+            // refused gets no NCF (the receiver NAKs again after NAK_RPT_IVL).
+            if !self.queue_repair(sqn) {
+                continue;
+            }
             if any {
                 // At most 62 list entries were received, so this cannot overflow.
                 let _ = ncf.list.push(sqn);
@@ -449,7 +463,6 @@ impl Source {
                 ncf.sqn = sqn;
                 any = true;
             }
-            self.queue_repair(sqn);
         }
         if !any {
             return;
@@ -463,19 +476,21 @@ impl Source {
         }
     }
 
-    /// Queues `sqn` (in the window) for RDATA once per NAK round.
-    fn queue_repair(&mut self, sqn: Sqn) {
+    /// Queues `sqn` (in the window) for RDATA once per NAK round; false when the repair
+    /// queue is full (no RDATA will answer this NAK).
+    fn queue_repair(&mut self, sqn: Sqn) -> bool {
         if self.txw.repair_queued(sqn) {
             // An RDATA for it is already waiting: further NAKs add nothing.
             self.stats.naks_coalesced += 1;
-            return;
+            return true;
         }
         if self.repairs.len() >= self.cfg.repair_queue {
             self.stats.repairs_dropped += 1;
-            return;
+            return false;
         }
         self.txw.set_repair_queued(sqn, true);
         self.repairs.push_back(sqn);
+        true
     }
 
     /// Processes expired timers.
@@ -509,9 +524,16 @@ impl Source {
     /// Decides the next packet and updates all state for having sent it.
     fn next_packet(&mut self, now: Instant) -> Option<Next> {
         self.expire_trail(now);
-        if let Some(ncf) = self.ncfs.pop_front() {
-            self.stats.ncf_sent += 1;
-            return Some(Next::Ncf(ncf));
+        // NCFs first, against their own budget: a NAK flood costs at most
+        // `ncf_max_rte` of NCFs and never holds back SPMs, repairs or new data.
+        if let Some(&ncf) = self.ncfs.front() {
+            let len = self.ncf_len(ncf);
+            if self.ncf_rate.try_take(now, len) {
+                self.ncfs.pop_front();
+                self.stats.ncf_sent += 1;
+                self.stats.ncf_bytes += len as u64;
+                return Some(Next::Ncf(ncf));
+            }
         }
         if self.announce > 0 || self.next_spm() <= now {
             let syn = self.announce > 0;
@@ -549,6 +571,7 @@ impl Source {
             let bytes = self.txw.tsdu(sqn).len() as u64;
             self.stats.rdata_sent += 1;
             self.stats.rdata_bytes += bytes;
+            self.stats.rdata_tpdu_bytes += len as u64;
             return Some(Next::Rdata(sqn));
         }
         if self.next_tx != self.next_sqn {
@@ -571,6 +594,11 @@ impl Source {
             return Some(Next::Odata(sqn));
         }
         None
+    }
+
+    /// Encoded length of an NCF (what it costs against `ncf_max_rte`).
+    fn ncf_len(&self, ncf: PendingNcf) -> usize {
+        self.repr_of(Next::Ncf(ncf)).buffer_len()
     }
 
     fn data_repr(&self, sqn: Sqn, rdata: bool) -> PacketRepr<'_> {
@@ -662,10 +690,13 @@ impl Source {
 
     /// When `handle_timeout` (or `poll_transmit`, for rate-limited data) next needs calling.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.ncfs.is_empty() || self.announce > 0 {
+        if self.announce > 0 {
             return Some(Instant::ZERO);
         }
         let mut t = self.next_spm();
+        if let Some(&ncf) = self.ncfs.front() {
+            t = t.min(self.ncf_rate.ready_at(self.ncf_len(ncf)));
+        }
         if self.trail != self.next_tx {
             t = t.min(self.txw.sent_at(self.trail) + self.cfg.txw_secs);
         }

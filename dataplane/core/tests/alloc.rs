@@ -126,6 +126,71 @@ fn receive_path_allocates_nothing(payload_len: usize) {
     assert_eq!(r.stats().duplicates, 0);
 }
 
+/// A NAK + SPMR flood (random sequences, a fifth inside the window, OPT_NAK_LIST of 8)
+/// through `handle_packet`, answered within the NCF and RDATA budgets, while data keeps
+/// flowing: nothing is allocated, however full the repair and NCF queues get.
+#[test]
+fn nak_flood_allocates_nothing() {
+    use xpgm_core::rng::Rng;
+    use xpgm_core::seq::Sqn;
+    use xpgm_core::wire::{Body, Nak, Options, PacketRepr};
+    let mut s = small_source();
+    let payload = [0x11u8; 64];
+    let mut buf = vec![0u8; 1500];
+    let mut wire = vec![0u8; 1500];
+    let mut rng = Rng::new(3);
+    send_loop(&mut s, 0, 16, &payload, &mut buf);
+    let mut flood = |s: &mut Source, from: usize, to: usize| {
+        for i in from..to {
+            let now = us(i);
+            s.send(now, &payload).unwrap();
+            let (trail, lead) = (s.trail(), s.lead());
+            let pick = |rng: &mut Rng| {
+                let span = u64::from(lead.0.wrapping_sub(trail.0)) + 1;
+                if rng.below(5) == 0 {
+                    Sqn(trail.0.wrapping_add(rng.below(span) as u32))
+                } else {
+                    Sqn(rng.next_u64() as u32)
+                }
+            };
+            let mut options = Options::default();
+            for _ in 0..8 {
+                assert!(options.nak_list.push(pick(&mut rng)));
+            }
+            let nak = PacketRepr {
+                sport: xpgm_core::wire::DEFAULT_DATA_PORT,
+                dport: tsi().sport,
+                gsi: tsi().gsi,
+                body: Body::Nak(Nak {
+                    sqn: pick(&mut rng),
+                    source: SRC,
+                    group: GROUP,
+                }),
+                options,
+            };
+            let n = nak.emit(&mut wire).unwrap();
+            s.handle_packet(now, Nla::V4(Ipv4Addr::new(10, 0, 0, 9)), &wire[..n])
+                .unwrap();
+            let spmr = PacketRepr {
+                body: Body::Spmr,
+                options: Options::default(),
+                ..nak
+            };
+            let n = spmr.emit(&mut wire).unwrap();
+            s.handle_packet(now, Nla::V4(Ipv4Addr::new(10, 0, 0, 9)), &wire[..n])
+                .unwrap();
+            s.handle_timeout(now);
+            while s.poll_transmit(now, &mut buf).is_some() {}
+        }
+    };
+    flood(&mut s, 16, 1000);
+    let (allocs, ()) = count(|| flood(&mut s, 1000, 1000 + N));
+    let st = s.stats();
+    assert!(st.rdata_sent > 0 && st.ncf_sent > 0, "{st:?}");
+    assert!(st.naks_received >= 9 * N as u64, "{st:?}");
+    assert_eq!(allocs, 0, "NAK flood allocated");
+}
+
 #[test]
 fn send_path_64() {
     source_path_allocates_nothing(64);

@@ -87,6 +87,16 @@ pub struct PublisherStats {
     pub spmr_received: u64,
     /// Repairs dropped because the repair queue was full.
     pub repairs_dropped: u64,
+    /// NCF bytes sent (whole PGM packets), within `SourceConfig::ncf_max_rte`.
+    pub ncf_bytes: u64,
+    /// RDATA bytes sent (TPDUs), within `SourceConfig::rdata_max_rte`.
+    pub rdata_tpdu_bytes: u64,
+    /// NCFs not sent: the NCF queue was full (NAKs beyond the NCF budget).
+    pub ncfs_dropped: u64,
+    /// NAKed sequences already queued for repair (one RDATA answers them all).
+    pub naks_coalesced: u64,
+    /// Queued repairs skipped because the sequence left the window first.
+    pub repairs_expired: u64,
     /// Sends the kernel refused transiently (counted as loss).
     pub send_errors: u64,
     /// Packets ignored (not for this session).
@@ -316,6 +326,11 @@ impl Publisher {
             spm_sent: c.get(src_ix::SPM),
             spmr_received: c.get(src_ix::SPMR),
             repairs_dropped: c.get(src_ix::REPAIRS_DROPPED),
+            ncf_bytes: c.get(src_ix::NCF_BYTES),
+            rdata_tpdu_bytes: c.get(src_ix::RDATA_TPDU_BYTES),
+            ncfs_dropped: c.get(src_ix::NCFS_DROPPED),
+            naks_coalesced: c.get(src_ix::NAKS_COALESCED),
+            repairs_expired: c.get(src_ix::REPAIRS_EXPIRED),
             send_errors: c.get(src_ix::SEND_ERRORS),
             packets_ignored: c.get(src_ix::IGNORED),
             unsent: c.get(src_ix::UNSENT) + c.get(src_ix::QUEUED),

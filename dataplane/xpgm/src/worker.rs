@@ -118,6 +118,11 @@ pub(crate) mod src_ix {
     pub const SEND_ERRORS: usize = 11;
     pub const IGNORED: usize = 12;
     pub const QUEUED: usize = 13;
+    pub const NCF_BYTES: usize = 14;
+    pub const RDATA_TPDU_BYTES: usize = 15;
+    pub const NCFS_DROPPED: usize = 16;
+    pub const NAKS_COALESCED: usize = 17;
+    pub const REPAIRS_EXPIRED: usize = 18;
 }
 
 /// Receiver counter slots.
@@ -451,6 +456,11 @@ impl SourceWorker {
         c.set(SEND_ERRORS, self.dp.send_errors());
         c.set(IGNORED, s.packets_ignored);
         c.set(QUEUED, self.reader.lag());
+        c.set(NCF_BYTES, s.ncf_bytes);
+        c.set(RDATA_TPDU_BYTES, s.rdata_tpdu_bytes);
+        c.set(NCFS_DROPPED, s.ncfs_dropped);
+        c.set(NAKS_COALESCED, s.naks_coalesced);
+        c.set(REPAIRS_EXPIRED, s.repairs_expired);
         if let Some(st) = &self.stats {
             st.set(st_src::ODATA_PACKETS, s.odata_sent);
             st.set(st_src::ODATA_BYTES, s.odata_bytes);

@@ -926,3 +926,257 @@ mod arena_model {
         }
     }
 }
+
+/// What one simulated run of [`flood_run`] sent.
+#[derive(Debug, Default, PartialEq)]
+struct FloodRun {
+    /// ODATA packets sent in each simulated second.
+    odata_per_sec: Vec<u64>,
+    /// NCF bytes (as emitted) in each simulated second.
+    ncf_bytes_per_sec: Vec<u64>,
+    /// RDATA TPDU bytes (as emitted) in each simulated second.
+    rdata_bytes_per_sec: Vec<u64>,
+    ncfs: u64,
+    rdatas: u64,
+    spms: u64,
+    /// NAKed sequences handed to the source (each NAK's sqn and its list).
+    nak_sqns: u64,
+    spmrs: u64,
+}
+
+/// Rates of the flood tests: ODATA 10 000 messages/s of 64 bytes, small NCF and RDATA
+/// budgets so that the flood exceeds them many times over.
+const FLOOD_MSG: usize = 64;
+const FLOOD_MSGS_PER_SEC: u64 = 10_000;
+const FLOOD_NCF_RTE: u64 = 50_000;
+const FLOOD_RDATA_RTE: u64 = 200_000;
+
+fn flood_cfg() -> SourceConfig {
+    SourceConfig {
+        txw_max_rte: FLOOD_MSGS_PER_SEC * (FLOOD_MSG + DATA_OVERHEAD) as u64,
+        rdata_max_rte: FLOOD_RDATA_RTE,
+        ncf_max_rte: FLOOD_NCF_RTE,
+        ..cfg()
+    }
+}
+
+/// Drives a source for `secs` simulated seconds in 100 µs steps. The application keeps
+/// the send queue full of 64-byte messages. With `flood`, every step also brings 5 NAKs
+/// (50 000 NAKs/s) of 1 + 8 listed sequences, a fifth of them inside the window and the
+/// rest random 32-bit numbers, and one SPMR (10 000/s), all from a seeded RNG.
+fn flood_run(secs: u64, flood: bool) -> (FloodRun, SourceStats) {
+    const STEP_NS: u64 = 100_000;
+    let mut s = Source::new(flood_cfg(), tsi(), Instant::ZERO).unwrap();
+    let mut rng = crate::rng::Rng::new(0x5eed);
+    let mut buf = vec![0u8; 1500];
+    let mut r = FloodRun {
+        odata_per_sec: vec![0; secs as usize],
+        ncf_bytes_per_sec: vec![0; secs as usize],
+        rdata_bytes_per_sec: vec![0; secs as usize],
+        ..FloodRun::default()
+    };
+    let spmr = PacketRepr {
+        sport: DEFAULT_DPORT,
+        dport: 4000,
+        gsi: tsi().gsi,
+        body: Body::Spmr,
+        options: Options::default(),
+    };
+    let mut msg = [0u8; FLOOD_MSG];
+    let mut wire = vec![0u8; 1500];
+    for step in 0..secs * 1_000_000_000 / STEP_NS {
+        let now = Instant::from_nanos(step * STEP_NS);
+        let sec = (step * STEP_NS / 1_000_000_000) as usize;
+        while s.unsent() < 64 {
+            s.send(now, &msg).unwrap();
+            msg[0] = msg[0].wrapping_add(1);
+        }
+        if flood {
+            for _ in 0..5 {
+                let (trail, lead) = (s.trail(), s.lead());
+                let pick = |rng: &mut crate::rng::Rng| {
+                    let span = u64::from(lead.0.wrapping_sub(trail.0).wrapping_add(1));
+                    if lead.ge(trail) && rng.below(5) == 0 {
+                        trail.0.wrapping_add(rng.below(span) as u32)
+                    } else {
+                        rng.next_u64() as u32
+                    }
+                };
+                let first = pick(&mut rng);
+                let list: Vec<u32> = (0..8).map(|_| pick(&mut rng)).collect();
+                // Through the decoder, as from the network.
+                let n = nak(first, &list).emit(&mut wire).unwrap();
+                s.handle_packet(now, RX, &wire[..n]).unwrap();
+                r.nak_sqns += 9;
+            }
+            s.handle_repr(now, RX, &spmr);
+            r.spmrs += 1;
+        }
+        s.handle_timeout(now);
+        while let Some(t) = s.poll_transmit(now, &mut buf) {
+            match t.kind {
+                PacketType::Odata => r.odata_per_sec[sec] += 1,
+                PacketType::Ncf => {
+                    r.ncfs += 1;
+                    r.ncf_bytes_per_sec[sec] += t.len as u64;
+                }
+                PacketType::Rdata => {
+                    r.rdatas += 1;
+                    r.rdata_bytes_per_sec[sec] += t.len as u64;
+                }
+                PacketType::Spm => r.spms += 1,
+                k => panic!("unexpected {k:?}"),
+            }
+        }
+    }
+    (r, *s.stats())
+}
+
+#[test]
+fn nak_and_spmr_flood_leaves_odata_alone_and_repairs_within_budget() {
+    let secs = 3;
+    let (quiet, _) = flood_run(secs, false);
+    let (flood, st) = flood_run(secs, true);
+    // ODATA: exactly the packets of the run without flood, in every second, at the rate.
+    assert_eq!(flood.odata_per_sec, quiet.odata_per_sec);
+    for (i, &n) in flood.odata_per_sec.iter().enumerate().skip(1) {
+        assert!(
+            n.abs_diff(FLOOD_MSGS_PER_SEC) <= 1,
+            "second {i}: {n} ODATA, configured {FLOOD_MSGS_PER_SEC}/s"
+        );
+    }
+    // The flood reached the source: every NAKed sequence and SPMR counted.
+    assert_eq!(st.naks_received, flood.nak_sqns);
+    assert_eq!(flood.nak_sqns, 5 * 9 * 10_000 * secs);
+    assert_eq!(st.spmr_received, flood.spmrs);
+    assert!(st.naks_outside_window > flood.nak_sqns / 2);
+    // NCF and RDATA bytes within their budgets (burst: 2 × max_tpdu) in every second,
+    // and the budgets are what limits them (the flood asks for far more).
+    let burst = 2 * 1480;
+    for (name, per_sec, rte) in [
+        ("NCF", &flood.ncf_bytes_per_sec, FLOOD_NCF_RTE),
+        ("RDATA", &flood.rdata_bytes_per_sec, FLOOD_RDATA_RTE),
+    ] {
+        for (i, &b) in per_sec.iter().enumerate() {
+            assert!(
+                b <= rte + burst,
+                "second {i}: {b} {name} bytes, budget {rte}/s"
+            );
+            assert!(
+                b >= rte * 9 / 10,
+                "second {i}: {b} {name} bytes: budget not reached"
+            );
+        }
+        let total: u64 = per_sec.iter().sum();
+        assert!(
+            total <= rte * secs + burst,
+            "{name}: {total} bytes in {secs} s"
+        );
+    }
+    // Counted: what was sent, and what the budgets held back.
+    assert_eq!(st.ncf_sent, flood.ncfs);
+    assert_eq!(st.ncf_bytes, flood.ncf_bytes_per_sec.iter().sum::<u64>());
+    assert_eq!(st.rdata_sent, flood.rdatas);
+    assert_eq!(
+        st.rdata_tpdu_bytes,
+        flood.rdata_bytes_per_sec.iter().sum::<u64>()
+    );
+    assert!(st.ncfs_dropped > 0, "{st:?}");
+    // SPMRs: at most one SPM per spmr_holdoff on top of the schedule.
+    let holdoff_ms = cfg().spmr_holdoff.as_millis() as u64;
+    assert!(
+        flood.spms <= quiet.spms + secs * 1000 / holdoff_ms + 1,
+        "{} SPMs under SPMR flood, {} without",
+        flood.spms,
+        quiet.spms
+    );
+}
+
+#[test]
+fn flood_memory_is_the_preallocated_queues() {
+    let (_, st) = flood_run(2, true);
+    // The repair queue holds each sequence at most once and never beyond its bound.
+    assert!(st.repairs_dropped > 0 || st.naks_coalesced > 0, "{st:?}");
+    let mut s = Source::new(flood_cfg(), tsi(), Instant::ZERO).unwrap();
+    let mut wire = vec![0u8; 1500];
+    for _ in 0..200 {
+        s.send(Instant::ZERO, &[0; FLOOD_MSG]).unwrap();
+    }
+    let _ = drain(&mut s, Instant::ZERO);
+    for i in 0..100_000u32 {
+        let n = nak(i % 200, &[(i + 1) % 200]).emit(&mut wire).unwrap();
+        s.handle_packet(ms(1), RX, &wire[..n]).unwrap();
+        assert!(s.repairs_pending() <= 200);
+        assert!(s.ncfs.len() <= s.cfg.ncf_queue);
+    }
+    assert_eq!(s.repairs.capacity(), s.cfg.repair_queue);
+    assert_eq!(s.ncfs.capacity(), s.cfg.ncf_queue);
+}
+
+#[test]
+fn naks_the_full_repair_queue_refuses_get_no_ncf() {
+    let c = SourceConfig {
+        repair_queue: 2,
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    for i in 0..5 {
+        s.send(Instant::ZERO, &[i; 10]).unwrap();
+    }
+    let _ = drain(&mut s, Instant::ZERO);
+    s.handle_repr(ms(1), RX, &nak(0, &[1, 2, 3]));
+    s.handle_repr(ms(1), RX, &nak(4, &[]));
+    let out = drain(&mut s, ms(1));
+    // Only 0 and 1 were queued: the NCF confirms them, 2, 3 and 4 get nothing.
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Out::Ncf { .. }))
+            .collect::<Vec<_>>(),
+        vec![&Out::Ncf {
+            sqn: Sqn(0),
+            list: vec![Sqn(1)]
+        }]
+    );
+    assert_eq!(s.stats().repairs_dropped, 3);
+    assert_eq!(s.stats().ncf_sent, 1);
+}
+
+#[test]
+fn ncf_budget_delays_ncfs_without_blocking_data() {
+    let c = SourceConfig {
+        ncf_max_rte: 3600,
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    for i in 0..200 {
+        s.send(Instant::ZERO, &[i; 10]).unwrap();
+    }
+    let _ = drain(&mut s, Instant::ZERO);
+    // 100 single-sequence NAKs (36-byte NCFs); the burst is 2 × max_tpdu = 2960 bytes.
+    for i in 0..100 {
+        s.handle_repr(ms(1), RX, &nak(i, &[]));
+    }
+    s.send(ms(1), b"new").unwrap();
+    let out = drain(&mut s, ms(1));
+    let ncfs = out.iter().filter(|o| matches!(o, Out::Ncf { .. })).count();
+    assert_eq!(ncfs, 2960 / 36);
+    assert!(out.iter().any(|o| matches!(o, Out::Odata { .. })));
+    // The rest leave as the budget refills: 100 bytes/ms, one 36-byte NCF per 10 ms.
+    let next = s.poll_timeout().unwrap();
+    assert!(next > ms(1) && next <= ms(11), "{next:?}");
+    s.handle_timeout(ms(11));
+    let later = drain(&mut s, ms(11))
+        .iter()
+        .filter(|o| matches!(o, Out::Ncf { .. }))
+        .count();
+    assert_eq!(later, 1);
+    assert_eq!(s.stats().ncf_bytes, 36 * (ncfs + later) as u64);
+}
+
+#[test]
+fn default_budgets_are_bounded() {
+    let c = SourceConfig::default();
+    assert_eq!(c.rdata_max_rte, crate::config::DEFAULT_RDATA_MAX_RTE);
+    assert_eq!(c.ncf_max_rte, crate::config::DEFAULT_NCF_MAX_RTE);
+    assert!(c.rdata_max_rte > 0 && c.ncf_max_rte > 0);
+}

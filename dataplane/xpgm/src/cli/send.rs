@@ -30,6 +30,14 @@ pub struct SendArgs {
     /// second). Without it, as fast as the transport takes them.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     rate: Option<u64>,
+    /// Repair budget: bytes per second of RDATA (TPDUs), however many NAKs arrive
+    /// (default: the engine's, `SourceConfig::rdata_max_rte`; 0 = unlimited).
+    #[arg(long, value_name = "BYTES_PER_S")]
+    repair_rate: Option<u64>,
+    /// NCF budget: bytes per second of NCFs, however many NAKs arrive (default: the
+    /// engine's, `SourceConfig::ncf_max_rte`; 0 = unlimited).
+    #[arg(long, value_name = "BYTES_PER_S")]
+    ncf_rate: Option<u64>,
     /// After the last message, keep answering NAKs this long (FIN is sent first).
     #[arg(long, default_value_t = 2000)]
     linger_ms: u64,
@@ -75,6 +83,16 @@ impl Pacer {
     }
 }
 
+/// Peak resident set size of this process (`VmHWM` of /proc/self/status), KiB; `None`
+/// where /proc is not available.
+fn vm_hwm_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Runs `xpgm send`.
 pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     if args.stamp && args.size < stamp::MIN_STAMPED_SIZE {
@@ -110,6 +128,13 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
                 / 100;
         }
     }
+    if let Some(r) = args.repair_rate {
+        cfg.source.rdata_max_rte = r;
+    }
+    if let Some(r) = args.ncf_rate {
+        cfg.source.ncf_max_rte = r;
+    }
+    let (rdata_max_rte, ncf_max_rte) = (cfg.source.rdata_max_rte, cfg.source.ncf_max_rte);
     // ZeroMQ receivers take only single-TPDU APDUs: cut each message into parts.
     let zmq_apdu = cfg.source.max_single_tsdu();
     let mut publisher = Publisher::new(cfg).context("cannot start the publisher")?;
@@ -167,6 +192,17 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             "odata_sent": stats.odata_sent,
             "spm_sent": stats.spm_sent,
             "naks_outside_window": stats.naks_outside_window,
+            "naks_coalesced": stats.naks_coalesced,
+            "spmr_received": stats.spmr_received,
+            "ncf_bytes": stats.ncf_bytes,
+            "ncfs_dropped": stats.ncfs_dropped,
+            "rdata_tpdu_bytes": stats.rdata_tpdu_bytes,
+            "repairs_dropped": stats.repairs_dropped,
+            "repairs_expired": stats.repairs_expired,
+            "packets_ignored": stats.packets_ignored,
+            "rdata_max_rte": rdata_max_rte,
+            "ncf_max_rte": ncf_max_rte,
+            "vm_hwm_kib": vm_hwm_kib(),
             "send_errors": stats.send_errors,
             "tsi": tsi.to_string(),
             "stamped": args.stamp,
@@ -189,6 +225,13 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_rss_is_read_from_proc() {
+        let kib = vm_hwm_kib().expect("VmHWM in /proc/self/status");
+        // A test binary maps at least a few hundred KiB.
+        assert!(kib > 100, "{kib} KiB");
+    }
 
     #[test]
     fn pacer_schedules_messages_at_the_rate() {
