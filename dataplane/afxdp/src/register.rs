@@ -66,11 +66,59 @@ pub struct Registration {
     pub detail: Value,
 }
 
+/// Messages [`Registration::check`] reads per call (the rest waits for the next).
+const CHECK_BATCH: usize = 16;
+
 impl Registration {
     /// The control connection (kept open for the session's lifetime).
     pub fn client(&mut self) -> &mut Client {
         &mut self.client
     }
+
+    /// Whether xpgmd still holds this session, without blocking: `Err(cause)` once
+    /// the connection has closed (xpgmd exited or crashed) or xpgmd sent a
+    /// `session_error` for it (its interface went down or away; xpgmd has then
+    /// dropped the session). Other messages on the connection are ignored.
+    pub fn check(&mut self) -> Result<(), String> {
+        for _ in 0..CHECK_BATCH {
+            match self.client.try_read_message() {
+                Ok(None) => return Ok(()),
+                Ok(Some(v)) => {
+                    if let Some(cause) = session_error_cause(&v, self.session) {
+                        return Err(cause);
+                    }
+                }
+                Err(e) => return Err(format!("connection to xpgmd lost: {e}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cause named by a `session_error` event for `session` (docs/control-api.md),
+/// `None` for any other message.
+pub fn session_error_cause(v: &Value, session: u64) -> Option<String> {
+    if v.get("event").and_then(Value::as_str) != Some("session_error") {
+        return None;
+    }
+    if v.get("session")
+        .and_then(Value::as_u64)
+        .is_some_and(|s| s != session)
+    {
+        return None;
+    }
+    let err = v.get("error");
+    let field = |k: &str| {
+        err.and_then(|e| e.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    Some(format!(
+        "xpgmd ended session {session}: {} ({})",
+        field("message"),
+        field("code")
+    ))
 }
 
 /// What to register.
@@ -160,10 +208,29 @@ pub fn register_shared(
     sockets: &[SocketSpec<'_>],
     ring: Option<&Path>,
 ) -> Result<Registration, RegisterError> {
+    register_within(socket_path, role, group, port, tsi, sockets, ring, None)
+}
+
+/// Like [`register_shared`], waiting at most `timeout` (`None`: 30 s) for xpgmd's
+/// reply (a data-plane worker re-registering must not stall on a slow xpgmd).
+#[expect(clippy::too_many_arguments, reason = "the register request's fields")]
+pub fn register_within(
+    socket_path: &Path,
+    role: &Role,
+    group: IpAddr,
+    port: u16,
+    tsi: &str,
+    sockets: &[SocketSpec<'_>],
+    ring: Option<&Path>,
+    timeout: Option<std::time::Duration>,
+) -> Result<Registration, RegisterError> {
     let mut client = Client::connect(socket_path).map_err(|err| RegisterError::NotRunning {
         path: socket_path.to_path_buf(),
         err,
     })?;
+    if let Some(t) = timeout {
+        client.set_read_timeout(Some(t))?;
+    }
     let mut args = register_args(role, group, port, tsi, sockets);
     if let Some(r) = ring {
         args.insert("ring".into(), json!(r.to_string_lossy()));
@@ -389,6 +456,25 @@ mod tests {
         assert_eq!(m["send_interface"], "eth0");
         assert_eq!(m["source_port"], 40001);
         assert_eq!(m["local_address"], "10.77.0.1");
+    }
+
+    #[test]
+    fn session_errors_name_their_cause() {
+        let ev = json!({"event": "session_error", "session": 4,
+            "error": {"code": "interface_removed", "message": "interface eth0 removed"}});
+        assert_eq!(
+            session_error_cause(&ev, 4).as_deref(),
+            Some("xpgmd ended session 4: interface eth0 removed (interface_removed)")
+        );
+        assert_eq!(session_error_cause(&ev, 5), None, "another session's");
+        let other = json!({"event": "session_registered", "session": 4});
+        assert_eq!(session_error_cause(&other, 4), None);
+        assert_eq!(session_error_cause(&json!({"id": 1, "ok": true}), 4), None);
+        let bare = json!({"event": "session_error"});
+        assert_eq!(
+            session_error_cause(&bare, 2).as_deref(),
+            Some("xpgmd ended session 2: ? (?)")
+        );
     }
 
     #[test]
