@@ -222,9 +222,10 @@ impl XdpPort {
     /// xpgmd sent a `session_error` (interface down or removed). The registration is
     /// then dropped; [`XdpPort::reregister`] makes a new one. `None` while
     /// registered, before a source has registered, and after a loss already
-    /// reported. While xpgmd is gone the socket stays bound: frames still arrive if
-    /// a classifier is still attached (xpgmd killed with SIGKILL leaves it), and
-    /// transmission works, but nothing steers NAKs or frames to it reliably.
+    /// reported. While xpgmd is gone the socket stays bound and can transmit, but
+    /// nothing keeps frames steered to it: xpgmd's shutdown detaches the classifier,
+    /// and with xpgmd gone its group memberships go too (in scripts/test-xdp a
+    /// receiver stops receiving within milliseconds of xpgmd's SIGTERM or SIGKILL).
     pub fn control_lost(&mut self) -> Option<String> {
         let cause = self.registration.as_mut()?.check().err()?;
         self.registration = None;

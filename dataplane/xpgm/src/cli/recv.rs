@@ -4,6 +4,7 @@
 //! by `xpgm send --stamp` and one-way latency percentiles are reported; with
 //! `--progress-ms`, a progress line goes to stderr at that interval.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -205,6 +206,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = SubscriberConfig::new(args.net.session());
     cfg.idle = args.worker.idle();
     cfg.core = args.worker.core();
+    cfg.control_grace = args.worker.control_grace();
     let mut sub = Subscriber::new(cfg).context("cannot start the subscriber")?;
     let idle = Duration::from_millis(args.idle_ms);
     let mut check = IndexCheck::default();
@@ -216,6 +218,10 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let mut corrupt = 0u64;
     let mut unrecoverable = 0u64;
     let mut ended = false;
+    // The subscriber's failure: reported in the summary (never a silent stop).
+    let mut failure: Option<Error> = None;
+    // Per source: the last sequence accounted for when it went (PeerGone).
+    let mut gone: BTreeMap<String, Option<u32>> = BTreeMap::new();
     let mut first_at: Option<Instant> = None;
     let mut last_at = Instant::now();
     let mut last_activity = Instant::now();
@@ -292,11 +298,17 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 ended = true;
                 break;
             }
+            Ok(Delivery::PeerGone { tsi, last }) => {
+                gone.insert(tsi.to_string(), last.map(|l| l.0));
+            }
             Ok(_) => {}
             // The idle limit is checked at the top of the loop; a shorter wait was
             // for the next progress line.
             Err(Error::Timeout) => {}
-            Err(e) => return Err(e).context("subscriber failed"),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
         }
     }
     let secs = first_at.map_or(0.0, |f| last_at.duration_since(f).as_secs_f64());
@@ -306,7 +318,18 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
         0.0
     };
     let transport = sub.transport().name();
-    let stats = sub.close().context("subscriber failed")?;
+    let report = sub.close_report();
+    let stats = report.stats;
+    for p in &report.peers {
+        gone.entry(p.tsi.to_string()).or_insert(p.last.map(|l| l.0));
+    }
+    let error = failure
+        .or(report.error)
+        .map(|e| format!("subscriber failed: {e}"));
+    let peers_gone: Vec<serde_json::Value> = gone
+        .iter()
+        .map(|(tsi, last)| serde_json::json!({"tsi": tsi, "last": last}))
+        .collect();
     if args.json {
         let j = serde_json::json!({
             "received": received,
@@ -330,6 +353,10 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "duplicate_packets": stats.duplicates,
             "ncf_received": stats.ncf_received,
             "repairs": stats.rdata_received,
+            "error": error,
+            "control_lost": stats.control_lost,
+            "control_reconnects": stats.control_reconnects,
+            "peers_gone": peers_gone,
         });
         let mut j = j;
         if let (Some(l), Some(obj)) = (latency.as_ref(), j.as_object_mut()) {
@@ -375,6 +402,19 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 None => println!("latency: no stamped message received"),
             }
         }
+    }
+    if let Some(e) = &error {
+        eprintln!("xpgm recv: {e}");
+        for (tsi, last) in &gone {
+            match last {
+                Some(l) => eprintln!(
+                    "xpgm recv: source {tsi}: accounted for through sequence {l}; data after it \
+                     is lost or unknown"
+                ),
+                None => eprintln!("xpgm recv: source {tsi}: nothing accounted for"),
+            }
+        }
+        return Ok(ExitCode::FAILURE);
     }
     if let Some(c) = args.count
         && received < c
