@@ -115,6 +115,9 @@ pub struct XdpPort {
     /// What the session registered as (role, TSI text), kept to register again with
     /// a restarted xpgmd ([`XdpPort::reregister`]).
     registered_as: Option<(Role, String)>,
+    /// xpgmd ended the session because its interface was removed: never registered
+    /// again.
+    gone_for_good: bool,
     register_error: Option<RegisterError>,
     ident: u16,
     send_errors: u64,
@@ -172,6 +175,7 @@ impl XdpPort {
             ring: c.ring.clone(),
             registration: None,
             registered_as: None,
+            gone_for_good: false,
             register_error: None,
             ident: 0,
             send_errors: 0,
@@ -227,9 +231,14 @@ impl XdpPort {
     /// and with xpgmd gone its group memberships go too (in scripts/test-xdp a
     /// receiver stops receiving within milliseconds of xpgmd's SIGTERM or SIGKILL).
     pub fn control_lost(&mut self) -> Option<String> {
-        let cause = self.registration.as_mut()?.check().err()?;
+        let loss = self.registration.as_mut()?.check().err()?;
         self.registration = None;
-        Some(cause)
+        if loss.code.as_deref() == Some("interface_removed") {
+            // The socket is bound to a device that no longer exists: registering it
+            // again (even with an interface of the same name) could never receive.
+            self.gone_for_good = true;
+        }
+        Some(loss.cause)
     }
 
     /// Registers the session again, with the parameters of its first registration
@@ -242,12 +251,19 @@ impl XdpPort {
         if self.registration.is_some() {
             return Ok(true);
         }
+        if self.gone_for_good {
+            return Err(RegisterError::InterfaceGone {
+                iface: self.iface.clone(),
+            });
+        }
         let Some((role, tsi)) = self.registered_as.clone() else {
             return Ok(true);
         };
         match self.register_within(role, &tsi, Some(timeout)) {
             Ok(()) => Ok(true),
+            // Not back yet, or its interface is down for now: retry within the grace.
             Err(RegisterError::NotRunning { .. } | RegisterError::Io(_)) => Ok(false),
+            Err(RegisterError::Refused { code, .. }) if code == "interface_down" => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -51,6 +51,16 @@ pub enum RegisterError {
         /// Message.
         message: String,
     },
+    /// The session's interface was removed (xpgmd said so): its AF_XDP socket is
+    /// bound to a device that is gone and can never receive again.
+    #[error(
+        "the AF_XDP socket's interface {iface} was removed; this session cannot receive \
+         again (start a new one once the interface is back)"
+    )]
+    InterfaceGone {
+        /// Interface name.
+        iface: String,
+    },
     /// I/O on the control connection.
     #[error("talking to xpgmd: {0}")]
     Io(#[from] std::io::Error),
@@ -75,29 +85,44 @@ impl Registration {
         &mut self.client
     }
 
-    /// Whether xpgmd still holds this session, without blocking: `Err(cause)` once
+    /// Whether xpgmd still holds this session, without blocking: `Err(loss)` once
     /// the connection has closed (xpgmd exited or crashed) or xpgmd sent a
-    /// `session_error` for it (its interface went down or away; xpgmd has then
-    /// dropped the session). Other messages on the connection are ignored.
-    pub fn check(&mut self) -> Result<(), String> {
+    /// `session_error` for it (its interface went away; xpgmd has then dropped the
+    /// session). Other messages on the connection are ignored.
+    pub fn check(&mut self) -> Result<(), ControlLoss> {
         for _ in 0..CHECK_BATCH {
             match self.client.try_read_message() {
                 Ok(None) => return Ok(()),
                 Ok(Some(v)) => {
-                    if let Some(cause) = session_error_cause(&v, self.session) {
-                        return Err(cause);
+                    if let Some(loss) = session_error_cause(&v, self.session) {
+                        return Err(loss);
                     }
                 }
-                Err(e) => return Err(format!("connection to xpgmd lost: {e}")),
+                Err(e) => {
+                    return Err(ControlLoss {
+                        cause: format!("connection to xpgmd lost: {e}"),
+                        code: None,
+                    });
+                }
             }
         }
         Ok(())
     }
 }
 
-/// The cause named by a `session_error` event for `session` (docs/control-api.md),
+/// How a session lost xpgmd ([`Registration::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlLoss {
+    /// For messages.
+    pub cause: String,
+    /// The `session_error` code (e.g. `interface_removed`); `None`: the connection
+    /// closed.
+    pub code: Option<String>,
+}
+
+/// The loss named by a `session_error` event for `session` (docs/control-api.md),
 /// `None` for any other message.
-pub fn session_error_cause(v: &Value, session: u64) -> Option<String> {
+pub fn session_error_cause(v: &Value, session: u64) -> Option<ControlLoss> {
     if v.get("event").and_then(Value::as_str) != Some("session_error") {
         return None;
     }
@@ -114,11 +139,14 @@ pub fn session_error_cause(v: &Value, session: u64) -> Option<String> {
             .unwrap_or("?")
             .to_owned()
     };
-    Some(format!(
-        "xpgmd ended session {session}: {} ({})",
-        field("message"),
-        field("code")
-    ))
+    Some(ControlLoss {
+        cause: format!(
+            "xpgmd ended session {session}: {} ({})",
+            field("message"),
+            field("code")
+        ),
+        code: Some(field("code")),
+    })
 }
 
 /// What to register.
@@ -463,8 +491,11 @@ mod tests {
         let ev = json!({"event": "session_error", "session": 4,
             "error": {"code": "interface_removed", "message": "interface eth0 removed"}});
         assert_eq!(
-            session_error_cause(&ev, 4).as_deref(),
-            Some("xpgmd ended session 4: interface eth0 removed (interface_removed)")
+            session_error_cause(&ev, 4),
+            Some(ControlLoss {
+                cause: "xpgmd ended session 4: interface eth0 removed (interface_removed)".into(),
+                code: Some("interface_removed".into())
+            })
         );
         assert_eq!(session_error_cause(&ev, 5), None, "another session's");
         let other = json!({"event": "session_registered", "session": 4});
@@ -472,7 +503,7 @@ mod tests {
         assert_eq!(session_error_cause(&json!({"id": 1, "ok": true}), 4), None);
         let bare = json!({"event": "session_error"});
         assert_eq!(
-            session_error_cause(&bare, 2).as_deref(),
+            session_error_cause(&bare, 2).map(|l| l.cause).as_deref(),
             Some("xpgmd ended session 2: ? (?)")
         );
     }

@@ -782,3 +782,69 @@ fn xdp_receiver_ends_with_the_cause_when_xpgmd_is_killed_for_good() {
     let s = s.json(Duration::from_secs(60));
     assert_eq!(u(&s, "sent"), 30_000);
 }
+
+/// The receiver's interface is removed under a live stream: xpgmd ends the session
+/// (`session_error`), and the receiver ends at once, long before its grace period,
+/// naming the interface (its AF_XDP socket was bound to the device that went; no
+/// re-registration could make it receive again), with the same exact accounting.
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_receiver_ends_naming_the_interface_when_it_is_removed() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("i", 1, "0");
+    let group = "239.192.20.10";
+    let rx = topo.rx(1);
+    let r = topo.xpgm(&rx, &recv_with_grace(group, "30000", "30000"));
+    let (pid, _ring) = one_session(&topo, &rx);
+    assert_eq!(pid, r.id());
+    let mut sargs = send_args(group, "xdp", "30000");
+    sargs.extend_from_slice(&["--rate", "5000"]);
+    let s = topo.xpgm(&topo.tx(), &sargs);
+    std::thread::sleep(Duration::from_secs(2));
+    let st = Command::new("ip")
+        .args(["-n", &rx, "link", "del", "eth0"])
+        .status()
+        .expect("ip link del");
+    assert!(st.success(), "ip -n {rx} link del eth0");
+    let removed = Instant::now();
+    let (exited, ok, out, err) = r.finish_or_kill(Duration::from_secs(10));
+    let took = removed.elapsed();
+    assert!(
+        exited && !ok,
+        "receiver must fail (exited {exited}): {out} {err}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "ended {took:?} after the removal"
+    );
+    let v: Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?} {err:?}"));
+    eprintln!("receiver: {v}");
+    let text = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {v}"));
+    assert!(
+        text.contains("xpgmd ended session")
+            && text.contains("interface eth0 removed")
+            && text.contains("this session cannot receive again"),
+        "{text}"
+    );
+    assert_eq!(u(&v, "control_lost"), 1, "{v}");
+    assert_eq!(u(&v, "control_reconnects"), 0, "{v}");
+    let received = u(&v, "received");
+    assert!(received > 0, "{v}");
+    assert_eq!(u(&v, "first_index"), 0, "{v}");
+    for k in [
+        "unrecoverable",
+        "duplicates",
+        "out_of_order",
+        "index_gaps",
+        "corrupt",
+    ] {
+        assert_eq!(u(&v, k), 0, "{k}: {v}");
+    }
+    let gone = v["peers_gone"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(gone.len(), 1, "{v}");
+    assert_eq!(gone[0]["last"].as_u64(), Some(received - 1), "{v}");
+    assert_eq!(u(&s.json(Duration::from_secs(60)), "sent"), 30_000);
+}
