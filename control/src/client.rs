@@ -16,7 +16,12 @@ pub struct Client {
     /// Events that arrived while waiting for a reply, returned first by
     /// [`Client::read_message`].
     pending: std::collections::VecDeque<Value>,
+    /// Bytes of a line [`Client::try_read_message`] has read but not yet completed.
+    partial: Vec<u8>,
 }
+
+/// Longest line [`Client::try_read_message`] accepts (xpgmd's lines are far shorter).
+const MAX_LINE: usize = 1 << 20;
 
 impl Client {
     /// Connects to the socket at `path`.
@@ -28,12 +33,17 @@ impl Client {
             )
         })?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Self::from_stream(s)
+    }
+
+    fn from_stream(s: UnixStream) -> io::Result<Self> {
         let writer = s.try_clone()?;
         Ok(Self {
             reader: BufReader::new(s),
             writer,
             next_id: 1,
             pending: std::collections::VecDeque::new(),
+            partial: Vec::new(),
         })
     }
 
@@ -97,6 +107,54 @@ impl Client {
         self.read_line()
     }
 
+    /// Like [`Client::read_message`] without blocking: `Ok(None)` when no complete
+    /// line has arrived yet (a partial one is kept for the next call). EOF is
+    /// [`io::ErrorKind::UnexpectedEof`] ("xpgmd closed the connection"). Used by a
+    /// data-plane session to watch its registration's connection for xpgmd going away
+    /// or a `session_error`.
+    pub fn try_read_message(&mut self) -> io::Result<Option<Value>> {
+        if let Some(v) = self.pending.pop_front() {
+            return Ok(Some(v));
+        }
+        self.writer.set_nonblocking(true)?;
+        let r = self.reader.read_until(b'\n', &mut self.partial);
+        let restore = self.writer.set_nonblocking(false);
+        let complete = self.partial.last() == Some(&b'\n');
+        match r {
+            Ok(0) if self.partial.is_empty() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "xpgmd closed the connection",
+                ));
+            }
+            Ok(_) if complete => {}
+            // EOF in the middle of a line.
+            Ok(_) => {
+                self.partial.clear();
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "xpgmd closed the connection in the middle of a message",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                restore?;
+                if self.partial.len() > MAX_LINE {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "xpgmd sent a line longer than 1 MiB",
+                    ));
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        restore?;
+        let line = std::mem::take(&mut self.partial);
+        serde_json::from_slice(&line)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
     fn read_line(&mut self) -> io::Result<Value> {
         let mut s = String::new();
         let n = self.reader.read_line(&mut s)?;
@@ -112,5 +170,35 @@ impl Client {
     /// The underlying stream (for passing descriptors).
     pub fn stream(&self) -> &UnixStream {
         &self.writer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn try_read_message_never_blocks_keeps_partial_lines_and_reports_eof() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut c = Client::from_stream(a).unwrap();
+        assert!(c.try_read_message().unwrap().is_none());
+        b.write_all(br#"{"event":"session_error","#).unwrap();
+        assert!(c.try_read_message().unwrap().is_none());
+        b.write_all(b"\"session\":3}\n{\"x\":1}\n").unwrap();
+        let v = c.try_read_message().unwrap().unwrap();
+        assert_eq!(v["event"], "session_error");
+        assert_eq!(v["session"], 3);
+        assert_eq!(c.try_read_message().unwrap().unwrap()["x"], 1);
+        assert!(c.try_read_message().unwrap().is_none());
+        // The connection is blocking again for ordinary requests.
+        assert!(c.writer.set_read_timeout(None).is_ok());
+        b.write_all(b"{\"y\"").unwrap();
+        drop(b);
+        let e = c.try_read_message().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("middle"), "{e}");
+        let e = c.try_read_message().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(e.to_string(), "xpgmd closed the connection");
     }
 }

@@ -115,6 +115,12 @@ pub struct XdpPort {
     ring: Option<PathBuf>,
     sources: Vec<IpAddr>,
     registration: Option<Registration>,
+    /// What the session registered as (role, TSI text), kept to register again with
+    /// a restarted xpgmd ([`XdpPort::reregister`]).
+    registered_as: Option<(Role, String)>,
+    /// xpgmd ended the session because its interface was removed: never registered
+    /// again.
+    gone_for_good: bool,
     register_error: Option<RegisterError>,
     ident: u16,
     send_errors: u64,
@@ -172,6 +178,8 @@ impl XdpPort {
             ring: c.ring.clone(),
             sources: c.sources.clone(),
             registration: None,
+            registered_as: None,
+            gone_for_good: false,
             register_error: None,
             ident: 0,
             send_errors: 0,
@@ -184,6 +192,15 @@ impl XdpPort {
     }
 
     fn register(&mut self, role: Role, tsi: &str) -> Result<(), RegisterError> {
+        self.register_within(role, tsi, None)
+    }
+
+    fn register_within(
+        &mut self,
+        role: Role,
+        tsi: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(), RegisterError> {
         let spec = [SocketSpec {
             iface: &self.iface,
             queue: self.queue,
@@ -193,7 +210,7 @@ impl XdpPort {
             Role::Receiver => self.ring.as_deref(),
             Role::Source { .. } => None,
         };
-        let r = register::register_with_sources(
+        let r = register::register_within(
             &self.xpgmd,
             &role,
             self.group,
@@ -201,10 +218,59 @@ impl XdpPort {
             tsi,
             &spec,
             ring,
+            timeout,
             &self.sources,
         )?;
         self.registration = Some(r);
+        self.registered_as = Some((role, tsi.to_owned()));
         Ok(())
+    }
+
+    /// Whether the session has lost xpgmd, without blocking: `Some(cause)` once,
+    /// when the registration's connection has closed (xpgmd exited or crashed) or
+    /// xpgmd sent a `session_error` (interface down or removed). The registration is
+    /// then dropped; [`XdpPort::reregister`] makes a new one. `None` while
+    /// registered, before a source has registered, and after a loss already
+    /// reported. While xpgmd is gone the socket stays bound and can transmit, but
+    /// nothing keeps frames steered to it: xpgmd's shutdown detaches the classifier,
+    /// and with xpgmd gone its group memberships go too (in scripts/test-xdp a
+    /// receiver stops receiving within milliseconds of xpgmd's SIGTERM or SIGKILL).
+    pub fn control_lost(&mut self) -> Option<String> {
+        let loss = self.registration.as_mut()?.check().err()?;
+        self.registration = None;
+        if loss.code.as_deref() == Some("interface_removed") {
+            // The socket is bound to a device that no longer exists: registering it
+            // again (even with an interface of the same name) could never receive.
+            self.gone_for_good = true;
+        }
+        Some(loss.cause)
+    }
+
+    /// Registers the session again, with the parameters of its first registration
+    /// and the same socket, with the xpgmd now listening on the control socket (a
+    /// restarted one inserts the socket into its own classifier's map). `Ok(true)`:
+    /// registered; `Ok(false)`: no xpgmd answers yet (try again later); an error:
+    /// xpgmd refused (e.g. another session took the feed meanwhile). Waits at most
+    /// `timeout` for the reply. Registered already, or never registered: `Ok(true)`.
+    pub fn reregister(&mut self, timeout: Duration) -> Result<bool, RegisterError> {
+        if self.registration.is_some() {
+            return Ok(true);
+        }
+        if self.gone_for_good {
+            return Err(RegisterError::InterfaceGone {
+                iface: self.iface.clone(),
+            });
+        }
+        let Some((role, tsi)) = self.registered_as.clone() else {
+            return Ok(true);
+        };
+        match self.register_within(role, &tsi, Some(timeout)) {
+            Ok(()) => Ok(true),
+            // Not back yet, or its interface is down for now: retry within the grace.
+            Err(RegisterError::NotRunning { .. } | RegisterError::Io(_)) => Ok(false),
+            Err(RegisterError::Refused { code, .. }) if code == "interface_down" => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Source: registers the session with xpgmd now, with the TSI source
@@ -214,7 +280,7 @@ impl XdpPort {
     /// registered and the error is returned (it is not deferred to the first
     /// packet); a receiver port registered when opened.
     pub fn register_source(&mut self, source_port: u16, tsi: &str) -> Result<(), RegisterError> {
-        if self.side != Side::Source || self.registration.is_some() {
+        if self.side != Side::Source || self.registered_as.is_some() {
             return Ok(());
         }
         let role = Role::Source {
@@ -269,7 +335,9 @@ impl XdpPort {
     /// Sends one PGM packet (copied into a UMEM frame). Returns false when
     /// it could not be sent (counted; the protocol repairs it like a loss).
     pub fn send(&mut self, dest: Destination, pgm: &[u8]) -> bool {
-        if self.side == Side::Source && self.registration.is_none() && self.register_error.is_none()
+        if self.side == Side::Source
+            && self.registered_as.is_none()
+            && self.register_error.is_none()
         {
             let sport = pgm.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
             let local = self.headers.src_ip;

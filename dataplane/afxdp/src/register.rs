@@ -51,6 +51,16 @@ pub enum RegisterError {
         /// Message.
         message: String,
     },
+    /// The session's interface was removed (xpgmd said so): its AF_XDP socket is
+    /// bound to a device that is gone and can never receive again.
+    #[error(
+        "the AF_XDP socket's interface {iface} was removed; this session cannot receive \
+         again (start a new one once the interface is back)"
+    )]
+    InterfaceGone {
+        /// Interface name.
+        iface: String,
+    },
     /// I/O on the control connection.
     #[error("talking to xpgmd: {0}")]
     Io(#[from] std::io::Error),
@@ -66,11 +76,77 @@ pub struct Registration {
     pub detail: Value,
 }
 
+/// Messages [`Registration::check`] reads per call (the rest waits for the next).
+const CHECK_BATCH: usize = 16;
+
 impl Registration {
     /// The control connection (kept open for the session's lifetime).
     pub fn client(&mut self) -> &mut Client {
         &mut self.client
     }
+
+    /// Whether xpgmd still holds this session, without blocking: `Err(loss)` once
+    /// the connection has closed (xpgmd exited or crashed) or xpgmd sent a
+    /// `session_error` for it (its interface went away; xpgmd has then dropped the
+    /// session). Other messages on the connection are ignored.
+    pub fn check(&mut self) -> Result<(), ControlLoss> {
+        for _ in 0..CHECK_BATCH {
+            match self.client.try_read_message() {
+                Ok(None) => return Ok(()),
+                Ok(Some(v)) => {
+                    if let Some(loss) = session_error_cause(&v, self.session) {
+                        return Err(loss);
+                    }
+                }
+                Err(e) => {
+                    return Err(ControlLoss {
+                        cause: format!("connection to xpgmd lost: {e}"),
+                        code: None,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a session lost xpgmd ([`Registration::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlLoss {
+    /// For messages.
+    pub cause: String,
+    /// The `session_error` code (e.g. `interface_removed`); `None`: the connection
+    /// closed.
+    pub code: Option<String>,
+}
+
+/// The loss named by a `session_error` event for `session` (docs/control-api.md),
+/// `None` for any other message.
+pub fn session_error_cause(v: &Value, session: u64) -> Option<ControlLoss> {
+    if v.get("event").and_then(Value::as_str) != Some("session_error") {
+        return None;
+    }
+    if v.get("session")
+        .and_then(Value::as_u64)
+        .is_some_and(|s| s != session)
+    {
+        return None;
+    }
+    let err = v.get("error");
+    let field = |k: &str| {
+        err.and_then(|e| e.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    Some(ControlLoss {
+        cause: format!(
+            "xpgmd ended session {session}: {} ({})",
+            field("message"),
+            field("code")
+        ),
+        code: Some(field("code")),
+    })
 }
 
 /// What to register.
@@ -160,13 +236,25 @@ pub fn register_shared(
     sockets: &[SocketSpec<'_>],
     ring: Option<&Path>,
 ) -> Result<Registration, RegisterError> {
-    register_with_sources(socket_path, role, group, port, tsi, sockets, ring, &[])
+    register_within(
+        socket_path,
+        role,
+        group,
+        port,
+        tsi,
+        sockets,
+        ring,
+        None,
+        &[],
+    )
 }
 
-/// Like [`register_shared`]; a receiver with `sources` is joined source-specifically
-/// (IGMPv3/MLDv2 INCLUDE those sources) by xpgmd.
+/// Like [`register_shared`], waiting at most `timeout` (`None`: 30 s) for xpgmd's
+/// reply (a data-plane worker re-registering must not stall on a slow xpgmd); a
+/// receiver with `sources` is joined source-specifically (IGMPv3/MLDv2 INCLUDE those
+/// sources) by xpgmd.
 #[expect(clippy::too_many_arguments, reason = "the register request's fields")]
-pub fn register_with_sources(
+pub fn register_within(
     socket_path: &Path,
     role: &Role,
     group: IpAddr,
@@ -174,12 +262,16 @@ pub fn register_with_sources(
     tsi: &str,
     sockets: &[SocketSpec<'_>],
     ring: Option<&Path>,
+    timeout: Option<std::time::Duration>,
     sources: &[IpAddr],
 ) -> Result<Registration, RegisterError> {
     let mut client = Client::connect(socket_path).map_err(|err| RegisterError::NotRunning {
         path: socket_path.to_path_buf(),
         err,
     })?;
+    if let Some(t) = timeout {
+        client.set_read_timeout(Some(t))?;
+    }
     let mut args = register_args(role, group, port, tsi, sockets);
     if let Some(r) = ring {
         args.insert("ring".into(), json!(r.to_string_lossy()));
@@ -409,6 +501,28 @@ mod tests {
         assert_eq!(m["send_interface"], "eth0");
         assert_eq!(m["source_port"], 40001);
         assert_eq!(m["local_address"], "10.77.0.1");
+    }
+
+    #[test]
+    fn session_errors_name_their_cause() {
+        let ev = json!({"event": "session_error", "session": 4,
+            "error": {"code": "interface_removed", "message": "interface eth0 removed"}});
+        assert_eq!(
+            session_error_cause(&ev, 4),
+            Some(ControlLoss {
+                cause: "xpgmd ended session 4: interface eth0 removed (interface_removed)".into(),
+                code: Some("interface_removed".into())
+            })
+        );
+        assert_eq!(session_error_cause(&ev, 5), None, "another session's");
+        let other = json!({"event": "session_registered", "session": 4});
+        assert_eq!(session_error_cause(&other, 4), None);
+        assert_eq!(session_error_cause(&json!({"id": 1, "ok": true}), 4), None);
+        let bare = json!({"event": "session_error"});
+        assert_eq!(
+            session_error_cause(&bare, 2).map(|l| l.cause).as_deref(),
+            Some("xpgmd ended session 2: ? (?)")
+        );
     }
 
     #[test]

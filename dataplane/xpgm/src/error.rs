@@ -65,6 +65,10 @@ pub enum Error {
     /// The worker thread failed; the text is its error.
     #[error("worker failed: {0}")]
     Worker(String),
+    /// The transport lost its control process (AF_XDP: xpgmd) and it did not come back
+    /// within the grace period; the text names the cause and when it happened.
+    #[error("{0}")]
+    ControlLost(String),
     /// A ring could not be set up.
     #[error("ring: {0}")]
     Ring(#[from] xpgm_ring::RingError),

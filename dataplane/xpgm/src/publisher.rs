@@ -45,6 +45,11 @@ pub struct PublisherConfig {
     /// Core to pin the worker thread to (default `None`: not pinned). Creation fails
     /// with [`Error::Config`] if the core is not available to the calling thread.
     pub core: Option<usize>,
+    /// AF_XDP: how long xpgmd may be gone (exited, or ended the session) before the
+    /// publisher ends with [`Error::ControlLost`]; if it is back sooner the session
+    /// registers again and goes on (default 5 s, [`crate::worker::DEFAULT_CONTROL_GRACE`];
+    /// docs/reliability.md). Other transports have no control process.
+    pub control_grace: Duration,
 }
 
 impl PublisherConfig {
@@ -60,6 +65,7 @@ impl PublisherConfig {
             finish_timeout: Duration::from_secs(10),
             idle: Idle::Sleep,
             core: None,
+            control_grace: crate::worker::DEFAULT_CONTROL_GRACE,
         }
     }
 }
@@ -103,6 +109,10 @@ pub struct PublisherStats {
     pub packets_ignored: u64,
     /// Messages accepted but not yet transmitted (after `finish`: abandoned).
     pub unsent: u64,
+    /// Times the transport's control process (xpgmd) was lost.
+    pub control_lost: u64,
+    /// Times the session registered again with a restarted xpgmd within the grace.
+    pub control_reconnects: u64,
 }
 
 /// A PGM source. `send` copies the message into the publish ring; the worker thread
@@ -206,7 +216,8 @@ impl Publisher {
         let worker = SourceWorker::new(dp, source, reader, clock, shared.clone())
             .with_stats(stats)
             .with_idle(config.idle)
-            .with_core(config.core);
+            .with_core(config.core)
+            .with_control_grace(config.control_grace);
         let thread = std::thread::Builder::new()
             .name("xpgm-source".into())
             .spawn(move || worker.run(bell))
@@ -334,6 +345,8 @@ impl Publisher {
             send_errors: c.get(src_ix::SEND_ERRORS),
             packets_ignored: c.get(src_ix::IGNORED),
             unsent: c.get(src_ix::UNSENT) + c.get(src_ix::QUEUED),
+            control_lost: c.get(src_ix::CONTROL_LOST),
+            control_reconnects: c.get(src_ix::CONTROL_RECONNECTS),
         }
     }
 

@@ -40,6 +40,12 @@ pub struct SubscriberConfig {
     /// Core to pin the worker thread to (default `None`: not pinned). Creation fails
     /// with [`Error::Config`] if the core is not available to the calling thread.
     pub core: Option<usize>,
+    /// AF_XDP: how long xpgmd may be gone (exited, or ended the session) before the
+    /// subscriber ends with [`Error::ControlLost`] (after delivering what it holds and
+    /// [`Delivery::PeerGone`] for every source); if it is back sooner the session
+    /// registers again and NAKs repair what was missed (default 5 s,
+    /// [`crate::worker::DEFAULT_CONTROL_GRACE`]; docs/reliability.md).
+    pub control_grace: Duration,
 }
 
 impl SubscriberConfig {
@@ -52,8 +58,32 @@ impl SubscriberConfig {
             queue_capacity: 16384,
             idle: Idle::Sleep,
             core: None,
+            control_grace: crate::worker::DEFAULT_CONTROL_GRACE,
         }
     }
+}
+
+/// How far a subscriber accounted for one source when it closed: data up to and
+/// including `last` was delivered or reported unrecoverable; after it, lost or
+/// unknown (`None`: nothing of this source was accounted for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAccount {
+    /// The source.
+    pub tsi: Tsi,
+    /// Last sequence number accounted for.
+    pub last: Option<Sqn>,
+}
+
+/// What [`Subscriber::close_report`] returns.
+#[derive(Debug)]
+pub struct CloseReport {
+    /// Final counters.
+    pub stats: SubscriberStats,
+    /// Every source live when the receiver closed, with how far it was accounted for
+    /// (the engine's view: what it handed to the delivery ring or reported).
+    pub peers: Vec<PeerAccount>,
+    /// Why the worker stopped, if it failed (e.g. [`Error::ControlLost`]).
+    pub error: Option<Error>,
 }
 
 /// Subscriber counters (a snapshot).
@@ -102,6 +132,10 @@ pub struct SubscriberStats {
     /// fan-out): ring messages it lost because the owner's stream lapped it. Each
     /// lapping is also delivered as [`Delivery::Unrecoverable`]. Always 0 otherwise.
     pub lapped: u64,
+    /// Times the transport's control process (xpgmd) was lost.
+    pub control_lost: u64,
+    /// Times the session registered again with a restarted xpgmd within the grace.
+    pub control_reconnects: u64,
 }
 
 /// Readers a shared delivery ring admits (the owner's tee is its writer).
@@ -495,7 +529,8 @@ impl Subscriber {
         let worker = ReceiverWorker::new(dp, receiver, writer, Clock::new(), shared.clone())
             .with_stats(stats)
             .with_idle(config.idle)
-            .with_core(config.core);
+            .with_core(config.core)
+            .with_control_grace(config.control_grace);
         let thread = std::thread::Builder::new()
             .name("xpgm-receiver".into())
             .spawn(move || worker.run(bell))
@@ -685,15 +720,40 @@ impl Subscriber {
                 Fanout::Attached(a) => a.lapped,
                 _ => 0,
             },
+            control_lost: c.get(rcv_ix::CONTROL_LOST),
+            control_reconnects: c.get(rcv_ix::CONTROL_RECONNECTS),
         }
     }
 
     /// Stops the worker (leaving the group) and returns the final counters.
-    pub fn close(mut self) -> Result<SubscriberStats, Error> {
-        self.stop();
-        match self.shared.failure() {
+    pub fn close(self) -> Result<SubscriberStats, Error> {
+        let r = self.close_report();
+        match r.error {
             Some(e) => Err(e),
-            None => Ok(self.stats()),
+            None => Ok(r.stats),
+        }
+    }
+
+    /// Stops the worker (leaving the group; the engine is closed, so every source
+    /// still live is accounted for) and returns the final counters, how far each
+    /// source was accounted for, and the worker's error if it failed. A subscriber
+    /// attached to another receiver's ring has no engine: `peers` is empty.
+    pub fn close_report(mut self) -> CloseReport {
+        self.stop();
+        let peers = self
+            .shared
+            .gone
+            .lock()
+            .map(|g| {
+                g.iter()
+                    .map(|&(tsi, last)| PeerAccount { tsi, last })
+                    .collect()
+            })
+            .unwrap_or_default();
+        CloseReport {
+            stats: self.stats(),
+            peers,
+            error: self.shared.failure(),
         }
     }
 

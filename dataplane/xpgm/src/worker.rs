@@ -123,6 +123,8 @@ pub(crate) mod src_ix {
     pub const NCFS_DROPPED: usize = 16;
     pub const NAKS_COALESCED: usize = 17;
     pub const REPAIRS_EXPIRED: usize = 18;
+    pub const CONTROL_LOST: usize = 19;
+    pub const CONTROL_RECONNECTS: usize = 20;
 }
 
 /// Receiver counter slots.
@@ -141,6 +143,8 @@ pub(crate) mod rcv_ix {
     pub const SEND_ERRORS: usize = 11;
     pub const BYTES: usize = 12;
     pub const SPMR: usize = 13;
+    pub const CONTROL_LOST: usize = 14;
+    pub const CONTROL_RECONNECTS: usize = 15;
     pub const FILTERED: usize = 16;
     pub const PROBATION_PACKETS: usize = 17;
     pub const PEERS_EVICTED: usize = 18;
@@ -164,6 +168,10 @@ pub struct Shared {
     pub error: Mutex<Option<String>>,
     /// Published counters.
     pub counters: Counters,
+    /// Receiver: how far each source was accounted for when the engine was closed
+    /// (`PeerGone { tsi, last }` of [`Receiver::close`]), written once by the worker
+    /// as it exits; at most [`GONE_MAX`] entries.
+    pub gone: Mutex<Vec<(xpgm_core::wire::Tsi, Option<xpgm_core::Sqn>)>>,
     /// Worker is (about to be) asleep in `poll`; the handle must ring the bell.
     sleeping: AtomicBool,
     bell_tx: UnixDatagram,
@@ -185,6 +193,7 @@ impl Shared {
                 done: AtomicBool::new(false),
                 error: Mutex::new(None),
                 counters: Counters::default(),
+                gone: Mutex::new(Vec::new()),
                 sleeping: AtomicBool::new(false),
                 bell_tx: tx,
             }),
@@ -327,6 +336,129 @@ pub fn pin_current(core: usize) -> Result<(), Error> {
     }
 }
 
+/// How often a worker polls its transport's control connection
+/// ([`Datapath::control_lost`]): a lost xpgmd is noticed within this (plus a turn).
+pub const CONTROL_CHECK: Duration = Duration::from_millis(100);
+/// How often a worker whose control process is lost tries to re-establish it
+/// ([`Datapath::reconnect_control`]).
+pub const CONTROL_RETRY: Duration = Duration::from_millis(200);
+/// Default grace period for a lost control process to come back before the session
+/// ends with [`Error::ControlLost`] (`SubscriberConfig::control_grace`,
+/// `PublisherConfig::control_grace`, `--control-grace-ms`).
+pub const DEFAULT_CONTROL_GRACE: Duration = Duration::from_secs(5);
+/// Entries of [`Shared::gone`] kept (the receiver tracks at most `max_peers`).
+pub const GONE_MAX: usize = 4096;
+
+/// The worker's watch of its transport's control process: polls for a loss every
+/// [`CONTROL_CHECK`]; after one, retries every [`CONTROL_RETRY`] until it is back
+/// or `grace` has passed (then the session ends with [`Error::ControlLost`]). The
+/// engine keeps running meanwhile: its timers (NAKs, SPMs) go on, so what was missed
+/// is repaired once frames flow again, if the peer still has it.
+#[derive(Debug)]
+struct ControlWatch {
+    enabled: bool,
+    grace: Duration,
+    next: Instant,
+    /// Since when (engine time, wall clock) and why control is lost.
+    lost: Option<(Instant, std::time::SystemTime, String)>,
+    losses: u64,
+    reconnects: u64,
+}
+
+impl ControlWatch {
+    fn new() -> ControlWatch {
+        ControlWatch {
+            enabled: false,
+            grace: DEFAULT_CONTROL_GRACE,
+            next: Instant::from_nanos(0),
+            lost: None,
+            losses: 0,
+            reconnects: 0,
+        }
+    }
+
+    /// Runs the check or retry that is due at `now`; an error once the grace period
+    /// has passed without control coming back, or the transport refused it for good.
+    fn poll(&mut self, dp: &mut dyn Datapath, now: Instant) -> Result<(), Error> {
+        if !self.enabled || now < self.next {
+            return Ok(());
+        }
+        let Some((since, wall, cause)) = &self.lost else {
+            self.next = now + CONTROL_CHECK;
+            if let Some(cause) = dp.control_lost() {
+                self.losses += 1;
+                eprintln!(
+                    "xpgm: {cause}; the session keeps running and registers again when xpgmd is \
+                     back (grace {} ms)",
+                    self.grace.as_millis()
+                );
+                self.lost = Some((now, std::time::SystemTime::now(), cause));
+                self.next = now;
+            }
+            return Ok(());
+        };
+        let lost_ms = (now.as_nanos().saturating_sub(since.as_nanos())) / 1_000_000;
+        let what = || {
+            format!(
+                "{cause} at {} (monotonic {:.3} s into the session)",
+                utc_time_of_day(*wall),
+                since.as_nanos() as f64 / 1e9
+            )
+        };
+        match dp.reconnect_control() {
+            Ok(true) => {
+                self.reconnects += 1;
+                eprintln!("xpgm: registered again with xpgmd after {lost_ms} ms without it");
+                self.lost = None;
+                self.next = now + CONTROL_CHECK;
+                Ok(())
+            }
+            Ok(false) if u128::from(lost_ms) >= self.grace.as_millis() => {
+                Err(Error::ControlLost(format!(
+                    "{}; xpgmd not back within {} ms, session ended",
+                    what(),
+                    self.grace.as_millis()
+                )))
+            }
+            Ok(false) => {
+                self.next = now + CONTROL_RETRY;
+                Ok(())
+            }
+            Err(e) => Err(Error::ControlLost(format!(
+                "{}; registering again failed: {e}",
+                what()
+            ))),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.enabled.then_some(self.next)
+    }
+}
+
+/// `HH:MM:SS.mmm UTC` of `t` (for messages; no time-zone database needed).
+fn utc_time_of_day(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let day_ms = ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03} UTC",
+        day_ms / 3_600_000,
+        day_ms / 60_000 % 60,
+        day_ms / 1000 % 60,
+        day_ms % 1000
+    )
+}
+
+fn min_deadline(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// What a turn leaves to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -336,6 +468,14 @@ pub enum Step {
     Sleep(Option<Instant>),
     /// The worker is finished.
     Done,
+}
+
+fn record_gone(shared: &Shared, tsi: xpgm_core::wire::Tsi, last: Option<xpgm_core::Sqn>) {
+    if let Ok(mut g) = shared.gone.lock()
+        && g.len() < GONE_MAX
+    {
+        g.push((tsi, last));
+    }
 }
 
 fn drain_bell(bell: &UnixDatagram) {
@@ -363,6 +503,8 @@ pub struct SourceWorker {
     idle: Idle,
     /// Core to pin the worker thread to.
     core: Option<usize>,
+    /// Watch of the transport's control process.
+    control: ControlWatch,
 }
 
 impl core::fmt::Debug for SourceWorker {
@@ -385,6 +527,8 @@ impl SourceWorker {
     ) -> Self {
         let max_msg = reader.ring().config().max_msg;
         let max_tpdu = source.config().max_tpdu;
+        let mut control = ControlWatch::new();
+        control.enabled = dp.has_control();
         SourceWorker {
             dp,
             source,
@@ -400,6 +544,7 @@ impl SourceWorker {
             stats: None,
             idle: Idle::Sleep,
             core: None,
+            control,
         }
     }
 
@@ -419,6 +564,14 @@ impl SourceWorker {
     /// that cannot be pinned to is a fatal worker error.
     pub fn with_core(mut self, core: Option<usize>) -> Self {
         self.core = core;
+        self
+    }
+
+    /// How long a lost control process (xpgmd) may stay away before the session ends
+    /// with [`Error::ControlLost`] (default [`DEFAULT_CONTROL_GRACE`]). Transports
+    /// without one ignore it.
+    pub fn with_control_grace(mut self, grace: Duration) -> Self {
+        self.control.grace = grace;
         self
     }
 
@@ -461,6 +614,8 @@ impl SourceWorker {
         c.set(NCFS_DROPPED, s.ncfs_dropped);
         c.set(NAKS_COALESCED, s.naks_coalesced);
         c.set(REPAIRS_EXPIRED, s.repairs_expired);
+        c.set(CONTROL_LOST, self.control.losses);
+        c.set(CONTROL_RECONNECTS, self.control.reconnects);
         if let Some(st) = &self.stats {
             st.set(st_src::ODATA_PACKETS, s.odata_sent);
             st.set(st_src::ODATA_BYTES, s.odata_bytes);
@@ -494,6 +649,14 @@ impl SourceWorker {
         let got = dp.recv_batch(RECV_BATCH, &mut |from, bytes| {
             let _ = source.handle_packet(now, from, bytes);
         })?;
+        // 1b. The control process: a loss not repaired within the grace period ends the
+        // session; receivers learn its end (FIN) and the source's last sequence.
+        if let Err(e) = self.control.poll(&mut *self.dp, now) {
+            self.source.close(now);
+            self.flush(now)?;
+            self.publish();
+            return Err(e);
+        }
         // 2. Timers.
         if self.source.poll_timeout().is_some_and(|t| t <= now) {
             self.source.handle_timeout(now);
@@ -564,7 +727,10 @@ impl SourceWorker {
             return Ok(Step::Again);
         }
         let mut deadline = self.source.poll_timeout();
-        for t in [self.linger_until, give_up].into_iter().flatten() {
+        for t in [self.linger_until, give_up, self.control.deadline()]
+            .into_iter()
+            .flatten()
+        {
             deadline = Some(deadline.map_or(t, |d| d.min(t)));
         }
         Ok(Step::Sleep(deadline))
@@ -626,6 +792,13 @@ pub struct ReceiverWorker {
     idle: Idle,
     /// Core to pin the worker thread to.
     core: Option<usize>,
+    /// Watch of the transport's control process.
+    control: ControlWatch,
+    /// The session is ending with this error (control lost for good): what the engine
+    /// holds is delivered, then its peers' accounting (`PeerGone`), then the error.
+    ending: Option<Error>,
+    /// [`Receiver::close`] was called.
+    closed: bool,
 }
 
 /// RXW_TRAIL / RXW_LEAD followed from the packets the engine parsed, for the stats
@@ -703,6 +876,8 @@ impl ReceiverWorker {
     ) -> Self {
         let max_msg = writer.ring().config().max_msg;
         let max_tpdu = receiver.config().max_tpdu;
+        let mut control = ControlWatch::new();
+        control.enabled = dp.has_control();
         ReceiverWorker {
             dp,
             receiver,
@@ -717,7 +892,18 @@ impl ReceiverWorker {
             stats: None,
             idle: Idle::Sleep,
             core: None,
+            control,
+            ending: None,
+            closed: false,
         }
+    }
+
+    /// How long a lost control process (xpgmd) may stay away before the session ends
+    /// with [`Error::ControlLost`] (default [`DEFAULT_CONTROL_GRACE`]). Transports
+    /// without one ignore it.
+    pub fn with_control_grace(mut self, grace: Duration) -> Self {
+        self.control.grace = grace;
+        self
     }
 
     /// Attaches the session's stats file; the worker updates it every turn.
@@ -762,6 +948,8 @@ impl ReceiverWorker {
         c.set(SEND_ERRORS, self.dp.send_errors());
         c.set(BYTES, s.bytes_received);
         c.set(SPMR, s.spmr_sent);
+        c.set(CONTROL_LOST, self.control.losses);
+        c.set(CONTROL_RECONNECTS, self.control.reconnects);
         c.set(FILTERED, s.filtered);
         c.set(PROBATION_PACKETS, s.probation_packets);
         c.set(PEERS_EVICTED, s.peers_evicted);
@@ -805,6 +993,9 @@ impl ReceiverWorker {
             return Ok(Step::Done);
         }
         let now = self.clock.now();
+        if self.ending.is_some() {
+            return self.step_ending(now);
+        }
         let Self {
             dp,
             receiver,
@@ -819,6 +1010,10 @@ impl ReceiverWorker {
                 window.observe(dport, bytes);
             }
         })?;
+        if let Err(e) = self.control.poll(&mut *self.dp, now) {
+            self.ending = Some(e);
+            return self.step_ending(now);
+        }
         if self.receiver.poll_timeout().is_some_and(|t| t <= now) {
             self.receiver.handle_timeout(now);
         }
@@ -826,8 +1021,48 @@ impl ReceiverWorker {
             let pkt = self.tx_buf.get(..t.len).unwrap_or_default();
             self.dp.send(t.dest, pkt)?;
         }
-        // Delivery: a message the ring refused waits in `ev_buf`; while it waits, events
-        // stay in the engine's window (back-pressure, never a drop).
+        self.deliver()?;
+        self.publish();
+        if got == RECV_BATCH {
+            return Ok(Step::Again);
+        }
+        let mut deadline = min_deadline(self.receiver.poll_timeout(), self.control.deadline());
+        if self.pending.is_some() {
+            let soon = now + FULL_RING_POLL;
+            deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
+        }
+        Ok(Step::Sleep(deadline))
+    }
+
+    /// A turn of a session that is ending with an error: no more input; what the
+    /// engine holds goes to the application, then [`Receiver::close`]'s `PeerGone`
+    /// (how far each source was accounted for), then the error.
+    fn step_ending(&mut self, now: Instant) -> Result<Step, Error> {
+        self.deliver()?;
+        self.publish();
+        if self.pending.is_some() {
+            return Ok(Step::Sleep(Some(now + FULL_RING_POLL)));
+        }
+        if !self.closed {
+            self.close_engine();
+            return Ok(Step::Again);
+        }
+        Err(self.ending.take().unwrap_or(Error::Closed))
+    }
+
+    /// Closes the engine once: every live peer yields `PeerGone { last }`, recorded in
+    /// [`Shared::gone`] (the handle reports it after close) and left for [`Self::deliver`].
+    fn close_engine(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.receiver.close();
+    }
+
+    /// Delivery: a message the ring refused waits in `ev_buf`; while it waits, events
+    /// stay in the engine's window (back-pressure, never a drop).
+    fn deliver(&mut self) -> Result<(), Error> {
         if let Some(len) = self.pending {
             match self
                 .writer
@@ -842,8 +1077,14 @@ impl ReceiverWorker {
             let Some(ev) = self.receiver.poll_event() else {
                 break;
             };
-            if let delivery::Delivery::Unrecoverable { count, .. } = ev {
-                self.unrecoverable += u64::from(count);
+            match ev {
+                delivery::Delivery::Unrecoverable { count, .. } => {
+                    self.unrecoverable += u64::from(count);
+                }
+                delivery::Delivery::PeerGone { tsi, last } if self.closed => {
+                    record_gone(&self.shared, tsi, last);
+                }
+                _ => {}
             }
             let Some(len) = delivery::encode(&ev, &mut self.ev_buf) else {
                 // Cannot happen: the ring's max_msg holds HEADER_LEN + max_apdu.
@@ -858,25 +1099,32 @@ impl ReceiverWorker {
                 Err(e) => return Err(Error::Worker(format!("delivery ring: {e}"))),
             }
         }
-        self.publish();
-        if got == RECV_BATCH {
-            return Ok(Step::Again);
-        }
-        let mut deadline = self.receiver.poll_timeout();
-        if self.pending.is_some() {
-            let soon = Instant::from_nanos(
-                now.as_nanos()
-                    .saturating_add(FULL_RING_POLL.as_nanos() as u64),
-            );
-            deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
-        }
-        Ok(Step::Sleep(deadline))
+        Ok(())
     }
 
-    /// Runs until stopped or a fatal error (recorded in `shared`).
+    /// On exit (stop, or an error other than an ending session): closes the engine and
+    /// records every peer's accounting in [`Shared::gone`] without waiting for the
+    /// delivery ring (the application has stopped reading, or the worker is failing).
+    fn close_on_exit(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.close_engine();
+        while let Some(ev) = self.receiver.poll_event() {
+            if let delivery::Delivery::PeerGone { tsi, last } = ev {
+                record_gone(&self.shared, tsi, last);
+            }
+        }
+        self.publish();
+    }
+
+    /// Runs until stopped or a fatal error (recorded in `shared`). Either way the
+    /// engine is closed first and every peer's accounting recorded in [`Shared::gone`].
     pub fn run(mut self, bell: UnixDatagram) {
         let pinned = self.core.map_or(Ok(()), pin_current);
-        if let Err(e) = pinned.and_then(|()| self.run_inner(&bell)) {
+        let r = pinned.and_then(|()| self.run_inner(&bell));
+        self.close_on_exit();
+        if let Err(e) = r {
             self.shared.fail(&e);
         }
         self.shared.done.store(true, Ordering::Release);

@@ -32,7 +32,8 @@ fn sibling_bin(name: &str) -> PathBuf {
 struct Topology {
     net: Net,
     dir: PathBuf,
-    daemons: Vec<Child>,
+    /// xpgmd of each host namespace.
+    daemons: Vec<(String, Child)>,
 }
 
 impl Topology {
@@ -50,28 +51,59 @@ impl Topology {
             dir,
             daemons: Vec::new(),
         };
-        let xpgmd = sibling_bin("xpgmd");
         let mut hosts = vec![t.tx()];
         hosts.extend((1..=receivers).map(|k| t.rx(k)));
         for ns in hosts {
-            let sock = t.sock(&ns);
-            let child = Command::new("ip")
-                .args(["netns", "exec", &ns])
-                .arg(&xpgmd)
-                .arg("--socket")
-                .arg(&sock)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn xpgmd");
-            t.daemons.push(child);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !sock.exists() {
-                assert!(Instant::now() < deadline, "xpgmd in {ns} did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let child = t.start_daemon(&ns);
+            t.daemons.push((ns, child));
         }
         t
+    }
+
+    /// Starts xpgmd in `ns` on that host's socket; returns once it answers there.
+    fn start_daemon(&self, ns: &str) -> Child {
+        let sock = self.sock(ns);
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(sibling_bin("xpgmd"))
+            .arg("--socket")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn xpgmd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < deadline, "xpgmd in {ns} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`) to the xpgmd of `ns` and waits for it to exit.
+    fn kill_daemon(&mut self, ns: &str, signal: &str) {
+        let (_, child) = self
+            .daemons
+            .iter_mut()
+            .find(|(n, _)| n == ns)
+            .unwrap_or_else(|| panic!("no xpgmd in {ns}"));
+        // `ip netns exec` execs the command: the child is xpgmd itself.
+        let st = Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -s {signal} xpgmd in {ns}");
+        let _ = child.wait();
+    }
+
+    /// Starts a new xpgmd in `ns` (after [`Topology::kill_daemon`]).
+    fn restart_daemon(&mut self, ns: &str) {
+        let child = self.start_daemon(ns);
+        match self.daemons.iter_mut().find(|(n, _)| n == ns) {
+            Some(d) => d.1 = child,
+            // Not one of ours: still torn down with the others.
+            None => self.daemons.push((ns.to_owned(), child)),
+        }
     }
 
     fn tx(&self) -> String {
@@ -109,7 +141,7 @@ impl Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         // The daemons go first; the topology (`net`) is removed when the fields drop.
-        for c in &mut self.daemons {
+        for (_, c) in &mut self.daemons {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -616,4 +648,203 @@ fn xdp_source_is_registered_with_its_tsi_before_its_first_message() {
         || no_sessions(&topo, &tx),
         || format!("sender session left: {}", topo.ctl(&tx, "sessions")),
     );
+}
+
+/// `xpgm recv --transport xdp` of `count` messages with grace `grace_ms` for a lost
+/// xpgmd.
+fn recv_with_grace<'a>(group: &'a str, count: &'a str, grace_ms: &'a str) -> Vec<&'a str> {
+    let mut a = recv_args(group, "xdp", count);
+    a.extend_from_slice(&["--control-grace-ms", grace_ms]);
+    a
+}
+
+/// The receiving host's xpgmd is stopped with `signal` 2 s into a 5,000 msg/s
+/// stream and a new one started `down` later: the receiver notices, registers again
+/// (same AF_XDP socket, into the new xpgmd's classifier), and NAKs repair what it
+/// missed: every message delivered exactly once, in order, nothing unrecoverable.
+fn xpgmd_restarted_under_a_live_stream(tag: &str, group: &str, signal: &str, down: Duration) {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut topo = Topology::up(tag, 1, "0");
+    let rx = topo.rx(1);
+    let count = 30_000u64;
+    let r = topo.xpgm(&rx, &recv_with_grace(group, "30000", "5000"));
+    let (pid, _ring) = one_session(&topo, &rx);
+    assert_eq!(pid, r.id());
+    let mut sargs = send_args(group, "xdp", "30000");
+    sargs.extend_from_slice(&["--rate", "5000"]);
+    let s = topo.xpgm(&topo.tx(), &sargs);
+    std::thread::sleep(Duration::from_secs(2));
+    topo.kill_daemon(&rx, signal);
+    std::thread::sleep(down);
+    topo.restart_daemon(&rx);
+    // The receiver is back in the new xpgmd's sessions, with its socket.
+    let (pid, _ring) = one_session(&topo, &rx);
+    assert_eq!(pid, r.id(), "re-registered with the new xpgmd");
+    let (entries, slots) = steering(&topo, &rx);
+    assert_eq!(
+        (entries.len(), slots.len()),
+        (1, 1),
+        "{entries:?} {slots:?}"
+    );
+    let s = s.json(Duration::from_secs(60));
+    let v = r.json(Duration::from_secs(60));
+    assert_eq!(u(&s, "sent"), count);
+    assert_clean(&v, count, "xdp");
+    assert_eq!(u(&v, "first_index"), 0, "{v}");
+    assert_eq!(v["error"], Value::Null, "{v}");
+    assert_eq!(u(&v, "control_lost"), 1, "{v}");
+    assert_eq!(u(&v, "control_reconnects"), 1, "{v}");
+    if signal == "TERM" {
+        // xpgmd's shutdown detached the classifier: the outage lost frames, and
+        // the repairs are what made the count whole.
+        assert!(
+            u(&v, "rdata_received") > 0,
+            "nothing repaired after {down:?} down: {v}"
+        );
+        assert!(u(&s, "rdata_sent") > 0, "{s}");
+    }
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_receiver_survives_xpgmd_stopped_and_restarted_under_a_live_stream() {
+    xpgmd_restarted_under_a_live_stream("t", "239.192.20.7", "TERM", Duration::from_secs(1));
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_receiver_survives_xpgmd_killed_and_restarted_under_a_live_stream() {
+    xpgmd_restarted_under_a_live_stream("u", "239.192.20.8", "KILL", Duration::from_secs(1));
+}
+
+/// The receiving host's xpgmd is killed (SIGKILL) for good under a live stream: the
+/// receiver ends within the grace period (2 s) plus a second, with an error naming
+/// the cause, and its summary says exactly what it accounted for: messages 0..N-1
+/// delivered in order, and the source's data after sequence N-1 lost or unknown.
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_receiver_ends_with_the_cause_when_xpgmd_is_killed_for_good() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut topo = Topology::up("g", 1, "0");
+    let group = "239.192.20.9";
+    let rx = topo.rx(1);
+    let r = topo.xpgm(&rx, &recv_with_grace(group, "30000", "2000"));
+    let (pid, _ring) = one_session(&topo, &rx);
+    assert_eq!(pid, r.id());
+    let mut sargs = send_args(group, "xdp", "30000");
+    sargs.extend_from_slice(&["--rate", "5000"]);
+    let s = topo.xpgm(&topo.tx(), &sargs);
+    std::thread::sleep(Duration::from_secs(2));
+    topo.kill_daemon(&rx, "KILL");
+    let killed = Instant::now();
+    let (exited, ok, out, err) = r.finish_or_kill(Duration::from_secs(10));
+    let took = killed.elapsed();
+    assert!(
+        exited && !ok,
+        "receiver must fail (exited {exited}): {out} {err}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "ended {took:?} after the kill, grace 2 s"
+    );
+    let v: Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?} {err:?}"));
+    eprintln!("receiver: {v}");
+    let text = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {v}"));
+    assert!(
+        text.contains("connection to xpgmd lost")
+            && text.contains("not back within 2000 ms")
+            && text.contains(" UTC"),
+        "{text}"
+    );
+    assert!(err.contains(text), "stderr names it too: {err}");
+    assert_eq!(u(&v, "control_lost"), 1, "{v}");
+    assert_eq!(u(&v, "control_reconnects"), 0, "{v}");
+    // Exact accounting: 0..received-1 delivered in order, nothing skipped, and the
+    // one source accounted for through sequence received-1 (xpgm numbers from 0).
+    let received = u(&v, "received");
+    assert!(received > 5_000 && received < 30_000, "{v}");
+    assert_eq!(u(&v, "first_index"), 0, "{v}");
+    for k in [
+        "unrecoverable",
+        "duplicates",
+        "out_of_order",
+        "index_gaps",
+        "corrupt",
+    ] {
+        assert_eq!(u(&v, k), 0, "{k}: {v}");
+    }
+    let gone = v["peers_gone"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(gone.len(), 1, "{v}");
+    assert_eq!(gone[0]["last"].as_u64(), Some(received - 1), "{v}");
+    let s = s.json(Duration::from_secs(60));
+    assert_eq!(u(&s, "sent"), 30_000);
+}
+
+/// The receiver's interface is removed under a live stream: xpgmd ends the session
+/// (`session_error`), and the receiver ends at once, long before its grace period,
+/// naming the interface (its AF_XDP socket was bound to the device that went; no
+/// re-registration could make it receive again), with the same exact accounting.
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_receiver_ends_naming_the_interface_when_it_is_removed() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("i", 1, "0");
+    let group = "239.192.20.10";
+    let rx = topo.rx(1);
+    let r = topo.xpgm(&rx, &recv_with_grace(group, "30000", "30000"));
+    let (pid, _ring) = one_session(&topo, &rx);
+    assert_eq!(pid, r.id());
+    let mut sargs = send_args(group, "xdp", "30000");
+    sargs.extend_from_slice(&["--rate", "5000"]);
+    let s = topo.xpgm(&topo.tx(), &sargs);
+    std::thread::sleep(Duration::from_secs(2));
+    let st = Command::new("ip")
+        .args(["-n", &rx, "link", "del", "eth0"])
+        .status()
+        .expect("ip link del");
+    assert!(st.success(), "ip -n {rx} link del eth0");
+    let removed = Instant::now();
+    let (exited, ok, out, err) = r.finish_or_kill(Duration::from_secs(10));
+    let took = removed.elapsed();
+    assert!(
+        exited && !ok,
+        "receiver must fail (exited {exited}): {out} {err}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "ended {took:?} after the removal"
+    );
+    let v: Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?} {err:?}"));
+    eprintln!("receiver: {v}");
+    let text = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {v}"));
+    assert!(
+        text.contains("xpgmd ended session")
+            && text.contains("interface eth0 removed")
+            && text.contains("this session cannot receive again"),
+        "{text}"
+    );
+    assert_eq!(u(&v, "control_lost"), 1, "{v}");
+    assert_eq!(u(&v, "control_reconnects"), 0, "{v}");
+    let received = u(&v, "received");
+    assert!(received > 0, "{v}");
+    assert_eq!(u(&v, "first_index"), 0, "{v}");
+    for k in [
+        "unrecoverable",
+        "duplicates",
+        "out_of_order",
+        "index_gaps",
+        "corrupt",
+    ] {
+        assert_eq!(u(&v, k), 0, "{k}: {v}");
+    }
+    let gone = v["peers_gone"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(gone.len(), 1, "{v}");
+    assert_eq!(gone[0]["last"].as_u64(), Some(received - 1), "{v}");
+    assert_eq!(u(&s.json(Duration::from_secs(60)), "sent"), 30_000);
 }

@@ -38,6 +38,11 @@ pub(crate) struct WorkerArgs {
     /// or `busy` (spin for the lowest latency; for a dedicated core, with --core).
     #[arg(long, value_name = "sleep|busy", default_value = "sleep")]
     idle: xpgm::Idle,
+    /// `--transport xdp`: how long xpgmd may be gone (exited, or ended the session)
+    /// before the session ends with an error naming the cause; if it is back sooner
+    /// the session registers again and NAKs repair what was missed.
+    #[arg(long, value_name = "MS", default_value_t = xpgm::worker::DEFAULT_CONTROL_GRACE.as_millis() as u64)]
+    control_grace_ms: u64,
 }
 
 impl WorkerArgs {
@@ -49,6 +54,11 @@ impl WorkerArgs {
     /// The core chosen, if any.
     pub(crate) fn core(&self) -> Option<usize> {
         self.core
+    }
+
+    /// The grace period for a lost xpgmd.
+    pub(crate) fn control_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.control_grace_ms)
     }
 }
 
@@ -110,6 +120,28 @@ mod tests {
             bad.extend(["--idle", "spin"]);
             let e = worker_args(&bad).unwrap_err().to_string();
             assert!(e.contains("expected 'sleep' or 'busy'"), "{cmd}: {e}");
+        }
+    }
+
+    #[test]
+    fn send_and_recv_take_control_grace_defaulting_to_five_seconds() {
+        let grace = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            match cli.command {
+                Command::Send(a) => a.worker.control_grace(),
+                Command::Recv(a) => a.worker.control_grace(),
+                Command::Sim(_) => panic!("not a worker command"),
+            }
+        };
+        for cmd in ["send", "recv"] {
+            let mut argv = vec!["xpgm", cmd, "--iface", "lo", "--group", "239.1.2.3"];
+            assert_eq!(grace(&argv), std::time::Duration::from_secs(5), "{cmd}");
+            argv.extend(["--control-grace-ms", "1500"]);
+            assert_eq!(
+                grace(&argv),
+                std::time::Duration::from_millis(1500),
+                "{cmd}"
+            );
         }
     }
 }

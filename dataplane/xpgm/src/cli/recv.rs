@@ -4,6 +4,7 @@
 //! by `xpgm send --stamp` and one-way latency percentiles are reported; with
 //! `--progress-ms`, a progress line goes to stderr at that interval.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -269,6 +270,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     cfg.receiver.tsis.clone_from(&args.tsis);
     cfg.idle = args.worker.idle();
     cfg.core = args.worker.core();
+    cfg.control_grace = args.worker.control_grace();
     let mut sub = Subscriber::new(cfg).context("cannot start the subscriber")?;
     let idle = Duration::from_millis(args.idle_ms);
     let mut zmq_rx = (args.net.framing == Framing::Zmq)
@@ -279,6 +281,10 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let mut best_received = 0u64;
     let mut all_received = 0u64;
     let mut stray_untracked = 0u64;
+    // The subscriber's failure: reported in the summary (never a silent stop).
+    let mut failure: Option<Error> = None;
+    // Per source: the last sequence accounted for when it went (PeerGone).
+    let mut gone: BTreeMap<String, Option<u32>> = BTreeMap::new();
     let mut first_at: Option<Instant> = None;
     let mut last_at = Instant::now();
     let mut last_activity = Instant::now();
@@ -384,12 +390,19 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 if let Some(p) = per.get_mut(&tsi) {
                     p.gone = Some(last.map(|s| s.0));
                 }
+                // Bounded like `per`: a flood of stranger sessions cannot grow it.
+                if gone.len() < MAX_TRACKED_SOURCES {
+                    gone.insert(tsi.to_string(), last.map(|l| l.0));
+                }
             }
             Ok(_) => {}
             // The idle limit is checked at the top of the loop; a shorter wait was
             // for the next progress line.
             Err(Error::Timeout) => {}
-            Err(e) => return Err(e).context("subscriber failed"),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
         }
     }
     let primary = best.and_then(|t| per.remove_entry(&t));
@@ -406,7 +419,18 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
         0.0
     };
     let transport = sub.transport().name();
-    let stats = sub.close().context("subscriber failed")?;
+    let report = sub.close_report();
+    let stats = report.stats;
+    for p in &report.peers {
+        gone.entry(p.tsi.to_string()).or_insert(p.last.map(|l| l.0));
+    }
+    let error = failure
+        .or(report.error)
+        .map(|e| format!("subscriber failed: {e}"));
+    let peers_gone: Vec<serde_json::Value> = gone
+        .iter()
+        .map(|(tsi, last)| serde_json::json!({"tsi": tsi, "last": last}))
+        .collect();
     if args.json {
         let mut all: Vec<(&Tsi, &PerSource)> = primary
             .iter()
@@ -450,6 +474,10 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "sources_seen": per.len() + usize::from(primary.is_some()),
             "stray_untracked": stray_untracked,
             "vm_hwm_kib": peak_rss_kib(),
+            "error": error,
+            "control_lost": stats.control_lost,
+            "control_reconnects": stats.control_reconnects,
+            "peers_gone": peers_gone,
         });
         let mut j = j;
         if let (Some(l), Some(obj)) = (latency.as_ref(), j.as_object_mut()) {
@@ -495,6 +523,19 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 None => println!("latency: no stamped message received"),
             }
         }
+    }
+    if let Some(e) = &error {
+        eprintln!("xpgm recv: {e}");
+        for (tsi, last) in &gone {
+            match last {
+                Some(l) => eprintln!(
+                    "xpgm recv: source {tsi}: accounted for through sequence {l}; data after it \
+                     is lost or unknown"
+                ),
+                None => eprintln!("xpgm recv: source {tsi}: nothing accounted for"),
+            }
+        }
+        return Ok(ExitCode::FAILURE);
     }
     if let Some(c) = args.count
         && received < c

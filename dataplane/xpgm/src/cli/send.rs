@@ -105,6 +105,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = PublisherConfig::new(args.net.session());
     cfg.idle = args.worker.idle();
     cfg.core = args.worker.core();
+    cfg.control_grace = args.worker.control_grace();
     let size = args.size as usize;
     let zmq_framing = args.net.framing == Framing::Zmq;
     let apdu_size = if zmq_framing {
@@ -206,6 +207,8 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             "send_errors": stats.send_errors,
             "tsi": tsi.to_string(),
             "stamped": args.stamp,
+            "control_lost": stats.control_lost,
+            "control_reconnects": stats.control_reconnects,
         });
         println!("{j}");
     } else {

@@ -163,6 +163,23 @@ pub trait Datapath: Send {
         let _ = tsi;
         Ok(())
     }
+    /// Whether this transport depends on a control process the worker must watch
+    /// (AF_XDP: the session's registration with xpgmd). Kernel sockets: no.
+    fn has_control(&self) -> bool {
+        false
+    }
+    /// Never blocks: `Some(cause)`, once, when the control process has been lost
+    /// (xpgmd exited, or ended the session with a `session_error`). The worker
+    /// polls this every [`crate::worker::CONTROL_CHECK`].
+    fn control_lost(&mut self) -> Option<String> {
+        None
+    }
+    /// After a loss: tries to re-establish control (AF_XDP: register again, same
+    /// parameters and socket, with the xpgmd listening now). `Ok(true)`: done;
+    /// `Ok(false)`: not back yet, try again later; an error: refused for good.
+    fn reconnect_control(&mut self) -> Result<bool, Error> {
+        Ok(true)
+    }
 }
 
 /// Opens the transport `config.transport` for `role`.

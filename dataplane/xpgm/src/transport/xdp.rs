@@ -142,7 +142,25 @@ impl Datapath for XdpDatapath {
             .register_source(tsi.sport, &tsi.to_string())
             .map_err(|e| Error::Xdp(e.to_string()))
     }
+
+    fn has_control(&self) -> bool {
+        true
+    }
+
+    fn control_lost(&mut self) -> Option<String> {
+        self.port.control_lost()
+    }
+
+    fn reconnect_control(&mut self) -> Result<bool, Error> {
+        self.port
+            .reregister(REREGISTER_TIMEOUT)
+            .map_err(|e| Error::Xdp(e.to_string()))
+    }
 }
+
+/// Longest wait for a restarted xpgmd's reply to a re-registration (the worker
+/// thread waits; data keeps arriving in the socket's ring meanwhile).
+const REREGISTER_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
