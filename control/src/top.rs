@@ -45,7 +45,7 @@ pub fn with_rates<'a>(
 fn session_json(s: &SessionStats, r: Option<&[f64; xpgm_stats::layout::COUNTERS]>) -> Value {
     let mut counters = Map::new();
     let mut per_sec = Map::new();
-    for d in s.role.counters() {
+    for d in s.role.counters().iter().filter(|d| d.index < s.ncounters) {
         let v = s.counters.get(d.index).copied().unwrap_or(0);
         counters.insert(d.name.into(), json!(v));
         if d.kind == Kind::Counter

@@ -54,7 +54,11 @@ pub fn prometheus(sessions: &[SessionStats]) -> String {
             let metric = format!("xpgm_{}_{}{suffix}", role.name(), d.name);
             let _ = writeln!(out, "# HELP {metric} {}.", d.help);
             let _ = writeln!(out, "# TYPE {metric} {ty}");
-            for s in sessions.iter().filter(|s| s.role == role) {
+            // A session of an older build that does not publish this counter: no sample.
+            for s in sessions
+                .iter()
+                .filter(|s| s.role == role && d.index < s.ncounters)
+            {
                 out.push_str(&metric);
                 labels(s, &mut out);
                 let v = s.counters.get(d.index).copied().unwrap_or(0);

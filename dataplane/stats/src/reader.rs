@@ -78,6 +78,9 @@ pub struct SessionStats {
     pub tsi: [u8; 8],
     /// Counter values, indexed as [`Role::counters`].
     pub counters: [u64; COUNTERS],
+    /// Counters the writer published: counters are only ever appended to a role's
+    /// table, so a segment from an older build has fewer; the rest read as absent.
+    pub ncounters: usize,
     /// The file it came from (set by [`scan`]).
     pub path: Option<PathBuf>,
 }
@@ -105,6 +108,9 @@ impl SessionStats {
     /// A counter by name (from this role's table).
     pub fn counter(&self, name: &str) -> Option<u64> {
         let d = self.role.counters().iter().find(|d| d.name == name)?;
+        if d.index >= self.ncounters {
+            return None;
+        }
         self.counters.get(d.index).copied()
     }
 }
@@ -175,7 +181,9 @@ pub fn parse(bytes: &[u8]) -> Result<SessionStats, ParseError> {
         None
     };
     let n = word(bytes, w::NCOUNTERS);
-    if n != role.counters().len() as u64 {
+    // An older writer publishes a prefix of today's table (counters are only
+    // appended); a count beyond it comes from a newer, unknown layout.
+    if n == 0 || n > role.counters().len() as u64 {
         return Err(ParseError::Field("counters"));
     }
     if (w::GROUP + GROUP_FIELD.1..HEADER_WORDS).any(|i| word(bytes, i) != 0) {
@@ -198,6 +206,7 @@ pub fn parse(bytes: &[u8]) -> Result<SessionStats, ParseError> {
         dport,
         udp_encap,
         tsi: word(bytes, w::TSI).to_ne_bytes(),
+        ncounters: n as usize,
         counters,
         path: None,
     })
@@ -426,7 +435,8 @@ mod tests {
         assert_eq!(set(w::ROLE, 3), Err(ParseError::Field("role")));
         assert_eq!(set(w::PORTS, 1 << 40), Err(ParseError::Field("ports")));
         assert_eq!(set(w::PORTS, 5 << 16), Err(ParseError::Field("ports")));
-        assert_eq!(set(w::NCOUNTERS, 1), Err(ParseError::Field("counters")));
+        assert_eq!(set(w::NCOUNTERS, 0), Err(ParseError::Field("counters")));
+        assert_eq!(set(w::NCOUNTERS, 64), Err(ParseError::Field("counters")));
         assert_eq!(set(w::TOTAL, 1), Err(ParseError::Field("total")));
         assert_eq!(set(30, 1), Err(ParseError::Field("reserved")));
         assert_eq!(set(w::IFACE, 0x0a), Err(ParseError::Field("iface")));
