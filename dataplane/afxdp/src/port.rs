@@ -397,6 +397,12 @@ impl XdpPort {
         }
     }
 
+    /// Commits pending transmissions to the TX ring now (they are otherwise
+    /// committed when the caller next receives or waits).
+    pub fn commit(&mut self) {
+        self.flush_tx();
+    }
+
     fn flush_tx(&mut self) {
         self.sock.flush();
         self.unsent = false;

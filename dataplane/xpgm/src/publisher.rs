@@ -344,7 +344,13 @@ impl Publisher {
             repairs_expired: c.get(src_ix::REPAIRS_EXPIRED),
             send_errors: c.get(src_ix::SEND_ERRORS),
             packets_ignored: c.get(src_ix::IGNORED),
-            unsent: c.get(src_ix::UNSENT) + c.get(src_ix::QUEUED),
+            // Written to the publish ring but not taken by the engine (exact also after
+            // the worker stopped), plus numbered but not transmitted.
+            unsent: self
+                .writer
+                .next_seq()
+                .saturating_sub(c.get(src_ix::ACCEPTED))
+                .saturating_add(c.get(src_ix::ENGINE_UNSENT)),
             control_lost: c.get(src_ix::CONTROL_LOST),
             control_reconnects: c.get(src_ix::CONTROL_RECONNECTS),
         }

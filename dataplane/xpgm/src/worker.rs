@@ -125,6 +125,8 @@ pub(crate) mod src_ix {
     pub const REPAIRS_EXPIRED: usize = 18;
     pub const CONTROL_LOST: usize = 19;
     pub const CONTROL_RECONNECTS: usize = 20;
+    /// Numbered by the engine, not yet transmitted (without the message held back).
+    pub const ENGINE_UNSENT: usize = 21;
 }
 
 /// Receiver counter slots.
@@ -505,7 +507,17 @@ pub struct SourceWorker {
     core: Option<usize>,
     /// Watch of the transport's control process.
     control: ControlWatch,
+    /// Control lost for good: the session closes (what is numbered is transmitted,
+    /// then FIN) and the worker fails with this error once the first FIN SPM is out,
+    /// at the latest at the instant given ([`CONTROL_LOST_DRAIN`] after the loss).
+    ending: Option<(Error, Instant)>,
+    /// SPMs sent when FIN started while ending (the next one is a FIN SPM).
+    fin_mark: Option<u64>,
 }
+
+/// Longest a source whose control process is lost for good keeps transmitting what
+/// it has numbered (and its FIN) before its worker fails.
+pub const CONTROL_LOST_DRAIN: Duration = Duration::from_secs(2);
 
 impl core::fmt::Debug for SourceWorker {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -545,6 +557,8 @@ impl SourceWorker {
             idle: Idle::Sleep,
             core: None,
             control,
+            ending: None,
+            fin_mark: None,
         }
     }
 
@@ -616,6 +630,7 @@ impl SourceWorker {
         c.set(REPAIRS_EXPIRED, s.repairs_expired);
         c.set(CONTROL_LOST, self.control.losses);
         c.set(CONTROL_RECONNECTS, self.control.reconnects);
+        c.set(ENGINE_UNSENT, self.source.unsent() as u64);
         if let Some(st) = &self.stats {
             st.set(st_src::ODATA_PACKETS, s.odata_sent);
             st.set(st_src::ODATA_BYTES, s.odata_bytes);
@@ -650,20 +665,26 @@ impl SourceWorker {
             let _ = source.handle_packet(now, from, bytes);
         })?;
         // 1b. The control process: a loss not repaired within the grace period ends the
-        // session; receivers learn its end (FIN) and the source's last sequence.
-        if let Err(e) = self.control.poll(&mut *self.dp, now) {
+        // session; what is numbered is still transmitted, then FIN, so receivers learn
+        // the end and the source's last sequence.
+        if self.ending.is_none()
+            && let Err(e) = self.control.poll(&mut *self.dp, now)
+        {
             self.source.close(now);
-            self.flush(now)?;
-            self.publish();
-            return Err(e);
+            self.ending = Some((e, now + CONTROL_LOST_DRAIN));
         }
         // 2. Timers.
         if self.source.poll_timeout().is_some_and(|t| t <= now) {
             self.source.handle_timeout(now);
         }
-        // 3. Application messages, while the engine accepts them.
+        // 3. Application messages, while the engine accepts them (not once ending: the
+        // rest stays queued, counted in `unsent`).
         let mut blocked = false;
-        for _ in 0..INGEST_BATCH {
+        for _ in 0..if self.ending.is_some() {
+            0
+        } else {
+            INGEST_BATCH
+        } {
             if self.pending.is_none() {
                 match self.reader.try_recv(&mut self.msg) {
                     Ok(r) => self.pending = Some(r.len),
@@ -691,6 +712,21 @@ impl SourceWorker {
         }
         // 4. Output.
         self.flush(now)?;
+        if let Some(until) = self.ending.as_ref().map(|(_, u)| *u) {
+            let spm = self.source.stats().spm_sent;
+            let fin_out = self.fin_mark.is_some_and(|m| spm > m);
+            if self.source.fin_started() && self.fin_mark.is_none() {
+                self.fin_mark = Some(spm);
+            }
+            self.publish();
+            if fin_out || now >= until {
+                return Err(self.ending.take().map_or(Error::Closed, |(e, _)| e));
+            }
+            return Ok(Step::Sleep(min_deadline(
+                self.source.poll_timeout(),
+                Some(until),
+            )));
+        }
         // 5. Close and linger once the application has finished and all is handed over.
         let stop = self.shared.stop.load(Ordering::Acquire);
         if stop && self.stop_seen.is_none() {
@@ -739,7 +775,11 @@ impl SourceWorker {
     /// Runs until closed and lingered, or a fatal error (recorded in `shared`).
     pub fn run(mut self, bell: UnixDatagram) {
         let pinned = self.core.map_or(Ok(()), pin_current);
-        if let Err(e) = pinned.and_then(|()| self.run_inner(&bell)) {
+        let r = pinned.and_then(|()| self.run_inner(&bell));
+        // Commit transmissions a batching transport still holds (AF_XDP commits its
+        // TX ring when it next receives or waits): the last packets, FIN among them.
+        self.dp.commit();
+        if let Err(e) = r {
             self.shared.fail(&e);
         }
         self.shared.done.store(true, Ordering::Release);

@@ -848,3 +848,114 @@ fn xdp_receiver_ends_naming_the_interface_when_it_is_removed() {
     assert_eq!(gone[0]["last"].as_u64(), Some(received - 1), "{v}");
     assert_eq!(u(&s.json(Duration::from_secs(60)), "sent"), 30_000);
 }
+
+/// `xpgm send --transport xdp` of `count` messages at 5,000/s with grace `grace_ms`.
+fn send_with_grace<'a>(group: &'a str, count: &'a str, grace_ms: &'a str) -> Vec<&'a str> {
+    let mut a = send_args(group, "xdp", count);
+    a.extend_from_slice(&["--rate", "5000", "--control-grace-ms", grace_ms]);
+    a
+}
+
+/// The sending host's xpgmd is stopped (SIGTERM: the classifier that steers NAKs to
+/// the source leaves with it) 2 s into a stream with 1 % loss, and a new one started
+/// 1 s later: the source registers again and answers the NAKs, and the receiver gets
+/// every message.
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_source_survives_xpgmd_stopped_and_restarted_under_a_live_stream() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut topo = Topology::up("s", 1, "1");
+    let group = "239.192.20.11";
+    let tx = topo.tx();
+    let r = topo.xpgm(&topo.rx(1), &recv_args(group, "xdp", "30000"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let s = topo.xpgm(&tx, &send_with_grace(group, "30000", "5000"));
+    let (pid, _) = {
+        poll_until(
+            Duration::from_secs(10),
+            || !no_sessions(&topo, &tx),
+            || "sender never registered".into(),
+        );
+        let v = topo.ctl(&tx, "sessions");
+        (v["sessions"][0]["pid"].clone(), ())
+    };
+    assert_eq!(pid, s.id());
+    std::thread::sleep(Duration::from_secs(2));
+    topo.kill_daemon(&tx, "TERM");
+    std::thread::sleep(Duration::from_secs(1));
+    topo.restart_daemon(&tx);
+    poll_until(
+        Duration::from_secs(5),
+        || {
+            topo.ctl(&tx, "sessions")["sessions"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1 && a[0]["pid"] == pid && a[0]["role"] == "source")
+        },
+        || format!("source not re-registered: {}", topo.ctl(&tx, "sessions")),
+    );
+    let s = s.json(Duration::from_secs(90));
+    let v = r.json(Duration::from_secs(60));
+    assert_eq!(u(&s, "sent"), 30_000, "{s}");
+    assert_eq!(s["error"], Value::Null, "{s}");
+    assert_eq!(u(&s, "control_lost"), 1, "{s}");
+    assert_eq!(u(&s, "control_reconnects"), 1, "{s}");
+    assert!(u(&s, "rdata_sent") > 0, "{s}");
+    assert_clean(&v, 30_000, "xdp");
+}
+
+/// The sending host's xpgmd is killed for good: the source ends 2-4 s later (grace
+/// 2 s, then what it had numbered and its FIN go out) with an error naming the cause
+/// and a summary; the receiver learns the end, and every message is accounted for:
+/// delivered, or counted unsent by the source.
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_source_ends_with_the_cause_when_xpgmd_is_killed_for_good() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut topo = Topology::up("o", 1, "0");
+    let group = "239.192.20.12";
+    let tx = topo.tx();
+    let r = topo.xpgm(&topo.rx(1), &recv_args(group, "xdp", "30000"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let s = topo.xpgm(&tx, &send_with_grace(group, "30000", "2000"));
+    std::thread::sleep(Duration::from_secs(2));
+    topo.kill_daemon(&tx, "KILL");
+    let killed = Instant::now();
+    let (exited, ok, out, err) = s.finish_or_kill(Duration::from_secs(15));
+    let took = killed.elapsed();
+    assert!(
+        exited && !ok,
+        "sender must fail (exited {exited}): {out} {err}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "ended {took:?} after the kill, grace 2 s"
+    );
+    let sj: Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?} {err:?}"));
+    eprintln!("sender: {sj}");
+    let text = sj["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {sj}"));
+    assert!(
+        text.contains("connection to xpgmd lost") && text.contains("not back within 2000 ms"),
+        "{text}"
+    );
+    assert_eq!(u(&sj, "control_lost"), 1, "{sj}");
+    let v = r.json(Duration::from_secs(30));
+    let odata = u(&sj, "odata_sent");
+    assert!(odata > 5_000 && odata < 30_000, "{sj}");
+    assert_eq!(u(&v, "first_index"), 0, "{v}");
+    for k in ["duplicates", "out_of_order", "index_gaps", "corrupt"] {
+        assert_eq!(u(&v, k), 0, "{k}: {v}");
+    }
+    // Exact accounting: what the application handed over was transmitted or is
+    // counted unsent; everything transmitted was delivered, in order, and the FIN
+    // told the receiver where the session ends.
+    assert_eq!(u(&sj, "sent"), odata + u(&sj, "unsent"), "{sj}");
+    assert_eq!(u(&v, "received"), odata, "{v} {sj}");
+    assert_eq!(u(&v, "unrecoverable"), 0, "{v}");
+    assert_eq!(v["session_end"], true, "{v}");
+    let gone = v["peers_gone"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(gone.len(), 1, "{v}");
+    assert_eq!(gone[0]["last"].as_u64(), Some(odata - 1), "{v}");
+}

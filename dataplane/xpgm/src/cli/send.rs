@@ -143,6 +143,9 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let mut zmq_sender = zmq::ZmqSender::new(zmq_apdu);
     let start = Instant::now();
     let pacer = args.rate.filter(|_| args.stamp).map(Pacer::new);
+    // A failure (e.g. xpgmd lost for good) ends the run with the summary and the error.
+    let mut failure: Option<String> = None;
+    let mut sent = 0u64;
     for i in 0..args.count {
         msg[..8].copy_from_slice(&i.to_be_bytes());
         let fill = (i & 0xff) as u8;
@@ -156,34 +159,40 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         if args.stamp {
             stamp::write_stamp(&mut msg, args.clock.now_ns());
         }
-        if zmq_framing {
-            zmq_sender
-                .send(&mut publisher, &msg, false)
-                .with_context(|| format!("send of message {i} failed"))?;
+        let r = if zmq_framing {
+            zmq_sender.send(&mut publisher, &msg, false)
         } else {
-            publisher
-                .send(&msg)
-                .with_context(|| format!("send of message {i} failed"))?;
+            publisher.send(&msg)
+        };
+        if let Err(e) = r {
+            failure = Some(format!("send of message {i} failed: {e}"));
+            break;
         }
+        sent += 1;
     }
-    publisher
-        .flush(Duration::from_secs(600))
-        .context("waiting for the last message to be transmitted")?;
+    if failure.is_none()
+        && let Err(e) = publisher.flush(Duration::from_secs(600))
+    {
+        failure = Some(format!(
+            "waiting for the last message to be transmitted: {e}"
+        ));
+    }
     let secs = start.elapsed().as_secs_f64();
     let transport = publisher.transport().name();
     let tsi = publisher.tsi();
-    let stats = publisher
-        .finish(Duration::from_millis(args.linger_ms))
-        .context("publisher failed while lingering")?;
-    let rate = if secs > 0.0 {
-        args.count as f64 / secs
-    } else {
-        0.0
+    let before = publisher.stats();
+    let stats = match publisher.finish(Duration::from_millis(args.linger_ms)) {
+        Ok(s) => s,
+        Err(e) => {
+            failure.get_or_insert(format!("publisher failed while lingering: {e}"));
+            before
+        }
     };
+    let rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
     if args.json {
         let j = serde_json::json!({
-            "sent": args.count,
-            "bytes": args.count * u64::from(args.size),
+            "sent": sent,
+            "bytes": sent * u64::from(args.size),
             "secs": secs,
             "msgs_per_s": rate,
             "naks_received": stats.naks_received,
@@ -209,18 +218,24 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             "stamped": args.stamp,
             "control_lost": stats.control_lost,
             "control_reconnects": stats.control_reconnects,
+            "unsent": stats.unsent,
+            "error": failure,
         });
         println!("{j}");
     } else {
         println!(
             "sent {} messages ({} bytes) in {secs:.3} s ({rate:.0} msg/s) over {transport}; \
              NAKs received {}, NCF sent {}, RDATA sent {}",
-            args.count,
-            args.count * u64::from(args.size),
+            sent,
+            sent * u64::from(args.size),
             stats.naks_received,
             stats.ncf_sent,
             stats.rdata_sent
         );
+    }
+    if let Some(e) = failure {
+        eprintln!("xpgm send: {e}");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -163,6 +163,10 @@ pub trait Datapath: Send {
         let _ = tsi;
         Ok(())
     }
+    /// Hands transmissions the transport still batches to the network (AF_XDP
+    /// commits its TX ring when it next receives or waits); called as the worker
+    /// exits so its last packets (FIN) leave. Default: nothing is batched.
+    fn commit(&mut self) {}
     /// Whether this transport depends on a control process the worker must watch
     /// (AF_XDP: the session's registration with xpgmd). Kernel sockets: no.
     fn has_control(&self) -> bool {

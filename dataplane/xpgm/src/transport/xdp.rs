@@ -143,6 +143,10 @@ impl Datapath for XdpDatapath {
             .map_err(|e| Error::Xdp(e.to_string()))
     }
 
+    fn commit(&mut self) {
+        self.port.commit();
+    }
+
     fn has_control(&self) -> bool {
         true
     }
