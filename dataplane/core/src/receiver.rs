@@ -486,7 +486,7 @@ impl Receiver {
         let Some(mut peer) = slot.take() else {
             return;
         };
-        peer.release_all(&mut self.env.pool);
+        peer.release_all(&mut self.env);
         self.by_tsi.remove(&peer.tsi);
         if let Some(g) = self.epochs.get_mut(idx as usize) {
             *g = g.wrapping_add(1);

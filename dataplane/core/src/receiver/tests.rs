@@ -859,6 +859,41 @@ fn a_delivering_source_is_not_displaced_by_a_stranger() {
     assert_eq!(r.stats().probation_dropped, 1);
 }
 
+/// Proven strangers (each delivered three messages) that then jump far ahead cannot
+/// together hold more than the receiver-wide slot budget: two full windows plus an
+/// unproven window per peer, not 64 full windows (3 GiB).
+#[test]
+fn window_slots_are_bounded_over_all_peers() {
+    let c = ReceiverConfig {
+        rxw_sqns: 1 << 16,
+        max_peers: 16,
+        ..cfg()
+    };
+    // Two full windows, an unproven one per peer, and each peer's initial 256 slots.
+    let budget = 2 * (1 << 16) + 16 * (1 << 14) + 16 * 256;
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    for port in 0..16u16 {
+        for i in 0..3 {
+            let mut d = odata(i, 0, b"x");
+            d.sport = 9000 + port;
+            r.handle_repr(ms(0), SRC, &d);
+        }
+        let _ = events(&mut r);
+        let mut far = odata((1 << 16) - 10, 0, b"far");
+        far.sport = 9000 + port;
+        r.handle_repr(ms(0), SRC, &far);
+        assert!(r.window_slots() <= budget, "{} > {budget}", r.window_slots());
+    }
+    assert_eq!(r.peer_count(), 16);
+    // The first peers got their full window; the later ones were held to what was left
+    // (their data beyond it is dropped, counted, and NAKed once there is room).
+    assert!(r.window_slots() > budget / 2, "{}", r.window_slots());
+    assert!(r.stats().window_full_drops > 0);
+    // A peer's slots come back when it goes.
+    r.close();
+    assert_eq!(r.window_slots(), 0);
+}
+
 #[test]
 fn source_and_tsi_filters_drop_before_any_peer_state() {
     let other = Nla::V4(Ipv4Addr::new(10, 0, 0, 66));

@@ -22,6 +22,21 @@ pub(crate) struct Env {
     pub(crate) timers: BinaryHeap<Reverse<TimerEntry>>,
     pub(crate) rng: Rng,
     pub(crate) stats: ReceiverStats,
+    /// Window slots allocated over all peers beyond each one's initial ring.
+    pub(crate) ring_slots: usize,
+    /// Bound on `ring_slots` (see [`ring_budget`]).
+    pub(crate) max_ring_slots: usize,
+}
+
+/// Receive-window slots all peers together may hold beyond their initial rings (256
+/// slots each): two full windows (`rxw_sqns`) plus an unproven window for every peer.
+/// With the defaults 5.2 M slots, 126 MiB, however many strangers send far-apart
+/// sequence numbers (each peer alone could reach `rxw_sqns`, 48 MiB, and 64 of them
+/// 3 GiB).
+pub(crate) fn ring_budget(cfg: &ReceiverConfig) -> usize {
+    let full = cfg.rxw_sqns as usize;
+    full.saturating_mul(2)
+        .saturating_add(cfg.max_peers.saturating_mul(full.min(UNPROVEN_SQNS as usize)))
 }
 
 impl Env {
@@ -32,6 +47,8 @@ impl Env {
             timers: BinaryHeap::with_capacity(1024),
             rng,
             stats: ReceiverStats::default(),
+            ring_slots: 0,
+            max_ring_slots: ring_budget(&cfg),
             cfg,
         }
     }
@@ -518,9 +535,24 @@ impl Peer {
         }
     }
 
-    /// Grows the ring so that `[next, to]` fits (caller ensures `to - next < cap`).
+    /// The most sequences the window can span now: its bound (`max_sqns`), or less
+    /// while the receiver-wide slot budget does not let the ring grow that far.
+    fn room(&self, env: &Env) -> u32 {
+        let len = self.slots.len();
+        let most = len + env.max_ring_slots.saturating_sub(env.ring_slots);
+        let pow = if most.is_power_of_two() {
+            most
+        } else {
+            most.next_power_of_two() / 2
+        };
+        u32::try_from(pow)
+            .unwrap_or(u32::MAX)
+            .clamp(len as u32, self.max_sqns.max(len as u32))
+    }
+
+    /// Grows the ring so that `[next, to]` fits (caller ensures `to - next < room`).
     /// Allocates only while the window grows (warm-up), never in steady state.
-    fn reserve(&mut self, to: Sqn) {
+    fn reserve(&mut self, env: &mut Env, to: Sqn) {
         let span = to.distance(self.next);
         if span < 0 {
             return;
@@ -530,10 +562,16 @@ impl Peer {
         if need <= len {
             return;
         }
-        let new_len = need
+        let free = env.max_ring_slots.saturating_sub(env.ring_slots);
+        let mut new_len = need
             .next_power_of_two()
             .max(len.saturating_mul(2))
             .min(self.max_sqns);
+        if (new_len - len) as usize > free {
+            // Only what is needed (the caller checked `room`).
+            new_len = need.next_power_of_two().min(self.max_sqns);
+        }
+        env.ring_slots = env.ring_slots + new_len as usize - len as usize;
         let new_mask = new_len - 1;
         let mut slots = vec![Slot::Empty; new_len as usize];
         let mut s = self.next;
@@ -620,7 +658,7 @@ impl Peer {
         if !to.gt(self.lead) {
             return;
         }
-        self.reserve(to);
+        self.reserve(env, to);
         let at = env.backoff(now);
         let mut run = None;
         let mut s = self.lead.next();
@@ -729,18 +767,19 @@ impl Peer {
             env.stats.duplicates += 1;
             return;
         }
-        if dist as u32 >= self.cap() {
+        let room = self.room(env);
+        if dist as u32 >= room {
             // Beyond the window: drop it, but grow the window to its full span so the
             // sequences in between are NAKed and delivery can catch up (otherwise a
             // receiver that fell a window behind would drop everything forever).
             env.stats.window_full_drops += 1;
-            let last = self.next.add(self.cap() - 1);
+            let last = self.next.add(room - 1);
             self.extend(env, now, last);
             return;
         }
         let fresh = sqn.gt(self.lead);
         if fresh {
-            self.reserve(sqn);
+            self.reserve(env, sqn);
             self.extend(env, now, sqn.prev());
         } else if let Slot::Have { .. } = self.get(sqn) {
             env.stats.duplicates += 1;
@@ -803,7 +842,7 @@ impl Peer {
         }
         self.apply_trail(env, spm.trail, spm.lead.next());
         if spm.lead.gt(self.lead) {
-            let last = self.next.add(self.cap() - 1);
+            let last = self.next.add(self.room(env) - 1);
             let to = if spm.lead.gt(last) { last } else { spm.lead };
             self.extend(env, now, to);
         }
@@ -821,7 +860,7 @@ impl Peer {
         let mut run = None;
         for &sqn in core::iter::once(&ncf.sqn).chain(opts.nak_list.as_slice()) {
             let d = sqn.distance(self.next);
-            if d < 0 || d as u32 >= self.cap() {
+            if d < 0 || d as u32 >= self.room(env) {
                 continue;
             }
             if sqn.gt(self.lead) {
@@ -1002,14 +1041,20 @@ impl Peer {
         (self.started && !self.joining).then(|| self.next.prev())
     }
 
-    /// Frees every buffer the window holds.
-    pub(crate) fn release_all(&mut self, pool: &mut Pool) {
+    /// Frees every buffer the window holds, and its slots.
+    pub(crate) fn release_all(&mut self, env: &mut Env) {
         for s in &mut self.slots {
             if let Slot::Have { buf, .. } = *s {
-                pool.free(buf);
+                env.pool.free(buf);
             }
             *s = Slot::Empty;
         }
+        let initial = env.cfg.rxw_sqns.min(INITIAL_RING) as usize;
+        env.ring_slots = env
+            .ring_slots
+            .saturating_sub(self.slots.len().saturating_sub(initial));
+        self.slots = Vec::new();
+        self.mask = 0;
     }
 
     fn take_buf(&mut self, env: &mut Env, sqn: Sqn) {
