@@ -188,6 +188,13 @@ pub mod src {
     pub const SEND_ERRORS: usize = 15;
     pub const PACKETS_IGNORED: usize = 16;
     pub const REPAIRS_PENDING: usize = 17;
+    pub const NCF_BYTES: usize = 18;
+    pub const NCFS_DROPPED: usize = 19;
+    pub const RDATA_TPDU_BYTES: usize = 20;
+    pub const NAKS_COALESCED: usize = 21;
+    pub const REPAIRS_EXPIRED: usize = 22;
+    pub const CONTROL_LOST: usize = 23;
+    pub const CONTROL_RECONNECTS: usize = 24;
 }
 
 /// Receiver counter indices (used by the worker).
@@ -218,6 +225,8 @@ pub mod rcv {
     pub const PROBATION_PACKETS: usize = 22;
     pub const PEERS_EVICTED: usize = 23;
     pub const PROBATION: usize = 24;
+    pub const CONTROL_LOST: usize = 25;
+    pub const CONTROL_RECONNECTS: usize = 26;
 }
 
 /// A source's counters.
@@ -291,6 +300,37 @@ pub const SOURCE_COUNTERS: &[CounterDef] = &[
         src::REPAIRS_PENDING,
         "repairs_pending",
         "Repairs queued for sending",
+    ),
+    c(src::NCF_BYTES, "ncf_bytes", "NCF bytes sent (PGM header on), within ncf_max_rte"),
+    c(
+        src::NCFS_DROPPED,
+        "ncfs_dropped",
+        "NAKs not confirmed because the NCF queue or budget was full",
+    ),
+    c(
+        src::RDATA_TPDU_BYTES,
+        "rdata_tpdu_bytes",
+        "RDATA bytes sent (PGM header on), within rdata_max_rte",
+    ),
+    c(
+        src::NAKS_COALESCED,
+        "naks_coalesced",
+        "NAKed sequences already queued for repair",
+    ),
+    c(
+        src::REPAIRS_EXPIRED,
+        "repairs_expired",
+        "Queued repairs dropped because the trail passed them",
+    ),
+    c(
+        src::CONTROL_LOST,
+        "control_lost",
+        "Times the connection to xpgmd was lost",
+    ),
+    c(
+        src::CONTROL_RECONNECTS,
+        "control_reconnects",
+        "Times the session registered again with a restarted xpgmd",
     ),
 ];
 
@@ -396,6 +436,16 @@ pub const RECEIVER_COUNTERS: &[CounterDef] = &[
         rcv::PROBATION,
         "probation",
         "Sessions (TSIs) waiting in probation",
+    ),
+    c(
+        rcv::CONTROL_LOST,
+        "control_lost",
+        "Times the connection to xpgmd was lost",
+    ),
+    c(
+        rcv::CONTROL_RECONNECTS,
+        "control_reconnects",
+        "Times the session registered again with a restarted xpgmd",
     ),
 ];
 

@@ -649,6 +649,13 @@ impl SourceWorker {
             st.set(st_src::QUEUED, c.get(QUEUED));
             st.set(st_src::SEND_ERRORS, c.get(SEND_ERRORS));
             st.set(st_src::PACKETS_IGNORED, s.packets_ignored);
+            st.set(st_src::NCF_BYTES, s.ncf_bytes);
+            st.set(st_src::NCFS_DROPPED, s.ncfs_dropped);
+            st.set(st_src::RDATA_TPDU_BYTES, s.rdata_tpdu_bytes);
+            st.set(st_src::NAKS_COALESCED, s.naks_coalesced);
+            st.set(st_src::REPAIRS_EXPIRED, s.repairs_expired);
+            st.set(st_src::CONTROL_LOST, self.control.losses);
+            st.set(st_src::CONTROL_RECONNECTS, self.control.reconnects);
             st.set(
                 st_src::REPAIRS_PENDING,
                 self.source.repairs_pending() as u64,
@@ -1018,6 +1025,8 @@ impl ReceiverWorker {
             st.set(st_rcv::PROBATION_PACKETS, s.probation_packets);
             st.set(st_rcv::PEERS_EVICTED, s.peers_evicted);
             st.set(st_rcv::PROBATION, self.receiver.probation_count() as u64);
+            st.set(st_rcv::CONTROL_LOST, self.control.losses);
+            st.set(st_rcv::CONTROL_RECONNECTS, self.control.reconnects);
             st.set(
                 st_rcv::RXW_BUFFERS,
                 self.receiver.buffers_allocated() as u64,
