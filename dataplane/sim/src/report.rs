@@ -166,6 +166,10 @@ pub struct ReceiverReport {
     pub dup_packets_dropped: u64,
     /// Packets the receiver rejected as malformed.
     pub parse_errors: u64,
+    /// Sequences given up because the source's trail passed them (engine counter).
+    pub lost_to_trail: u64,
+    /// Sequences given up because the source answered no NAK at all (engine counter).
+    pub retries_exhausted: u64,
 }
 
 /// The outcome of a run. Totals are summed over receivers, so full delivery is
@@ -343,6 +347,8 @@ impl Report {
                 "naks_sent": r.naks_sent,
                 "dup_packets_dropped": r.dup_packets_dropped,
                 "parse_errors": r.parse_errors,
+                "lost_to_trail": r.lost_to_trail,
+                "retries_exhausted": r.retries_exhausted,
             })).collect::<Vec<_>>(),
         });
         j.to_string()

@@ -604,6 +604,8 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                 naks_sent: st.naks_sent,
                 dup_packets_dropped: st.duplicates,
                 parse_errors: p.parse_errors,
+                lost_to_trail: st.lost_to_trail,
+                retries_exhausted: st.retries_exhausted,
             };
             rep.delivered += rr.delivered;
             rep.unrecoverable += rr.unrecoverable;

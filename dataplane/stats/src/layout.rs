@@ -301,7 +301,11 @@ pub const SOURCE_COUNTERS: &[CounterDef] = &[
         "repairs_pending",
         "Repairs queued for sending",
     ),
-    c(src::NCF_BYTES, "ncf_bytes", "NCF bytes sent (PGM header on), within ncf_max_rte"),
+    c(
+        src::NCF_BYTES,
+        "ncf_bytes",
+        "NCF bytes sent (PGM header on), within ncf_max_rte",
+    ),
     c(
         src::NCFS_DROPPED,
         "ncfs_dropped",

@@ -35,8 +35,10 @@ pub(crate) struct Env {
 /// 3 GiB).
 pub(crate) fn ring_budget(cfg: &ReceiverConfig) -> usize {
     let full = cfg.rxw_sqns as usize;
-    full.saturating_mul(2)
-        .saturating_add(cfg.max_peers.saturating_mul(full.min(UNPROVEN_SQNS as usize)))
+    full.saturating_mul(2).saturating_add(
+        cfg.max_peers
+            .saturating_mul(full.min(UNPROVEN_SQNS as usize)),
+    )
 }
 
 impl Env {
@@ -317,8 +319,11 @@ enum Slot {
     Missing {
         phase: Phase,
         at: Instant,
-        /// NAKs sent for it so far (sets the retry back-off).
-        tries: u32,
+        /// Rounds that ended with the source's confirmation (NCF) but no RDATA: a
+        /// source that holds the data and is slow to repair it (behind its rate
+        /// limit); sets the retry back-off. Rounds lost to ordinary loss (the NAK, or
+        /// one RDATA) keep the base intervals.
+        slow: u32,
         /// NAK rounds that drew nothing at all from the source: no NCF or RDATA for any
         /// sequence while this NAK waited for its NCF. Only these count towards giving
         /// up (`nak_ncf_retries`): a source that answers is alive and holds the data.
@@ -671,7 +676,7 @@ impl Peer {
                     Slot::Missing {
                         phase: Phase::BackOff,
                         at,
-                        tries: 0,
+                        slow: 0,
                         unanswered: 0,
                     },
                 );
@@ -720,6 +725,11 @@ impl Peer {
         rdata: bool,
     ) {
         let sqn = d.sqn;
+        if rdata {
+            // Any repair (ours, or a duplicate of someone else's) shows the source is
+            // alive and answering NAKs.
+            self.repair_heard = Some(now);
+        }
         if d.payload.len() > env.pool.size() {
             env.stats.packets_ignored += 1;
             return;
@@ -816,7 +826,6 @@ impl Peer {
             },
         );
         if rdata {
-            self.repair_heard = Some(now);
             env.stats.rdata_received += 1;
         } else {
             env.stats.odata_received += 1;
@@ -870,18 +879,18 @@ impl Peer {
             // (paraphrase) an NCF for a sequence in BACK_OFF suppresses this receiver's NAK
             if let Slot::Missing {
                 phase: Phase::BackOff | Phase::WaitNcf,
-                tries,
+                slow,
                 unanswered,
                 ..
             } = self.get(sqn)
             {
-                let at = now + retry_ivl(env.cfg.nak_rdata_ivl, tries);
+                let at = now + retry_ivl(env.cfg.nak_rdata_ivl, slow);
                 self.set(
                     sqn,
                     Slot::Missing {
                         phase: Phase::WaitData,
                         at,
-                        tries,
+                        slow,
                         unanswered,
                     },
                 );
@@ -935,7 +944,7 @@ impl Peer {
             let Slot::Missing {
                 phase,
                 at: a,
-                tries,
+                slow,
                 unanswered,
             } = self.get(sqn)
             else {
@@ -944,18 +953,18 @@ impl Peer {
             if a != at {
                 continue;
             }
-            let unanswered = match phase {
+            let (slow, unanswered) = match phase {
                 Phase::BackOff => {
                     //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
                     // (paraphrase) back-off expired: send the NAK, then wait NAK_RPT_IVL for an NCF
                     self.add_to_nak(env, tx, sqn);
-                    let rpt_at = now + retry_ivl(env.cfg.nak_rpt_ivl, tries);
+                    let rpt_at = now + retry_ivl(env.cfg.nak_rpt_ivl, slow);
                     self.set(
                         sqn,
                         Slot::Missing {
                             phase: Phase::WaitNcf,
                             at: rpt_at,
-                            tries: tries.saturating_add(1),
+                            slow,
                             unanswered,
                         },
                     );
@@ -965,20 +974,23 @@ impl Peer {
                 Phase::WaitNcf => {
                     // The NAK went out `retry_ivl` before this deadline: did the source
                     // answer anything (to anyone) since?
-                    let sent = at - retry_ivl(env.cfg.nak_rpt_ivl, tries.saturating_sub(1));
+                    let sent = at - retry_ivl(env.cfg.nak_rpt_ivl, slow);
                     if self.repair_heard.is_some_and(|h| h >= sent) {
-                        unanswered
+                        (slow, unanswered)
                     } else {
-                        unanswered + 1
+                        (slow, unanswered + 1)
                     }
                 }
                 // The source confirmed it holds the data (NCF): only its trail passing
                 // the sequence, or the source going away, makes it unrecoverable.
-                Phase::WaitData => unanswered,
+                Phase::WaitData => (slow.saturating_add(1), unanswered),
             };
-            if unanswered > env.cfg.nak_ncf_retries {
-                // No NCF or RDATA from the source through `nak_ncf_retries` rounds of
-                // NAKs: it cannot be reached for repairs.
+            // Unreachable: more than `nak_ncf_retries` of this sequence's NAK rounds
+            // drew nothing, and the source has answered nobody's NAK (no NCF, no RDATA)
+            // for as long as that many rounds take at the base interval.
+            let quiet = env.cfg.nak_rpt_ivl * env.cfg.nak_ncf_retries.saturating_add(1);
+            let silent = self.repair_heard.is_none_or(|h| now - h >= quiet);
+            if unanswered > env.cfg.nak_ncf_retries && silent {
                 self.set(sqn, Slot::Lost);
                 env.stats.retries_exhausted += 1;
                 continue;
@@ -996,7 +1008,7 @@ impl Peer {
                 Slot::Missing {
                     phase: Phase::BackOff,
                     at: b,
-                    tries,
+                    slow,
                     unanswered,
                 },
             );
@@ -1254,16 +1266,18 @@ impl Peer {
 }
 
 /// A fragment header that can belong to a valid APDU of at most `max_apdu` bytes.
-/// Most doublings of a NAK's repeat interval: from the 4th NAK of a sequence on, the
-/// waits are 8 times the configured NAK_RPT_IVL / NAK_RDATA_IVL.
+/// Most doublings of a NAK's repeat interval: 8 times the configured NAK_RPT_IVL /
+/// NAK_RDATA_IVL at most.
 const MAX_RETRY_SHIFT: u32 = 3;
 
-/// The wait (for an NCF, or for RDATA after one) that follows a sequence's `tries`-th
-/// NAK (`tries` 0 or 1: the first): `base`, then doubling with each NAK up to
-/// `base << MAX_RETRY_SHIFT`, so that a sequence the source is slow to repair costs a
-/// bounded, falling NAK rate instead of one NAK per `base` for as long as it takes.
-fn retry_ivl(base: Duration, tries: u32) -> Duration {
-    base * (1u32 << tries.saturating_sub(1).min(MAX_RETRY_SHIFT))
+/// The wait (for an NCF, or for RDATA after one) of a sequence's next NAK round after
+/// `slow` rounds that the source confirmed without repairing: `base` while `slow` is 0
+/// or 1 (one late RDATA is most likely a lost one), then doubling up to
+/// `base << MAX_RETRY_SHIFT`. A source that holds the data but repairs it late costs a
+/// falling NAK rate; ordinary loss of NAKs or RDATA keeps the base intervals, so
+/// repairs stay fast and finish well before a short transmit window moves on.
+fn retry_ivl(base: Duration, slow: u32) -> Duration {
+    base * (1u32 << slow.saturating_sub(1).min(MAX_RETRY_SHIFT))
 }
 
 fn fragment_ok(f: &Fragment, sqn: Sqn, len: usize, max_apdu: usize) -> bool {
