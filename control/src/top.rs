@@ -111,6 +111,7 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("NAK", "naks_received", "naks_sent"),
     ("NCF", "ncf_sent", "ncf_received"),
     ("LOST", "", "unrecoverable"),
+    ("OVERRUN", "", "overruns"),
     ("DUP", "", "duplicates"),
     ("DELIV", "messages_accepted", "delivered"),
 ];

@@ -28,6 +28,12 @@ pub struct NetArgs {
     /// /run/xpgm/xpgmd.sock — the same rule as xpgmd and xpgmctl).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
+    /// Kernel-socket transport: receive and send buffer size asked of the kernel, in
+    /// bytes (SO_RCVBUFFORCE/SO_SNDBUFFORCE when privileged, else capped by
+    /// net.core.rmem_max/wmem_max). A receiver's datagrams beyond it are dropped by the
+    /// kernel and counted as overruns (`overrun.socket_drops` in `xpgm recv --json`).
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub socket_buffer: u64,
     /// Framing of messages inside PGM APDUs: `none` (one message per APDU) or `zmq`
     /// (ZeroMQ's pgm:// / epgm:// framing, to talk to ZeroMQ PUB/SUB sockets).
     #[arg(long, value_enum, default_value_t = Framing::None)]
@@ -74,6 +80,7 @@ impl NetArgs {
         s.udp_encap = self.udp_encap;
         s.transport = self.transport;
         s.xpgmd_socket = self.socket.clone();
+        s.socket_buffer = usize::try_from(self.socket_buffer).unwrap_or(usize::MAX);
         s
     }
 }

@@ -135,6 +135,38 @@ pub enum Role {
     Receiver,
 }
 
+/// Packets the receive path lost before the engine saw them, because the receiver did
+/// not keep up (docs/reliability.md section 7): totals since the datapath opened, as
+/// the kernel counts them. Every such packet is a gap the engine then repairs by NAK
+/// or reports as unrecoverable; these counters say *why* the gap happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overruns {
+    /// AF_XDP `XDP_STATISTICS.rx_dropped`: frames the kernel dropped for the socket,
+    /// mostly for want of a fill-ring buffer (copy mode: each such drop is also in
+    /// [`Overruns::xdp_fill_ring_empty`]), also frames larger than a UMEM chunk.
+    pub xdp_rx_dropped: u64,
+    /// AF_XDP `XDP_STATISTICS.rx_ring_full`: frames dropped because the RX ring was
+    /// full (the worker did not drain it in time).
+    pub xdp_rx_ring_full: u64,
+    /// AF_XDP `XDP_STATISTICS.rx_fill_ring_empty_descs`: times the kernel found the
+    /// fill ring empty. A cause, not a separate count of lost frames (in copy mode
+    /// the frame is counted in `xdp_rx_dropped` too; in zero-copy mode the NIC drops
+    /// it and counts it in its own statistics), so it is not part of [`Overruns::total`].
+    pub xdp_fill_ring_empty: u64,
+    /// Kernel socket: datagrams dropped for the socket (`sk_drops`: receive buffer
+    /// full, or for UDP a bad checksum), from the `drops` column of `/proc/net/*`.
+    pub socket_drops: u64,
+}
+
+impl Overruns {
+    /// Packets lost to overruns: `xdp_rx_dropped + xdp_rx_ring_full + socket_drops`.
+    pub fn total(&self) -> u64 {
+        self.xdp_rx_dropped
+            .saturating_add(self.xdp_rx_ring_full)
+            .saturating_add(self.socket_drops)
+    }
+}
+
 /// The seam between the worker and the network: everything the worker needs from a
 /// transport, per packet, with no allocation.
 pub trait Datapath: Send {
@@ -183,6 +215,13 @@ pub trait Datapath: Send {
     /// `Ok(false)`: not back yet, try again later; an error: refused for good.
     fn reconnect_control(&mut self) -> Result<bool, Error> {
         Ok(true)
+    }
+    /// Receive-path overruns counted by the kernel so far ([`Overruns`]). May make a
+    /// system call or read a `/proc` file: the worker calls it at most every
+    /// [`crate::worker::OVERRUN_CHECK`] and once as it exits. A counter that cannot
+    /// be read keeps its last value. Default: none counted.
+    fn overruns(&mut self) -> Overruns {
+        Overruns::default()
     }
 }
 
