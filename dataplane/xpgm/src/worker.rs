@@ -354,8 +354,9 @@ pub const CONTROL_RETRY: Duration = Duration::from_millis(200);
 /// `PublisherConfig::control_grace`, `--control-grace-ms`).
 pub const DEFAULT_CONTROL_GRACE: Duration = Duration::from_secs(5);
 /// How often a receiver worker reads its transport's overrun counters
-/// ([`Datapath::overruns`]: a `getsockopt` for AF_XDP, a `/proc` read for kernel
-/// sockets), and once more as it exits.
+/// ([`Datapath::overruns`]: a `getsockopt` for AF_XDP; for kernel sockets a load of
+/// what a thread of the transport reads from `/proc` at this interval too), and once
+/// more, exactly ([`Datapath::overruns_now`]), as it exits.
 pub const OVERRUN_CHECK: Duration = Duration::from_millis(100);
 /// Entries of [`Shared::gone`] kept (the receiver tracks at most `max_peers`).
 pub const GONE_MAX: usize = 4096;
@@ -1123,7 +1124,7 @@ impl ReceiverWorker {
     /// (how far each source was accounted for), then the error.
     fn step_ending(&mut self, now: Instant) -> Result<Step, Error> {
         if !self.closed {
-            self.read_overruns();
+            self.read_final_overruns();
         }
         self.deliver()?;
         self.publish();
@@ -1137,9 +1138,14 @@ impl ReceiverWorker {
         Err(self.ending.take().unwrap_or(Error::Closed))
     }
 
-    /// Reads the transport's overrun counters now (published with the next counters).
+    /// Reads the transport's overrun counters (published with the next counters).
     fn read_overruns(&mut self) {
         self.overruns = self.dp.overruns();
+    }
+
+    /// The final reading, as the session ends: exact, however slow.
+    fn read_final_overruns(&mut self) {
+        self.overruns = self.dp.overruns_now();
     }
 
     /// Closes the engine once: every live peer yields `PeerGone { last }`, recorded in
@@ -1201,7 +1207,7 @@ impl ReceiverWorker {
         if self.closed {
             return;
         }
-        self.read_overruns();
+        self.read_final_overruns();
         self.close_engine();
         while let Some(ev) = self.receiver.poll_event() {
             if let delivery::Delivery::PeerGone { tsi, last } = ev {

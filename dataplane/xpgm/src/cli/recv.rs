@@ -492,7 +492,6 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 }),
             );
         }
-        let mut j = j;
         if let (Some(l), Some(obj)) = (latency.as_ref(), j.as_object_mut()) {
             let p = l.percentiles();
             obj.insert(

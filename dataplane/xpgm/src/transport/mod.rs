@@ -223,6 +223,12 @@ pub trait Datapath: Send {
     fn overruns(&mut self) -> Overruns {
         Overruns::default()
     }
+    /// Like [`Datapath::overruns`], but read from the kernel now even where that is
+    /// slow (the kernel-socket transport otherwise reads `/proc` on a thread of its
+    /// own): the worker calls it once, as it exits, for exact final counts.
+    fn overruns_now(&mut self) -> Overruns {
+        self.overruns()
+    }
 }
 
 /// Opens the transport `config.transport` for `role`.
