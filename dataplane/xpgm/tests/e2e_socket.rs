@@ -19,13 +19,13 @@ fn xpgm(ns: &str, args: &[&str]) -> Proc {
     Proc::spawn(ns, args, None)
 }
 
-/// A topology named `x<tag><pid>`, torn down on drop.
+/// A topology named `<prefix><tag><pid>`, torn down on drop; the prefix is
+/// `XPGM_E2E_PREFIX` (default `x`), so engineers sharing a machine keep theirs apart.
 fn topology(tag: &str, receivers: u32, loss: &str) -> Net {
-    Net::up(
-        format!("x{tag}{:x}", std::process::id() % 0xfff),
-        receivers,
-        loss,
-    )
+    let prefix = std::env::var("XPGM_E2E_PREFIX").unwrap_or_else(|_| "x".into());
+    let name = format!("{prefix}{tag}{:x}", std::process::id() % 0xfff);
+    assert!(name.len() <= 8, "topology name {name} too long");
+    Net::up(name, receivers, loss)
 }
 
 fn assert_clean(v: &Value, expect: u64) {
@@ -285,17 +285,14 @@ fn overrun(v: &Value) -> (u64, u64, u64) {
 
 /// Overload over kernel sockets: an unpaced source (as fast as the socket takes
 /// them) sends 3,000-byte messages (three fragments each) to two receivers with 1%
-/// loss; receiver 1 has a tiny socket buffer (`--socket-buffer 16384`), so the kernel
+/// loss (3,000-byte or 64-byte messages); receiver 1 has a tiny socket buffer (`--socket-buffer 16384`), so the kernel
 /// drops datagrams it has no room for. Those drops are counted (`overrun.total`, all
 /// of them `socket_drops`, none AF_XDP) and, like any loss, repaired by the NAK path:
 /// both receivers deliver every message, in order, none reported lost.
-#[test]
-#[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
-fn overrun_socket_buffer_is_counted_and_repaired() {
+fn socket_overrun(tag: &str, size: &str, count: u64) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let count = env_u64("XPGM_E2E_OVERRUN_COUNT", 20_000);
     let count_s = count.to_string();
-    let topo = Net::up(format!("hao{:x}", std::process::id() % 0xfff), 2, "1");
+    let topo = topology(tag, 2, "1");
     let group = "239.192.10.9";
     let rargs = |buffer: &'static str| {
         vec![
@@ -334,7 +331,7 @@ fn overrun_socket_buffer_is_counted_and_repaired() {
             "--count",
             &count_s,
             "--size",
-            "3000",
+            size,
             "--linger-ms",
             "5000",
             "--json",
@@ -359,4 +356,16 @@ fn overrun_socket_buffer_is_counted_and_repaired() {
         assert_clean(v, count);
         assert_eq!(u(v, "first_index"), 0, "{v}");
     }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
+fn overrun_of_a_small_socket_buffer_is_counted_and_repaired_3000_byte_messages() {
+    socket_overrun("o", "3000", 20_000);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces; run by scripts/test-e2e"]
+fn overrun_of_a_small_socket_buffer_is_counted_and_repaired_64_byte_messages() {
+    socket_overrun("p", "64", 100_000);
 }

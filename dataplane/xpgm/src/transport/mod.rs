@@ -15,6 +15,9 @@ use xpgm_core::wire::{Nla, Tsi};
 
 use crate::Error;
 
+/// Default of [`SessionConfig::xdp_frames`] (the AF_XDP crate's default geometry).
+pub const DEFAULT_XDP_FRAMES: u32 = 4096;
+
 /// Which transport a session uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TransportKind {
@@ -72,6 +75,11 @@ pub struct SessionConfig {
     pub multicast_loop: bool,
     /// Socket receive and send buffer size requested (SO_RCVBUFFORCE when privileged).
     pub socket_buffer: usize,
+    /// AF_XDP: UMEM chunks of the session's socket (power of two, at least 64; default
+    /// 4096, `xpgm_afxdp::xsk::XskConfig`): half receive (the fill and RX rings hold
+    /// `xdp_frames / 2` each), half transmit. Frames beyond what the rings hold are
+    /// dropped by the kernel and counted as overruns.
+    pub xdp_frames: u32,
     /// xpgmd's control socket (AF_XDP only). `None`: `$XPGM_SOCKET`, else
     /// `/run/xpgm/xpgmd.sock` (`xpgm_control::socket_path`).
     pub xpgmd_socket: Option<std::path::PathBuf>,
@@ -95,6 +103,7 @@ impl SessionConfig {
             tos: 0xb8,
             multicast_loop: true,
             socket_buffer: 8 << 20,
+            xdp_frames: DEFAULT_XDP_FRAMES,
             xpgmd_socket: None,
             sources: Vec::new(),
         }

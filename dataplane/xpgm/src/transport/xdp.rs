@@ -48,7 +48,10 @@ impl XdpDatapath {
             ttl: config.ttl,
             tos: config.tos,
             xpgmd_socket: config.xpgmd_socket.clone(),
-            xsk: XskConfig::default(),
+            xsk: XskConfig {
+                frames: config.xdp_frames,
+                ..XskConfig::default()
+            },
             ring: ring.map(Path::to_path_buf),
             sources: config.sources.clone(),
         };
