@@ -860,6 +860,8 @@ pub struct ReceiverWorker {
     overruns: Overruns,
     /// When they are read next.
     overrun_next: Instant,
+    /// The final, exact reading was taken.
+    overruns_final: bool,
 }
 
 /// RXW_TRAIL / RXW_LEAD followed from the packets the engine parsed, for the stats
@@ -958,6 +960,7 @@ impl ReceiverWorker {
             closed: false,
             overruns: Overruns::default(),
             overrun_next: Instant::from_nanos(0),
+            overruns_final: false,
         }
     }
 
@@ -1123,9 +1126,7 @@ impl ReceiverWorker {
     /// engine holds goes to the application, then [`Receiver::close`]'s `PeerGone`
     /// (how far each source was accounted for), then the error.
     fn step_ending(&mut self, now: Instant) -> Result<Step, Error> {
-        if !self.closed {
-            self.read_final_overruns();
-        }
+        self.read_final_overruns();
         self.deliver()?;
         self.publish();
         if self.pending.is_some() {
@@ -1143,9 +1144,12 @@ impl ReceiverWorker {
         self.overruns = self.dp.overruns();
     }
 
-    /// The final reading, as the session ends: exact, however slow.
+    /// The final reading, as the session ends: exact, however slow; taken once.
     fn read_final_overruns(&mut self) {
-        self.overruns = self.dp.overruns_now();
+        if !self.overruns_final {
+            self.overruns_final = true;
+            self.overruns = self.dp.overruns_now();
+        }
     }
 
     /// Closes the engine once: every live peer yields `PeerGone { last }`, recorded in
