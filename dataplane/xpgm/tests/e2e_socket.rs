@@ -5,7 +5,7 @@
 //!
 //! Knobs: `XPGM_E2E_COUNT` (default 1 000 000 messages), `XPGM_E2E_RATE` (default
 //! 20 000 msg/s, sustained by kernel sockets on a 2-core machine with two receivers;
-//! see docs/transport.md).
+//! see docs/transport.md), `XPGM_E2E_PREFIX` (topology name prefix, default `x`).
 
 mod netns;
 
