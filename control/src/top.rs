@@ -111,6 +111,7 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("NAK", "naks_received", "naks_sent"),
     ("NCF", "ncf_sent", "ncf_received"),
     ("LOST", "", "unrecoverable"),
+    ("OVERRUN", "", "overruns"),
     ("DUP", "", "duplicates"),
     ("DELIV", "messages_accepted", "delivered"),
 ];
@@ -247,6 +248,8 @@ mod tests {
         a.set(src::ODATA_PACKETS, 3000);
         b.set(rcv::ODATA_PACKETS, 2990);
         b.set(rcv::UNRECOVERABLE, 4);
+        b.set(rcv::OVERRUNS, 60);
+        b.set(rcv::SOCKET_DROPS, 60);
         let mut s2 = sample(&dir).expect("sample");
         // Fix the interval so rates are exact.
         s2.at = s1.at + Duration::from_secs(2);
@@ -261,16 +264,25 @@ mod tests {
         assert_eq!(ss[1]["counters"]["unrecoverable"], 4);
         assert_eq!(ss[1]["rates"]["unrecoverable"], 2.0);
         assert!(ss[1]["rates"].get("peers").is_none(), "gauges have no rate");
+        assert_eq!(ss[1]["counters"]["overruns"], 60);
+        assert_eq!(ss[1]["counters"]["socket_drops"], 60);
+        assert_eq!(ss[1]["rates"]["overruns"], 30.0);
         let t = report_table(&s1, &s2);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("SESSION"));
         assert!(
+            lines[0].contains(" LOST ") && lines[0].contains(" OVERRUN "),
+            "{t}"
+        );
+        assert!(
             lines[1].contains("source") && lines[1].contains("3000 1000/s"),
             "{t}"
         );
         assert!(
-            lines[2].contains("receiver") && lines[2].contains("4 2/s"),
+            lines[2].contains("receiver")
+                && lines[2].contains("4 2/s")
+                && lines[2].contains("60 30/s"),
             "{t}"
         );
         // A session that appears between samples has totals but no rates.

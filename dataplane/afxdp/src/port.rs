@@ -310,6 +310,12 @@ impl XdpPort {
         nla_of(self.headers.src_ip)
     }
 
+    /// The socket's kernel counters (`XDP_STATISTICS`, one system call); `None` if
+    /// they cannot be read.
+    pub fn kernel_stats(&self) -> Option<crate::xsk::KernelStats> {
+        self.sock.kernel_stats()
+    }
+
     /// Packets that could not be sent (no TX frame, unknown neighbour).
     pub fn send_errors(&self) -> u64 {
         self.send_errors

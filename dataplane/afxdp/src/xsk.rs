@@ -164,6 +164,26 @@ pub struct XskStats {
     pub wakeups: u64,
 }
 
+/// The kernel's `struct xdp_statistics` of a socket (Linux >= 5.9 fills every
+/// field; older kernels leave the last three zero and add RX-ring-full drops to
+/// `rx_dropped`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Frames dropped for the socket other than for an invalid descriptor: no fill-ring
+    /// buffer (copy mode), frame larger than a chunk.
+    pub rx_dropped: u64,
+    /// Invalid descriptors on the RX ring.
+    pub rx_invalid_descs: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Invalid descriptors on the TX ring.
+    pub tx_invalid_descs: u64,
+    /// Times the kernel found the TX ring empty.
+    pub tx_ring_empty_descs: u64,
+}
+
 /// One AF_XDP socket bound to one interface queue, with its own UMEM, fill
 /// and completion rings. Field order matters: the rings and sockets are
 /// dropped (closing the descriptor) before the memory mapping.
@@ -371,6 +391,20 @@ impl XskSocket {
     /// Counters.
     pub fn stats(&self) -> XskStats {
         self.stats
+    }
+
+    /// The kernel's counters for this socket (`getsockopt(XDP_STATISTICS)`, one
+    /// system call): drops for want of fill-ring buffers or RX-ring room. `None` if
+    /// the kernel refuses the call.
+    pub fn kernel_stats(&self) -> Option<KernelStats> {
+        self._user.statistics_v2().ok().map(|s| KernelStats {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        })
     }
 
     /// The socket's descriptor, to hand to xpgmd with `register`.

@@ -227,6 +227,11 @@ pub mod rcv {
     pub const PROBATION: usize = 24;
     pub const CONTROL_LOST: usize = 25;
     pub const CONTROL_RECONNECTS: usize = 26;
+    pub const OVERRUNS: usize = 27;
+    pub const XDP_RX_DROPPED: usize = 28;
+    pub const XDP_RX_RING_FULL: usize = 29;
+    pub const XDP_FILL_RING_EMPTY: usize = 30;
+    pub const SOCKET_DROPS: usize = 31;
 }
 
 /// A source's counters.
@@ -450,6 +455,31 @@ pub const RECEIVER_COUNTERS: &[CounterDef] = &[
         rcv::CONTROL_RECONNECTS,
         "control_reconnects",
         "Times the session registered again with a restarted xpgmd",
+    ),
+    c(
+        rcv::OVERRUNS,
+        "overruns",
+        "Packets the kernel dropped before the receiver read them (xdp_rx_dropped + xdp_rx_ring_full + socket_drops)",
+    ),
+    c(
+        rcv::XDP_RX_DROPPED,
+        "xdp_rx_dropped",
+        "AF_XDP frames dropped by the kernel for the socket, mostly for want of a fill ring buffer",
+    ),
+    c(
+        rcv::XDP_RX_RING_FULL,
+        "xdp_rx_ring_full",
+        "AF_XDP frames dropped because the RX ring was full",
+    ),
+    c(
+        rcv::XDP_FILL_RING_EMPTY,
+        "xdp_fill_ring_empty",
+        "Times the kernel found the AF_XDP fill ring empty (a cause; its copy-mode drops are in xdp_rx_dropped)",
+    ),
+    c(
+        rcv::SOCKET_DROPS,
+        "socket_drops",
+        "Datagrams the kernel dropped for the receive socket (buffer full, or a bad UDP checksum)",
     ),
 ];
 

@@ -136,6 +136,19 @@ pub struct SubscriberStats {
     pub control_lost: u64,
     /// Times the session registered again with a restarted xpgmd within the grace.
     pub control_reconnects: u64,
+    /// Packets the kernel dropped before the worker read them, because the receiver
+    /// did not keep up (`xdp_rx_dropped + xdp_rx_ring_full + socket_drops`;
+    /// docs/reliability.md section 7). Each is a gap the engine repairs or reports.
+    pub overruns: u64,
+    /// AF_XDP: frames the kernel dropped for the socket (`XDP_STATISTICS.rx_dropped`:
+    /// mostly no fill-ring buffer).
+    pub xdp_rx_dropped: u64,
+    /// AF_XDP: frames dropped because the RX ring was full.
+    pub xdp_rx_ring_full: u64,
+    /// AF_XDP: times the kernel found the fill ring empty (a cause; not in `overruns`).
+    pub xdp_fill_ring_empty: u64,
+    /// Kernel sockets: datagrams dropped for the receive socket (buffer full).
+    pub socket_drops: u64,
 }
 
 /// Readers a shared delivery ring admits (the owner's tee is its writer).
@@ -722,6 +735,11 @@ impl Subscriber {
             },
             control_lost: c.get(rcv_ix::CONTROL_LOST),
             control_reconnects: c.get(rcv_ix::CONTROL_RECONNECTS),
+            overruns: c.get(rcv_ix::OVERRUNS),
+            xdp_rx_dropped: c.get(rcv_ix::XDP_RX_DROPPED),
+            xdp_rx_ring_full: c.get(rcv_ix::XDP_RX_RING_FULL),
+            xdp_fill_ring_empty: c.get(rcv_ix::XDP_FILL_RING_EMPTY),
+            socket_drops: c.get(rcv_ix::SOCKET_DROPS),
         }
     }
 

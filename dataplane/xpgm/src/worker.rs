@@ -33,7 +33,7 @@ use xpgm_stats::layout::{rcv as st_rcv, src as st_src};
 
 use crate::Error;
 use crate::delivery;
-use crate::transport::Datapath;
+use crate::transport::{Datapath, Overruns};
 
 /// Packets read from the network per turn before the engine's output is drained.
 pub const RECV_BATCH: usize = 64;
@@ -89,7 +89,7 @@ impl Clock {
 pub struct Counters(pub [AtomicU64; COUNTERS]);
 
 /// Number of counter slots.
-pub const COUNTERS: usize = 24;
+pub const COUNTERS: usize = 32;
 
 impl Counters {
     pub(crate) fn set(&self, i: usize, v: u64) {
@@ -152,6 +152,11 @@ pub(crate) mod rcv_ix {
     pub const PEERS_EVICTED: usize = 18;
     pub const RETRIES_EXHAUSTED: usize = 19;
     pub const LOST_TO_TRAIL: usize = 20;
+    pub const OVERRUNS: usize = 21;
+    pub const XDP_RX_DROPPED: usize = 22;
+    pub const XDP_RX_RING_FULL: usize = 23;
+    pub const XDP_FILL_RING_EMPTY: usize = 24;
+    pub const SOCKET_DROPS: usize = 25;
 }
 
 /// State shared by an application handle and its worker.
@@ -348,6 +353,11 @@ pub const CONTROL_RETRY: Duration = Duration::from_millis(200);
 /// ends with [`Error::ControlLost`] (`SubscriberConfig::control_grace`,
 /// `PublisherConfig::control_grace`, `--control-grace-ms`).
 pub const DEFAULT_CONTROL_GRACE: Duration = Duration::from_secs(5);
+/// How often a receiver worker reads its transport's overrun counters
+/// ([`Datapath::overruns`]: a `getsockopt` for AF_XDP; for kernel sockets a load of
+/// what a thread of the transport reads from `/proc` at this interval too), and once
+/// more, exactly ([`Datapath::overruns_now`]), as it exits.
+pub const OVERRUN_CHECK: Duration = Duration::from_millis(100);
 /// Entries of [`Shared::gone`] kept (the receiver tracks at most `max_peers`).
 pub const GONE_MAX: usize = 4096;
 
@@ -846,6 +856,12 @@ pub struct ReceiverWorker {
     ending: Option<Error>,
     /// [`Receiver::close`] was called.
     closed: bool,
+    /// The transport's overrun counters, last read.
+    overruns: Overruns,
+    /// When they are read next.
+    overrun_next: Instant,
+    /// The final, exact reading was taken.
+    overruns_final: bool,
 }
 
 /// RXW_TRAIL / RXW_LEAD followed from the packets the engine parsed, for the stats
@@ -942,6 +958,9 @@ impl ReceiverWorker {
             control,
             ending: None,
             closed: false,
+            overruns: Overruns::default(),
+            overrun_next: Instant::from_nanos(0),
+            overruns_final: false,
         }
     }
 
@@ -1002,7 +1021,18 @@ impl ReceiverWorker {
         c.set(PEERS_EVICTED, s.peers_evicted);
         c.set(RETRIES_EXHAUSTED, s.retries_exhausted);
         c.set(LOST_TO_TRAIL, s.lost_to_trail);
+        let o = &self.overruns;
+        c.set(OVERRUNS, o.total());
+        c.set(XDP_RX_DROPPED, o.xdp_rx_dropped);
+        c.set(XDP_RX_RING_FULL, o.xdp_rx_ring_full);
+        c.set(XDP_FILL_RING_EMPTY, o.xdp_fill_ring_empty);
+        c.set(SOCKET_DROPS, o.socket_drops);
         if let Some(st) = &self.stats {
+            st.set(st_rcv::OVERRUNS, o.total());
+            st.set(st_rcv::XDP_RX_DROPPED, o.xdp_rx_dropped);
+            st.set(st_rcv::XDP_RX_RING_FULL, o.xdp_rx_ring_full);
+            st.set(st_rcv::XDP_FILL_RING_EMPTY, o.xdp_fill_ring_empty);
+            st.set(st_rcv::SOCKET_DROPS, o.socket_drops);
             st.set(st_rcv::ODATA_PACKETS, s.odata_received);
             st.set(st_rcv::RDATA_PACKETS, s.rdata_received);
             st.set(st_rcv::DATA_BYTES, s.bytes_received);
@@ -1059,6 +1089,10 @@ impl ReceiverWorker {
                 window.observe(dport, bytes);
             }
         })?;
+        if now >= self.overrun_next {
+            self.read_overruns();
+            self.overrun_next = now + OVERRUN_CHECK;
+        }
         if let Err(e) = self.control.poll(&mut *self.dp, now) {
             self.ending = Some(e);
             return self.step_ending(now);
@@ -1076,6 +1110,11 @@ impl ReceiverWorker {
             return Ok(Step::Again);
         }
         let mut deadline = min_deadline(self.receiver.poll_timeout(), self.control.deadline());
+        // Once overruns have been seen, keep reading them while idle too: the kernel
+        // may count more drops after the last packet that woke us.
+        if self.overruns != Overruns::default() {
+            deadline = min_deadline(deadline, Some(self.overrun_next));
+        }
         if self.pending.is_some() {
             let soon = now + FULL_RING_POLL;
             deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
@@ -1087,6 +1126,7 @@ impl ReceiverWorker {
     /// engine holds goes to the application, then [`Receiver::close`]'s `PeerGone`
     /// (how far each source was accounted for), then the error.
     fn step_ending(&mut self, now: Instant) -> Result<Step, Error> {
+        self.read_final_overruns();
         self.deliver()?;
         self.publish();
         if self.pending.is_some() {
@@ -1097,6 +1137,19 @@ impl ReceiverWorker {
             return Ok(Step::Again);
         }
         Err(self.ending.take().unwrap_or(Error::Closed))
+    }
+
+    /// Reads the transport's overrun counters (published with the next counters).
+    fn read_overruns(&mut self) {
+        self.overruns = self.dp.overruns();
+    }
+
+    /// The final reading, as the session ends: exact, however slow; taken once.
+    fn read_final_overruns(&mut self) {
+        if !self.overruns_final {
+            self.overruns_final = true;
+            self.overruns = self.dp.overruns_now();
+        }
     }
 
     /// Closes the engine once: every live peer yields `PeerGone { last }`, recorded in
@@ -1158,6 +1211,7 @@ impl ReceiverWorker {
         if self.closed {
             return;
         }
+        self.read_final_overruns();
         self.close_engine();
         while let Some(ev) = self.receiver.poll_event() {
             if let delivery::Delivery::PeerGone { tsi, last } = ev {

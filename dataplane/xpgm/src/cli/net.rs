@@ -28,6 +28,18 @@ pub struct NetArgs {
     /// /run/xpgm/xpgmd.sock — the same rule as xpgmd and xpgmctl).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
+    /// Kernel-socket transport: receive and send buffer size asked of the kernel, in
+    /// bytes (SO_RCVBUFFORCE/SO_SNDBUFFORCE when privileged, else capped by
+    /// net.core.rmem_max/wmem_max). A receiver's datagrams beyond it are dropped by the
+    /// kernel and counted as overruns (`overrun.socket_drops` in `xpgm recv --json`).
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub socket_buffer: u64,
+    /// AF_XDP transport: UMEM chunks of the session's socket (a power of two, at
+    /// least 64): half receive (fill and RX rings of FRAMES/2 entries), half transmit.
+    /// Frames arriving faster than the worker drains the rings are dropped by the
+    /// kernel and counted as overruns (`overrun` in `xpgm recv --json`).
+    #[arg(long, value_name = "FRAMES", default_value_t = xpgm::transport::DEFAULT_XDP_FRAMES, value_parser = xdp_frames)]
+    pub xdp_frames: u32,
     /// Framing of messages inside PGM APDUs: `none` (one message per APDU) or `zmq`
     /// (ZeroMQ's pgm:// / epgm:// framing, to talk to ZeroMQ PUB/SUB sockets).
     #[arg(long, value_enum, default_value_t = Framing::None)]
@@ -62,6 +74,18 @@ fn group(s: &str) -> Result<IpAddr, String> {
     Ok(ip)
 }
 
+fn xdp_frames(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of frames"))?;
+    if n < 64 || !n.is_power_of_two() || n > 1 << 20 {
+        return Err(format!(
+            "{n}: the AF_XDP frame count must be a power of two from 64 to 1048576"
+        ));
+    }
+    Ok(n)
+}
+
 fn transport(s: &str) -> Result<TransportKind, String> {
     s.parse()
 }
@@ -74,6 +98,8 @@ impl NetArgs {
         s.udp_encap = self.udp_encap;
         s.transport = self.transport;
         s.xpgmd_socket = self.socket.clone();
+        s.socket_buffer = usize::try_from(self.socket_buffer).unwrap_or(usize::MAX);
+        s.xdp_frames = self.xdp_frames;
         s
     }
 }

@@ -480,6 +480,18 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "peers_gone": peers_gone,
         });
         let mut j = j;
+        if let Some(obj) = j.as_object_mut() {
+            obj.insert(
+                "overrun".into(),
+                serde_json::json!({
+                    "total": stats.overruns,
+                    "xdp_rx_dropped": stats.xdp_rx_dropped,
+                    "xdp_rx_ring_full": stats.xdp_rx_ring_full,
+                    "xdp_fill_ring_empty": stats.xdp_fill_ring_empty,
+                    "socket_drops": stats.socket_drops,
+                }),
+            );
+        }
         if let (Some(l), Some(obj)) = (latency.as_ref(), j.as_object_mut()) {
             let p = l.percentiles();
             obj.insert(

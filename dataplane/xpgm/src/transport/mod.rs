@@ -15,6 +15,9 @@ use xpgm_core::wire::{Nla, Tsi};
 
 use crate::Error;
 
+/// Default of [`SessionConfig::xdp_frames`] (the AF_XDP crate's default geometry).
+pub const DEFAULT_XDP_FRAMES: u32 = 4096;
+
 /// Which transport a session uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TransportKind {
@@ -72,6 +75,11 @@ pub struct SessionConfig {
     pub multicast_loop: bool,
     /// Socket receive and send buffer size requested (SO_RCVBUFFORCE when privileged).
     pub socket_buffer: usize,
+    /// AF_XDP: UMEM chunks of the session's socket (power of two, at least 64; default
+    /// 4096, `xpgm_afxdp::xsk::XskConfig`): half receive (the fill and RX rings hold
+    /// `xdp_frames / 2` each), half transmit. Frames beyond what the rings hold are
+    /// dropped by the kernel and counted as overruns.
+    pub xdp_frames: u32,
     /// xpgmd's control socket (AF_XDP only). `None`: `$XPGM_SOCKET`, else
     /// `/run/xpgm/xpgmd.sock` (`xpgm_control::socket_path`).
     pub xpgmd_socket: Option<std::path::PathBuf>,
@@ -95,6 +103,7 @@ impl SessionConfig {
             tos: 0xb8,
             multicast_loop: true,
             socket_buffer: 8 << 20,
+            xdp_frames: DEFAULT_XDP_FRAMES,
             xpgmd_socket: None,
             sources: Vec::new(),
         }
@@ -133,6 +142,38 @@ pub enum Role {
     Source,
     /// Receives the group's traffic, sends NAK/SPMR upstream.
     Receiver,
+}
+
+/// Packets the receive path lost before the engine saw them, because the receiver did
+/// not keep up (docs/reliability.md section 7): totals since the datapath opened, as
+/// the kernel counts them. Every such packet is a gap the engine then repairs by NAK
+/// or reports as unrecoverable; these counters say *why* the gap happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overruns {
+    /// AF_XDP `XDP_STATISTICS.rx_dropped`: frames the kernel dropped for the socket,
+    /// mostly for want of a fill-ring buffer (copy mode: each such drop is also in
+    /// [`Overruns::xdp_fill_ring_empty`]), also frames larger than a UMEM chunk.
+    pub xdp_rx_dropped: u64,
+    /// AF_XDP `XDP_STATISTICS.rx_ring_full`: frames dropped because the RX ring was
+    /// full (the worker did not drain it in time).
+    pub xdp_rx_ring_full: u64,
+    /// AF_XDP `XDP_STATISTICS.rx_fill_ring_empty_descs`: times the kernel found the
+    /// fill ring empty. A cause, not a separate count of lost frames (in copy mode
+    /// the frame is counted in `xdp_rx_dropped` too; in zero-copy mode the NIC drops
+    /// it and counts it in its own statistics), so it is not part of [`Overruns::total`].
+    pub xdp_fill_ring_empty: u64,
+    /// Kernel socket: datagrams dropped for the socket (`sk_drops`: receive buffer
+    /// full, or for UDP a bad checksum), from the `drops` column of `/proc/net/*`.
+    pub socket_drops: u64,
+}
+
+impl Overruns {
+    /// Packets lost to overruns: `xdp_rx_dropped + xdp_rx_ring_full + socket_drops`.
+    pub fn total(&self) -> u64 {
+        self.xdp_rx_dropped
+            .saturating_add(self.xdp_rx_ring_full)
+            .saturating_add(self.socket_drops)
+    }
 }
 
 /// The seam between the worker and the network: everything the worker needs from a
@@ -183,6 +224,19 @@ pub trait Datapath: Send {
     /// `Ok(false)`: not back yet, try again later; an error: refused for good.
     fn reconnect_control(&mut self) -> Result<bool, Error> {
         Ok(true)
+    }
+    /// Receive-path overruns counted by the kernel so far ([`Overruns`]). May make a
+    /// system call or read a `/proc` file: the worker calls it at most every
+    /// [`crate::worker::OVERRUN_CHECK`] and once as it exits. A counter that cannot
+    /// be read keeps its last value. Default: none counted.
+    fn overruns(&mut self) -> Overruns {
+        Overruns::default()
+    }
+    /// Like [`Datapath::overruns`], but read from the kernel now even where that is
+    /// slow (the kernel-socket transport otherwise reads `/proc` on a thread of its
+    /// own): the worker calls it once, as it exits, for exact final counts.
+    fn overruns_now(&mut self) -> Overruns {
+        self.overruns()
     }
 }
 

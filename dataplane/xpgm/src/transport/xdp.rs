@@ -12,13 +12,15 @@ use xpgm_afxdp::xsk::XskConfig;
 use xpgm_core::source::Destination;
 use xpgm_core::wire::{Nla, Tsi};
 
-use super::{Datapath, Role, SessionConfig};
+use super::{Datapath, Overruns, Role, SessionConfig};
 use crate::Error;
 
 /// One AF_XDP socket on queue 0 of the session's interface.
 #[derive(Debug)]
 pub struct XdpDatapath {
     port: XdpPort,
+    /// Last overruns read (kept when a read fails).
+    overruns: Overruns,
 }
 
 impl XdpDatapath {
@@ -46,7 +48,10 @@ impl XdpDatapath {
             ttl: config.ttl,
             tos: config.tos,
             xpgmd_socket: config.xpgmd_socket.clone(),
-            xsk: XskConfig::default(),
+            xsk: XskConfig {
+                frames: config.xdp_frames,
+                ..XskConfig::default()
+            },
             ring: ring.map(Path::to_path_buf),
             sources: config.sources.clone(),
         };
@@ -63,7 +68,10 @@ impl XdpDatapath {
             s.mode().as_str(),
             if s.huge_pages() { "huge" } else { "4 KiB" }
         );
-        Ok(XdpDatapath { port })
+        Ok(XdpDatapath {
+            port,
+            overruns: Overruns::default(),
+        })
     }
 }
 
@@ -155,10 +163,29 @@ impl Datapath for XdpDatapath {
         self.port.control_lost()
     }
 
+    fn overruns(&mut self) -> Overruns {
+        if let Some(k) = self.port.kernel_stats() {
+            self.overruns = overruns_of(&k);
+        }
+        self.overruns
+    }
+
     fn reconnect_control(&mut self) -> Result<bool, Error> {
         self.port
             .reregister(REREGISTER_TIMEOUT)
             .map_err(|e| Error::Xdp(e.to_string()))
+    }
+}
+
+/// The overrun counters of a socket's `XDP_STATISTICS` (docs/reliability.md
+/// section 7). `rx_invalid_descs` is not an overrun (it would be a bug of ours in the
+/// fill ring) and is left out.
+fn overruns_of(k: &xpgm_afxdp::xsk::KernelStats) -> Overruns {
+    Overruns {
+        xdp_rx_dropped: k.rx_dropped,
+        xdp_rx_ring_full: k.rx_ring_full,
+        xdp_fill_ring_empty: k.rx_fill_ring_empty_descs,
+        socket_drops: 0,
     }
 }
 
@@ -231,6 +258,31 @@ mod tests {
             }
             Ok(())
         }
+    }
+
+    #[test]
+    fn xdp_statistics_map_to_overruns_without_double_counting_fill_ring_empty() {
+        let k = xpgm_afxdp::xsk::KernelStats {
+            rx_dropped: 7,
+            rx_invalid_descs: 100,
+            rx_ring_full: 11,
+            rx_fill_ring_empty_descs: 5,
+            tx_invalid_descs: 1000,
+            tx_ring_empty_descs: 2000,
+        };
+        let o = overruns_of(&k);
+        assert_eq!(
+            o,
+            Overruns {
+                xdp_rx_dropped: 7,
+                xdp_rx_ring_full: 11,
+                xdp_fill_ring_empty: 5,
+                socket_drops: 0,
+            }
+        );
+        // Fill-ring-empty drops are already in rx_dropped; invalid descriptors and
+        // TX counters are not overruns.
+        assert_eq!(o.total(), 18);
     }
 
     fn config() -> PublisherConfig {
