@@ -1322,3 +1322,82 @@ fn repair_of_the_gap_fits_when_the_pool_is_full_behind_it() {
     }
     assert_eq!(events(&mut r).len(), 3);
 }
+
+#[test]
+fn repair_of_a_fragmented_head_fits_when_the_pool_is_full_behind_it() {
+    // The APDU at the head of the window has three fragments: the first arrived, the
+    // other two were lost, and data behind it filled the whole budget. Both repairs are
+    // the head APDU's (OPT_FRAGMENT first_sqn = next) and take the head-of-line reserve;
+    // before, only `next` itself could, so the second fragment's repair was dropped for
+    // want of a buffer every time and the window stopped until the source went away.
+    let c = ReceiverConfig {
+        rxw_max_bytes: 1480 * 8,
+        ..cfg()
+    };
+    let max_apdu = c.max_apdu;
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    let apdu: Vec<u8> = (0..3 * 1456).map(|i| (i % 251) as u8).collect();
+    let part = |k: usize| &apdu[k * 1456..(k + 1) * 1456];
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(1, 0, part(0), frag(1, 0, 3 * 1456), false),
+    );
+    let big = [3u8; 1456];
+    for i in 4..14u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &big));
+    }
+    let dropped = r.stats().buffer_drops;
+    assert!(dropped > 0, "the pool filled behind the head APDU");
+    for k in [1u32, 2] {
+        let p = part(k as usize);
+        let o = frag(1, k * 1456, 3 * 1456);
+        r.handle_repr(ms(1), SRC, &data_pkt(1 + k, 0, p, o, true));
+    }
+    assert_eq!(r.stats().buffer_drops, dropped, "both repairs were stored");
+    let evs = events(&mut r);
+    let data: Vec<&Ev> = evs.iter().filter(|e| matches!(e, Ev::Data(..))).collect();
+    assert_eq!(data.first(), Some(&&Ev::Data(1, apdu.clone())));
+    let sqns: Vec<u32> = data
+        .iter()
+        .map(|e| match e {
+            Ev::Data(s, _) => *s,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        sqns,
+        [1].into_iter()
+            .chain(4..4 + sqns.len() as u32 - 1)
+            .collect::<Vec<_>>()
+    );
+    // Memory: the budget plus the head reserve (one largest APDU and two buffers).
+    let reserve = (max_apdu.div_ceil(1456) + 2) * (1456 + 32);
+    assert!(r.buffer_bytes() <= 1480 * 8 + reserve);
+}
+
+#[test]
+fn only_the_head_apdu_takes_the_reserve() {
+    // A fragment of a later APDU (first_sqn beyond next) gets no reserve when the pool
+    // is full: the reserve cannot be taken by data that would not let the window drain.
+    let c = ReceiverConfig {
+        rxw_max_bytes: 1480 * 8,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    let big = [3u8; 1456];
+    for i in 2..12u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &big));
+    }
+    let dropped = r.stats().buffer_drops;
+    assert!(dropped > 0);
+    // Sequence 13: a fragment of the APDU starting at 12 (not the head, 1 is).
+    r.handle_repr(
+        ms(1),
+        SRC,
+        &data_pkt(13, 0, &big, frag(12, 1456, 2 * 1456), false),
+    );
+    assert_eq!(r.stats().buffer_drops, dropped + 1);
+}
