@@ -1401,3 +1401,61 @@ fn only_the_head_apdu_takes_the_reserve() {
     );
     assert_eq!(r.stats().buffer_drops, dropped + 1);
 }
+
+/// Issue 10: a source that confirmed a sequence slowly (its NAK repeats backed off to
+/// 1.6 s) and then went away (closed after its linger, with repairs still queued). Its
+/// silence is detected at the base interval: a round that drew nothing is not a slow
+/// round, so the NAKs after it go out every NAK_RPT_IVL (+ back-off) and the sequence
+/// is given up about (nak_ncf_retries + 1) rounds later, not (nak_ncf_retries + 1) x
+/// 1.6 s (18 s, while `xpgm recv` and most applications had long given up waiting).
+#[test]
+fn a_slow_source_that_goes_away_is_given_up_at_the_base_interval() {
+    let mut r = rx();
+    let retries = u64::from(r.config().nak_ncf_retries);
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    let mut last_ncf = 0;
+    for t in 0..8000 {
+        r.handle_timeout(ms(t));
+        for _ in sent(&mut r, ms(t)) {
+            r.handle_repr(ms(t), SRC, &ncf(2, &[]));
+            last_ncf = t;
+        }
+    }
+    // Silence from 8 s on.
+    let mut naks = Vec::new();
+    let mut gone_at = None;
+    for t in 8000..40_000 {
+        r.handle_timeout(ms(t));
+        naks.extend(sent(&mut r, ms(t)).into_iter().map(|_| t));
+        if r.stats().retries_exhausted > 0 {
+            gone_at = Some(t);
+            break;
+        }
+    }
+    let gone_at = gone_at.expect("given up");
+    let gaps: Vec<u64> = naks.windows(2).map(|w| w[1] - w[0]).collect();
+    // The first NAK after the silence still waits its slow round (1.6 s); every round
+    // after that drew nothing and repeats at the base interval.
+    assert!(
+        gaps[0] <= 1652 && gaps[1..].iter().all(|g| (200..252).contains(g)),
+        "unanswered rounds repeat at the base interval: {naks:?}"
+    );
+    // Up to two slow waits (<= 1.65 s each) after the last NCF, then the unanswered
+    // rounds at the base interval (before: every round 1.6 s, given up after 24 s).
+    let bound = last_ncf + 2 * 1652 + (retries + 1) * 252;
+    assert!(
+        gone_at <= bound,
+        "given up at {gone_at} ms, last NCF at {last_ncf} ms (bound {bound})"
+    );
+    assert_eq!(
+        events(&mut r),
+        vec![
+            Ev::NewPeer,
+            Ev::Data(1, b"a".to_vec()),
+            Ev::Unrec(2, 1),
+            Ev::Data(3, b"c".to_vec())
+        ]
+    );
+}

@@ -998,7 +998,11 @@ impl Peer {
                     if self.repair_heard.is_some_and(|h| h >= sent) {
                         (slow, unanswered)
                     } else {
-                        (slow, unanswered + 1)
+                        // Nothing from the source at all: not a slow source but maybe a
+                        // gone one (closed with repairs still queued). The next rounds
+                        // go at the base interval, so that its absence is known after
+                        // about `nak_ncf_retries` x NAK_RPT_IVL, not 8 times that.
+                        (0, unanswered + 1)
                     }
                 }
                 // The source confirmed it holds the data (NCF): only its trail passing
