@@ -979,7 +979,7 @@ fn overrun(v: &Value) -> (u64, u64, u64, u64) {
 
 /// Overload over AF_XDP: an unpaced AF_XDP source sends `count` messages of `size`
 /// bytes to two AF_XDP receivers with 1% loss; receiver 1 has a small UMEM
-/// (`--xdp-frames 256`: fill and RX rings of 128), receiver 2 the default (4096). The
+/// (`--xdp-frames 256`: fill and RX rings of 128), receiver 2 the default (16384). The
 /// kernel drops what the rings cannot take; receiver 1's drops are counted
 /// (`overrun.total` > 0, all of them AF_XDP drops, none socket drops) and, like any
 /// loss, repaired by the NAK path: both receivers deliver every message in order.

@@ -1322,3 +1322,140 @@ fn repair_of_the_gap_fits_when_the_pool_is_full_behind_it() {
     }
     assert_eq!(events(&mut r).len(), 3);
 }
+
+#[test]
+fn repair_of_a_fragmented_head_fits_when_the_pool_is_full_behind_it() {
+    // The APDU at the head of the window has three fragments: the first arrived, the
+    // other two were lost, and data behind it filled the whole budget. Both repairs are
+    // the head APDU's (OPT_FRAGMENT first_sqn = next) and take the head-of-line reserve;
+    // before, only `next` itself could, so the second fragment's repair was dropped for
+    // want of a buffer every time and the window stopped until the source went away.
+    let c = ReceiverConfig {
+        rxw_max_bytes: 1480 * 8,
+        ..cfg()
+    };
+    let max_apdu = c.max_apdu;
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    let apdu: Vec<u8> = (0..3 * 1456).map(|i| (i % 251) as u8).collect();
+    let part = |k: usize| &apdu[k * 1456..(k + 1) * 1456];
+    r.handle_repr(
+        ms(0),
+        SRC,
+        &data_pkt(1, 0, part(0), frag(1, 0, 3 * 1456), false),
+    );
+    let big = [3u8; 1456];
+    for i in 4..14u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &big));
+    }
+    let dropped = r.stats().buffer_drops;
+    assert!(dropped > 0, "the pool filled behind the head APDU");
+    for k in [1u32, 2] {
+        let p = part(k as usize);
+        let o = frag(1, k * 1456, 3 * 1456);
+        r.handle_repr(ms(1), SRC, &data_pkt(1 + k, 0, p, o, true));
+    }
+    assert_eq!(r.stats().buffer_drops, dropped, "both repairs were stored");
+    let evs = events(&mut r);
+    let data: Vec<&Ev> = evs.iter().filter(|e| matches!(e, Ev::Data(..))).collect();
+    assert_eq!(data.first(), Some(&&Ev::Data(1, apdu.clone())));
+    let sqns: Vec<u32> = data
+        .iter()
+        .map(|e| match e {
+            Ev::Data(s, _) => *s,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        sqns,
+        [1].into_iter()
+            .chain(4..4 + sqns.len() as u32 - 1)
+            .collect::<Vec<_>>()
+    );
+    // Memory: the budget plus the head reserve (one largest APDU and two buffers).
+    let reserve = (max_apdu.div_ceil(1456) + 2) * (1456 + 32);
+    assert!(r.buffer_bytes() <= 1480 * 8 + reserve);
+}
+
+#[test]
+fn only_the_head_apdu_takes_the_reserve() {
+    // A fragment of a later APDU (first_sqn beyond next) gets no reserve when the pool
+    // is full: the reserve cannot be taken by data that would not let the window drain.
+    let c = ReceiverConfig {
+        rxw_max_bytes: 1480 * 8,
+        ..cfg()
+    };
+    let mut r = Receiver::new(c, LOCAL, 1).unwrap();
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    let big = [3u8; 1456];
+    for i in 2..12u32 {
+        r.handle_repr(ms(0), SRC, &odata(i, 0, &big));
+    }
+    let dropped = r.stats().buffer_drops;
+    assert!(dropped > 0);
+    // Sequence 13: a fragment of the APDU starting at 12 (not the head, 1 is).
+    r.handle_repr(
+        ms(1),
+        SRC,
+        &data_pkt(13, 0, &big, frag(12, 1456, 2 * 1456), false),
+    );
+    assert_eq!(r.stats().buffer_drops, dropped + 1);
+}
+
+/// Issue 10: a source that confirmed a sequence slowly (its NAK repeats backed off to
+/// 1.6 s) and then went away (closed after its linger, with repairs still queued). Its
+/// silence is detected at the base interval: a round that drew nothing is not a slow
+/// round, so the NAKs after it go out every NAK_RPT_IVL (+ back-off) and the sequence
+/// is given up about (nak_ncf_retries + 1) rounds later, not (nak_ncf_retries + 1) x
+/// 1.6 s (18 s, while `xpgm recv` and most applications had long given up waiting).
+#[test]
+fn a_slow_source_that_goes_away_is_given_up_at_the_base_interval() {
+    let mut r = rx();
+    let retries = u64::from(r.config().nak_ncf_retries);
+    r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
+    let mut last_ncf = 0;
+    for t in 0..8000 {
+        r.handle_timeout(ms(t));
+        for _ in sent(&mut r, ms(t)) {
+            r.handle_repr(ms(t), SRC, &ncf(2, &[]));
+            last_ncf = t;
+        }
+    }
+    // Silence from 8 s on.
+    let mut naks = Vec::new();
+    let mut gone_at = None;
+    for t in 8000..40_000 {
+        r.handle_timeout(ms(t));
+        naks.extend(sent(&mut r, ms(t)).into_iter().map(|_| t));
+        if r.stats().retries_exhausted > 0 {
+            gone_at = Some(t);
+            break;
+        }
+    }
+    let gone_at = gone_at.expect("given up");
+    let gaps: Vec<u64> = naks.windows(2).map(|w| w[1] - w[0]).collect();
+    // The first NAK after the silence still waits its slow round (1.6 s); every round
+    // after that drew nothing and repeats at the base interval.
+    assert!(
+        gaps[0] <= 1652 && gaps[1..].iter().all(|g| (200..252).contains(g)),
+        "unanswered rounds repeat at the base interval: {naks:?}"
+    );
+    // Up to two slow waits (<= 1.65 s each) after the last NCF, then the unanswered
+    // rounds at the base interval (before: every round 1.6 s, given up after 24 s).
+    let bound = last_ncf + 2 * 1652 + (retries + 1) * 252;
+    assert!(
+        gone_at <= bound,
+        "given up at {gone_at} ms, last NCF at {last_ncf} ms (bound {bound})"
+    );
+    assert_eq!(
+        events(&mut r),
+        vec![
+            Ev::NewPeer,
+            Ev::Data(1, b"a".to_vec()),
+            Ev::Unrec(2, 1),
+            Ev::Data(3, b"c".to_vec())
+        ]
+    );
+}

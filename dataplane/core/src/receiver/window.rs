@@ -45,7 +45,7 @@ impl Env {
     pub(crate) fn new(cfg: ReceiverConfig, rng: Rng) -> Self {
         let size = cfg.max_tpdu.saturating_sub(DATA_OVERHEAD).max(1);
         Env {
-            pool: Pool::new(size, cfg.rxw_max_bytes),
+            pool: Pool::new(size, cfg.rxw_max_bytes, cfg.max_apdu),
             timers: BinaryHeap::with_capacity(1024),
             rng,
             stats: ReceiverStats::default(),
@@ -98,7 +98,8 @@ const MAX_CLASSES: usize = 11;
 /// Bytes charged to the budget per buffer on top of its capacity (its `Vec` header in
 /// the table and the allocator's own header), so the budget bounds real memory.
 pub(crate) const BUF_OVERHEAD: usize = 32;
-/// Largest buffers head-of-line data may take beyond the budget.
+/// Largest buffers head-of-line data may take beyond the budget, on top of one
+/// largest APDU's fragments (see [`Pool`]).
 pub(crate) const HEAD_RESERVE: usize = 2;
 
 /// Receiver-wide TSDU buffers, sized to fit: each buffer belongs to a class (64, 128,
@@ -111,11 +112,14 @@ pub(crate) const HEAD_RESERVE: usize = 2;
 /// does not leave the budget stuck in the wrong class). In a steady mix of sizes the
 /// pool allocates nothing.
 ///
-/// Head of line: data for a peer's next sequence to deliver may exceed the budget by
-/// [`HEAD_RESERVE`] largest buffers. It is delivered at once and its buffer comes back
-/// on the next call, so the reserve never accumulates, and a window full of data behind
-/// a gap can still take the repair that lets it drain (otherwise that repair would be
-/// dropped for want of a buffer until the gap was given up).
+/// Head of line: data of the APDU at a peer's next sequence to deliver (that sequence,
+/// or a fragment whose OPT_FRAGMENT names it as the APDU's first) may exceed the budget
+/// by the buffers of one largest APDU (`max_apdu` in largest buffers) plus
+/// [`HEAD_RESERVE`]. Once complete it is delivered at once and its buffers come back on
+/// the next call, so the reserve never accumulates, and a window full of data behind a
+/// gap can still take the repairs that let it drain (otherwise a repair would be
+/// dropped for want of a buffer until the source went away: with only `next` allowed,
+/// the second fragment of a three-fragment head APDU never found one).
 #[derive(Debug)]
 pub(crate) struct Pool {
     bufs: Vec<Vec<u8>>,
@@ -136,11 +140,13 @@ pub(crate) struct Pool {
     in_use: usize,
     /// Budget (`rxw_max_bytes`).
     max: usize,
+    /// Largest APDU (`max_apdu`): sizes the head-of-line reserve.
+    max_apdu: usize,
     size: usize,
 }
 
 impl Pool {
-    fn new(size: usize, max: usize) -> Self {
+    fn new(size: usize, max: usize, max_apdu: usize) -> Self {
         let mut classes = [0; MAX_CLASSES];
         let mut nclasses = 0;
         let mut c = MIN_CLASS;
@@ -165,6 +171,7 @@ impl Pool {
             used: 0,
             in_use: 0,
             max,
+            max_apdu,
             size,
         }
     }
@@ -217,17 +224,27 @@ impl Pool {
         false
     }
 
+    /// Bytes the head APDU may take beyond the budget: its fragments (at most
+    /// `max_apdu` bytes in largest buffers) and [`HEAD_RESERVE`] more.
+    pub(crate) fn head_reserve(&self) -> usize {
+        let frags = self.max_apdu.div_ceil(self.size.max(1));
+        frags
+            .saturating_add(HEAD_RESERVE)
+            .saturating_mul(self.cost(self.nclasses.saturating_sub(1)))
+    }
+
     fn cost(&self, class: usize) -> usize {
         self.classes.get(class).copied().unwrap_or(0) + BUF_OVERHEAD
     }
 
     /// A buffer for a TSDU of `len` bytes (`len <= size()`), or `None` when the budget
-    /// is spent. `head`: the data is its peer's next to deliver (may use the reserve).
+    /// is spent. `head`: the data belongs to the APDU at its peer's next sequence to
+    /// deliver (may use the reserve).
     fn alloc(&mut self, len: usize, head: bool) -> Option<u32> {
         let c = self.class_for(len)?;
         let cost = self.cost(c);
         let limit = if head {
-            self.max + HEAD_RESERVE * self.cost(self.nclasses.saturating_sub(1))
+            self.max.saturating_add(self.head_reserve())
         } else {
             self.max
         };
@@ -806,7 +823,10 @@ impl Peer {
             self.set(sqn, Slot::Lost);
             return;
         }
-        let Some(buf) = env.pool.alloc(d.payload.len(), sqn == self.next) else {
+        // The head APDU (its first sequence is the next to deliver) may use the reserve:
+        // every one of its fragments must fit for the window to drain.
+        let head = sqn == self.next || opts.fragment.is_some_and(|f| f.first_sqn == self.next);
+        let Some(buf) = env.pool.alloc(d.payload.len(), head) else {
             env.stats.buffer_drops += 1;
             if fresh {
                 // Keep it as a loss to repair once buffers are free again.
@@ -978,7 +998,11 @@ impl Peer {
                     if self.repair_heard.is_some_and(|h| h >= sent) {
                         (slow, unanswered)
                     } else {
-                        (slow, unanswered + 1)
+                        // Nothing from the source at all: not a slow source but maybe a
+                        // gone one (closed with repairs still queued). The next rounds
+                        // go at the base interval, so that its absence is known after
+                        // about `nak_ncf_retries` x NAK_RPT_IVL, not 8 times that.
+                        (0, unanswered + 1)
                     }
                 }
                 // The source confirmed it holds the data (NCF): only its trail passing

@@ -478,6 +478,14 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "control_lost": stats.control_lost,
             "control_reconnects": stats.control_reconnects,
             "peers_gone": peers_gone,
+            // Why sequences were lost or dropped in the engine (docs/reliability.md):
+            // window/buffer pool full, passed by the source's trail, source unreachable.
+            "window_full_drops": stats.window_full_drops,
+            "buffer_drops": stats.buffer_drops,
+            "lost_to_trail": stats.lost_to_trail,
+            "retries_exhausted": stats.retries_exhausted,
+            "engine_unrecoverable": stats.unrecoverable,
+            "spm_received": stats.spm_received,
         });
         let mut j = j;
         if let Some(obj) = j.as_object_mut() {

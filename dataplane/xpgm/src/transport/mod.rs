@@ -15,8 +15,9 @@ use xpgm_core::wire::{Nla, Tsi};
 
 use crate::Error;
 
-/// Default of [`SessionConfig::xdp_frames`] (the AF_XDP crate's default geometry).
-pub const DEFAULT_XDP_FRAMES: u32 = 4096;
+/// Default of [`SessionConfig::xdp_frames`]: the AF_XDP crate's default geometry (16384
+/// chunks: 8192-entry fill and RX rings; docs/reliability.md section 8).
+pub const DEFAULT_XDP_FRAMES: u32 = 16384;
 
 /// Which transport a session uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
