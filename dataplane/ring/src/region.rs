@@ -138,7 +138,13 @@ pub(crate) mod mapped {
         // bytes through atomics. Truncation would raise SIGBUS on access; the
         // crate documents that ring files must not be truncated while mapped
         // (docs/rings.md, "Failure modes").
-        let mut map = unsafe { MmapMut::map_mut(file) }.map_err(io(path))?;
+        let map = unsafe { MmapMut::map_mut(file) }.map_err(io(path))?;
+        checked_base(map)
+    }
+
+    /// The mapping and its base pointer, checked to be non-null and aligned for the
+    /// header, reader table and slots.
+    fn checked_base(mut map: MmapMut) -> Result<(MmapMut, NonNull<u8>), RingError> {
         let base = NonNull::new(map.as_mut_ptr())
             .ok_or(RingError::InvalidConfig("mapping returned a null pointer"))?;
         if base
@@ -178,16 +184,8 @@ pub(crate) mod mapped {
         /// touch).
         pub(crate) fn anonymous(layout: Layout) -> Result<Self, RingError> {
             let anon = Path::new("(anonymous mapping)");
-            let mut map = MmapMut::map_anon(layout.total_bytes).map_err(io(anon))?;
-            let base = NonNull::new(map.as_mut_ptr())
-                .ok_or(RingError::InvalidConfig("mapping returned a null pointer"))?;
-            if base
-                .as_ptr()
-                .align_offset(core::mem::align_of::<CachePadded<ReaderEntry>>().max(128))
-                != 0
-            {
-                return Err(RingError::InvalidConfig("mapping is not suitably aligned"));
-            }
+            let map = MmapMut::map_anon(layout.total_bytes).map_err(io(anon))?;
+            let (map, base) = checked_base(map)?;
             let m = Mapped {
                 _map: map,
                 base,

@@ -545,7 +545,14 @@ impl Peer {
             return;
         }
         self.start(sqn);
+        self.ask_for_spm(env, now);
+    }
+
+    /// Data before any SPM: schedules an SPMR after a random back-off.
+    fn ask_for_spm(&mut self, env: &mut Env, now: Instant) {
         if self.path.is_none() {
+            //= https://www.rfc-editor.org/rfc/rfc3208#section-6.2
+            // (paraphrase) SPMR: data before any SPM -> ask the source for one after a back-off
             let at = env.random_after(now, env.cfg.spmr_expiry);
             self.spmr_at = Some(at);
             env.timers.push(Reverse(TimerEntry {
@@ -771,19 +778,7 @@ impl Peer {
                 start = d.trail;
             }
             self.start(start);
-            if self.path.is_none() {
-                //= https://www.rfc-editor.org/rfc/rfc3208#section-6.2
-                // (paraphrase) SPMR: data before any SPM -> ask the source for one after a back-off
-                let span = env.cfg.spmr_expiry;
-                let at = env.random_after(now, span);
-                self.spmr_at = Some(at);
-                env.timers.push(Reverse(TimerEntry {
-                    at,
-                    peer: self.idx,
-                    epoch: self.epoch,
-                    kind: TimerKind::Spmr,
-                }));
-            }
+            self.ask_for_spm(env, now);
         }
         self.apply_trail(env, d.trail, sqn);
         if opts.fin && self.fin.is_none() {

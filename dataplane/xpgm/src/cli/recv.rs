@@ -105,15 +105,6 @@ impl PerSource {
 /// from duplicates.
 const GAP_MEMORY: usize = 64;
 
-/// Peak resident set size of this process (`VmHWM` in /proc/self/status), KiB.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// Checks a stream of message indexes.
 #[derive(Debug, Default)]
 pub struct IndexCheck {
@@ -473,7 +464,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "sources": listed,
             "sources_seen": per.len() + usize::from(primary.is_some()),
             "stray_untracked": stray_untracked,
-            "vm_hwm_kib": peak_rss_kib(),
+            "vm_hwm_kib": super::send::vm_hwm_kib(),
             "error": error,
             "control_lost": stats.control_lost,
             "control_reconnects": stats.control_reconnects,

@@ -85,7 +85,7 @@ impl Pacer {
 
 /// Peak resident set size of this process (`VmHWM` of /proc/self/status), KiB; `None`
 /// where /proc is not available.
-fn vm_hwm_kib() -> Option<u64> {
+pub(super) fn vm_hwm_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
