@@ -736,29 +736,9 @@ fn xdp_receiver_ends_with_the_cause_when_xpgmd_is_killed_for_good() {
     let s = topo.xpgm(&topo.tx(), &sargs);
     std::thread::sleep(Duration::from_secs(2));
     topo.kill_daemon(&rx, "KILL");
-    let killed = Instant::now();
-    let (exited, ok, out, err) = r.finish_or_kill(Duration::from_secs(10));
-    let took = killed.elapsed();
-    assert!(
-        exited && !ok,
-        "receiver must fail (exited {exited}): {out} {err}"
-    );
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
-        "ended {took:?} after the kill, grace 2 s"
-    );
-    let v: Value = serde_json::from_str(out.trim())
-        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?} {err:?}"));
-    eprintln!("receiver: {v}");
-    let text = v["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error: {v}"));
-    assert!(
-        text.contains("connection to xpgmd lost")
-            && text.contains("not back within 2000 ms")
-            && text.contains(" UTC"),
-        "{text}"
-    );
+    let (v, err) = ends_naming_lost_control(r, "receiver", Duration::from_secs(10));
+    let text = v["error"].as_str().unwrap_or_default();
+    assert!(text.contains(" UTC"), "{text}");
     assert!(err.contains(text), "stderr names it too: {err}");
     assert_eq!(u(&v, "control_lost"), 1, "{v}");
     assert_eq!(u(&v, "control_reconnects"), 0, "{v}");
@@ -919,27 +899,7 @@ fn xdp_source_ends_with_the_cause_when_xpgmd_is_killed_for_good() {
     let s = topo.xpgm(&tx, &send_with_grace(group, "30000", "2000"));
     std::thread::sleep(Duration::from_secs(2));
     topo.kill_daemon(&tx, "KILL");
-    let killed = Instant::now();
-    let (exited, ok, out, err) = s.finish_or_kill(Duration::from_secs(15));
-    let took = killed.elapsed();
-    assert!(
-        exited && !ok,
-        "sender must fail (exited {exited}): {out} {err}"
-    );
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
-        "ended {took:?} after the kill, grace 2 s"
-    );
-    let sj: Value = serde_json::from_str(out.trim())
-        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?} {err:?}"));
-    eprintln!("sender: {sj}");
-    let text = sj["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error: {sj}"));
-    assert!(
-        text.contains("connection to xpgmd lost") && text.contains("not back within 2000 ms"),
-        "{text}"
-    );
+    let (sj, _) = ends_naming_lost_control(s, "sender", Duration::from_secs(15));
     assert_eq!(u(&sj, "control_lost"), 1, "{sj}");
     let v = r.json(Duration::from_secs(30));
     let odata = u(&sj, "odata_sent");
@@ -1034,4 +994,32 @@ fn xdp_overrun_of_a_small_ring_is_counted_and_repaired_3000_byte_messages() {
 #[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
 fn xdp_overrun_of_a_small_ring_is_counted_and_repaired_64_byte_messages() {
     xdp_overrun("p", "64", 100_000);
+}
+
+/// Waits (at most `limit`) for `p`, whose xpgmd was just killed with a 2 s grace: it
+/// must fail 2 to 4 s later with a JSON summary whose `error` names the lost
+/// connection and the grace. Returns the summary and stderr.
+fn ends_naming_lost_control(p: Proc, what: &str, limit: Duration) -> (Value, String) {
+    let killed = Instant::now();
+    let (exited, ok, out, err) = p.finish_or_kill(limit);
+    let took = killed.elapsed();
+    assert!(
+        exited && !ok,
+        "{what} must fail (exited {exited}): {out} {err}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "{what} ended {took:?} after the kill, grace 2 s"
+    );
+    let v: Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {out:?} {err:?}"));
+    eprintln!("{what}: {v}");
+    let text = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error: {v}"));
+    assert!(
+        text.contains("connection to xpgmd lost") && text.contains("not back within 2000 ms"),
+        "{text}"
+    );
+    (v, err)
 }
