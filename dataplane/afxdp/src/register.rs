@@ -221,21 +221,6 @@ pub fn register(
     tsi: &str,
     sockets: &[SocketSpec<'_>],
 ) -> Result<Registration, RegisterError> {
-    register_shared(socket_path, role, group, port, tsi, sockets, None)
-}
-
-/// Like [`register`], also telling xpgmd the path of the session's shared
-/// delivery ring (`ring`), which other local consumers find with
-/// [`find_served`] and attach to.
-pub fn register_shared(
-    socket_path: &Path,
-    role: &Role,
-    group: IpAddr,
-    port: u16,
-    tsi: &str,
-    sockets: &[SocketSpec<'_>],
-    ring: Option<&Path>,
-) -> Result<Registration, RegisterError> {
     register_within(
         socket_path,
         role,
@@ -243,14 +228,15 @@ pub fn register_shared(
         port,
         tsi,
         sockets,
-        ring,
+        None,
         None,
         &[],
     )
 }
 
-/// Like [`register_shared`], waiting at most `timeout` (`None`: 30 s) for xpgmd's
-/// reply (a data-plane worker re-registering must not stall on a slow xpgmd); a
+/// Like [`register`], also telling xpgmd the path of the session's shared delivery
+/// ring (`ring`, which other local consumers find with [`find_served`] and attach to),
+/// and waiting at most `timeout` (`None`: 30 s) for xpgmd's reply (a data-plane worker re-registering must not stall on a slow xpgmd); a
 /// receiver with `sources` is joined source-specifically (IGMPv3/MLDv2 INCLUDE those
 /// sources) by xpgmd.
 #[expect(clippy::too_many_arguments, reason = "the register request's fields")]

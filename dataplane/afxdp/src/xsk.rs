@@ -94,6 +94,9 @@ pub struct XskConfig {
     pub huge_pages: bool,
 }
 
+/// Default UMEM chunks per socket ([`XskConfig::frames`]): half receive, half transmit.
+pub const DEFAULT_FRAMES: u32 = 16384;
+
 impl Default for XskConfig {
     fn default() -> Self {
         Self {
@@ -102,7 +105,7 @@ impl Default for XskConfig {
             // unpaced 64 B sender at ~100 000 msg/s overran both receivers of
             // scripts/test-overload (10-30 % of ODATA lost at the ring, all repaired);
             // with 16384, none of 8 bursts of 20 000-50 000 messages lost one (docs/defaults.md).
-            frames: 16384,
+            frames: DEFAULT_FRAMES,
             frame_size: 2048,
             bind: BindPreference::Auto,
             huge_pages: true,

@@ -1007,8 +1007,9 @@ impl Peer {
             // Unreachable: more than `nak_ncf_retries` of this sequence's NAK rounds
             // drew nothing, and the source has answered nobody's NAK (no NCF, no RDATA)
             // for as long as that many rounds take at the base interval.
-            let quiet = env.cfg.nak_rpt_ivl * env.cfg.nak_ncf_retries.saturating_add(1);
-            let silent = self.repair_heard.is_none_or(|h| now - h >= quiet);
+            let silent = self
+                .repair_heard
+                .is_none_or(|h| now - h >= unreachable_after(&env.cfg));
             if unanswered > env.cfg.nak_ncf_retries && silent {
                 self.set(sqn, Slot::Lost);
                 env.stats.retries_exhausted += 1;
@@ -1295,8 +1296,15 @@ const MAX_RETRY_SHIFT: u32 = 3;
 /// `base << MAX_RETRY_SHIFT`. A source that holds the data but repairs it late costs a
 /// falling NAK rate; ordinary loss of NAKs or RDATA keeps the base intervals, so
 /// repairs stay fast and finish well before a short transmit window moves on.
+/// How long the source must have answered nobody's NAK before a sequence may be given
+/// up as unreachable: as long as `nak_ncf_retries + 1` rounds take at the base interval.
+fn unreachable_after(cfg: &ReceiverConfig) -> Duration {
+    cfg.nak_rpt_ivl
+        .saturating_mul(cfg.nak_ncf_retries.saturating_add(1))
+}
+
 fn retry_ivl(base: Duration, slow: u32) -> Duration {
-    base * (1u32 << slow.saturating_sub(1).min(MAX_RETRY_SHIFT))
+    base.saturating_mul(1u32 << slow.saturating_sub(1).min(MAX_RETRY_SHIFT))
 }
 
 fn fragment_ok(f: &Fragment, sqn: Sqn, len: usize, max_apdu: usize) -> bool {
@@ -1336,6 +1344,25 @@ mod tests {
         p.extend(&mut env, Instant::ZERO, Sqn(10 + 1023));
         assert_eq!(p.slots.len(), 1024, "capped at rxw_sqns");
         assert!((0..1024).all(|i| matches!(p.get(Sqn(10 + i)), Slot::Missing { .. })));
+    }
+
+    #[test]
+    fn back_off_arithmetic_saturates_instead_of_overflowing() {
+        assert_eq!(retry_ivl(Duration::MAX, 9), Duration::MAX);
+        assert_eq!(
+            retry_ivl(Duration::from_millis(200), 9),
+            Duration::from_millis(1600)
+        );
+        let cfg = ReceiverConfig {
+            nak_ncf_retries: u32::MAX,
+            nak_rpt_ivl: Duration::from_secs(u64::MAX / 4),
+            ..ReceiverConfig::default()
+        };
+        assert_eq!(unreachable_after(&cfg), Duration::MAX);
+        assert_eq!(
+            unreachable_after(&ReceiverConfig::default()),
+            Duration::from_millis(2200)
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::Error;
 
 /// Default of [`SessionConfig::xdp_frames`]: the AF_XDP crate's default geometry (16384
 /// chunks: 8192-entry fill and RX rings; docs/reliability.md section 8).
-pub const DEFAULT_XDP_FRAMES: u32 = 16384;
+pub const DEFAULT_XDP_FRAMES: u32 = xpgm_afxdp::xsk::DEFAULT_FRAMES;
 
 /// Which transport a session uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
