@@ -112,6 +112,9 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("NCF", "ncf_sent", "ncf_received"),
     ("LOST", "", "unrecoverable"),
     ("OVERRUN", "", "overruns"),
+    // Frames steered to the session and refused below PGM (by reason in --json and
+    // Prometheus: rejected_checksum, rejected_header, rejected_not_pgm, rejected_address).
+    ("REJECT", "frames_rejected", "frames_rejected"),
     ("DUP", "", "duplicates"),
     ("DELIV", "messages_accepted", "delivered"),
 ];
@@ -250,6 +253,8 @@ mod tests {
         b.set(rcv::UNRECOVERABLE, 4);
         b.set(rcv::OVERRUNS, 60);
         b.set(rcv::SOCKET_DROPS, 60);
+        b.set(rcv::FRAMES_REJECTED, 14);
+        b.set(rcv::REJECTED_CHECKSUM, 14);
         let mut s2 = sample(&dir).expect("sample");
         // Fix the interval so rates are exact.
         s2.at = s1.at + Duration::from_secs(2);
@@ -267,12 +272,16 @@ mod tests {
         assert_eq!(ss[1]["counters"]["overruns"], 60);
         assert_eq!(ss[1]["counters"]["socket_drops"], 60);
         assert_eq!(ss[1]["rates"]["overruns"], 30.0);
+        assert_eq!(ss[1]["counters"]["frames_rejected"], 14);
+        assert_eq!(ss[1]["counters"]["rejected_checksum"], 14);
         let t = report_table(&s1, &s2);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("SESSION"));
         assert!(
-            lines[0].contains(" LOST ") && lines[0].contains(" OVERRUN "),
+            lines[0].contains(" LOST ")
+                && lines[0].contains(" OVERRUN ")
+                && lines[0].contains(" REJECT "),
             "{t}"
         );
         assert!(
@@ -282,7 +291,8 @@ mod tests {
         assert!(
             lines[2].contains("receiver")
                 && lines[2].contains("4 2/s")
-                && lines[2].contains("60 30/s"),
+                && lines[2].contains("60 30/s")
+                && lines[2].contains("14 7/s"),
             "{t}"
         );
         // A session that appears between samples has totals but no rates.

@@ -258,14 +258,88 @@ pub struct RxFrame<'a> {
     pub dst_ip: IpAddr,
     /// The PGM packet (its own checksum is verified by the engine's parser).
     pub pgm: &'a [u8],
+    /// UDP-encapsulated with a UDP checksum that did not verify, accepted because the
+    /// PGM checksum did (the sender's kernel left the UDP checksum to an offload that
+    /// never ran: see `xpgm_core::wire::framing::pgm_payload_of_ipv4`).
+    pub udp_checksum_bad: bool,
+}
+
+/// Why a received frame was refused, as counted ([`RxCounters`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// UDP-encapsulated, and neither the UDP nor the PGM checksum verified.
+    Checksum,
+    /// Malformed below PGM: truncated, bad lengths, IPv4 header checksum, an IP
+    /// fragment, not IP, or an IP family other than the session's.
+    Header,
+    /// IP, but not PGM under the session's framing (protocol, UDP port).
+    NotPgm,
+    /// Not addressed to this session (destination), or from a multicast, unspecified
+    /// or loopback source.
+    Address,
+}
+
+impl FrameError {
+    /// The counter this refusal is counted in.
+    pub fn reject(&self) -> Reject {
+        match self {
+            FrameError::Wire(WireError::BadUdpChecksum) => Reject::Checksum,
+            FrameError::Wire(WireError::NotPgm) => Reject::NotPgm,
+            FrameError::WrongDestination(_) | FrameError::BadSource(_) => Reject::Address,
+            FrameError::Truncated
+            | FrameError::NotIp(_)
+            | FrameError::WrongFamily
+            | FrameError::MixedFamilies
+            | FrameError::Wire(_) => Reject::Header,
+        }
+    }
+}
+
+/// Per-reason counts of the frames a socket received (docs/reliability.md section 9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxCounters {
+    /// Accepted although the UDP checksum did not verify (the PGM checksum did).
+    pub udp_checksum_bad_accepted: u64,
+    /// Refused: UDP and PGM checksums both failed ([`Reject::Checksum`]).
+    pub rejected_checksum: u64,
+    /// Refused: [`Reject::Header`].
+    pub rejected_header: u64,
+    /// Refused: [`Reject::NotPgm`].
+    pub rejected_not_pgm: u64,
+    /// Refused: [`Reject::Address`].
+    pub rejected_address: u64,
+}
+
+impl RxCounters {
+    /// Counts the outcome of one [`parse`].
+    pub fn count(&mut self, r: &Result<RxFrame<'_>, FrameError>) {
+        match r {
+            Ok(f) => self.udp_checksum_bad_accepted += u64::from(f.udp_checksum_bad),
+            Err(e) => match e.reject() {
+                Reject::Checksum => self.rejected_checksum += 1,
+                Reject::Header => self.rejected_header += 1,
+                Reject::NotPgm => self.rejected_not_pgm += 1,
+                Reject::Address => self.rejected_address += 1,
+            },
+        }
+    }
+
+    /// Frames refused, all reasons.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_checksum
+            + self.rejected_header
+            + self.rejected_not_pgm
+            + self.rejected_address
+    }
 }
 
 /// Validates an Ethernet frame and returns the PGM packet inside.
 ///
 /// Checks: Ethernet header present, at most one 802.1Q/802.1ad tag, IPv4
 /// header checksum and lengths (IPv6 payload length), not a fragment, raw
-/// PGM (protocol 113) or UDP to one of `framing`'s ports with a valid UDP
-/// checksum, source address neither multicast, unspecified nor loopback,
+/// PGM (protocol 113) or UDP to one of `framing`'s ports whose UDP checksum
+/// verifies — or, failing that, whose PGM checksum does (set in
+/// [`RxFrame::udp_checksum_bad`]) — source address neither multicast, unspecified nor loopback,
 /// and the destination is one of `accept` (the group for a receiver, the
 /// local address for a source).
 pub fn parse<'a>(
@@ -283,14 +357,22 @@ pub fn parse<'a>(
         off += 4;
     }
     let ip = frame.get(off..).ok_or(FrameError::Truncated)?;
-    let (src_ip, dst_ip, pgm) = match ethertype {
+    let (src_ip, dst_ip, (pgm, udp_checksum_bad)) = match ethertype {
         ETHERTYPE_IPV4 => {
-            let (s, d, p) = framing::pgm_payload_of_ipv4(ip, framing)?;
-            (IpAddr::V4(s), IpAddr::V4(d), p)
+            let p = framing::pgm_payload_of_ipv4(ip, framing)?;
+            (
+                IpAddr::V4(p.src),
+                IpAddr::V4(p.dst),
+                (p.pgm, p.udp_checksum_bad),
+            )
         }
         ETHERTYPE_IPV6 => {
-            let (s, d, p) = framing::pgm_payload_of_ipv6(ip, framing)?;
-            (IpAddr::V6(s), IpAddr::V6(d), p)
+            let p = framing::pgm_payload_of_ipv6(ip, framing)?;
+            (
+                IpAddr::V6(p.src),
+                IpAddr::V6(p.dst),
+                (p.pgm, p.udp_checksum_bad),
+            )
         }
         other => return Err(FrameError::NotIp(other)),
     };
@@ -305,6 +387,7 @@ pub fn parse<'a>(
         src_ip,
         dst_ip,
         pgm,
+        udp_checksum_bad,
     })
 }
 
@@ -521,7 +604,7 @@ mod tests {
         g[14 + 10] ^= 0xff;
         assert_eq!(
             parse(&g[..n], Framing::RawIp, &[group]),
-            Err(FrameError::Wire(WireError::BadChecksum))
+            Err(FrameError::Wire(WireError::BadIpChecksum))
         );
         // ARP.
         let mut g = f;
@@ -555,6 +638,78 @@ mod tests {
             h.write(&mut buf[..40], Mac::default(), group, 16, 0),
             Err(FrameError::Truncated)
         );
+    }
+
+    /// A real PGM packet (checksummed) behind UDP headers, as an AF_XDP source sends it.
+    fn udp_pgm_frame(src: IpAddr, group: IpAddr) -> (Vec<u8>, usize) {
+        let h = headers(src, Framing::udp_default());
+        let mut f = vec![0u8; 256];
+        let off = h.pgm_offset();
+        let repr = xpgm_core::wire::PacketRepr {
+            sport: 4000,
+            dport: 7500,
+            gsi: xpgm_core::wire::Gsi([1, 2, 3, 4, 5, 6]),
+            body: xpgm_core::wire::Body::Odata(xpgm_core::wire::Data {
+                sqn: xpgm_core::Sqn(1),
+                trail: xpgm_core::Sqn(0),
+                payload: b"tick",
+            }),
+            options: xpgm_core::wire::Options::default(),
+        };
+        let len = repr.emit(&mut f[off..]).unwrap();
+        let n = h
+            .write(&mut f, Mac::of_multicast(group), group, len, 1)
+            .unwrap();
+        f.truncate(n);
+        (f, off)
+    }
+
+    #[test]
+    fn rejects_are_counted_by_reason_and_offloaded_udp_checksums_accepted() {
+        let src: IpAddr = "10.77.0.1".parse().unwrap();
+        let group: IpAddr = "239.192.0.7".parse().unwrap();
+        let framing = Framing::udp_default();
+        let (good, off) = udp_pgm_frame(src, group);
+        let udp_sum = off - 8 + 6;
+        let mut c = RxCounters::default();
+        let r = parse(&good, framing, &[group]);
+        assert!(r.as_ref().is_ok_and(|f| !f.udp_checksum_bad));
+        c.count(&r);
+        // The UDP checksum an offloading sender leaves behind: accepted, counted.
+        let mut partial = good.clone();
+        partial[udp_sum] ^= 0x5a;
+        let r = parse(&partial, framing, &[group]);
+        assert!(r.as_ref().is_ok_and(|f| f.udp_checksum_bad), "{r:?}");
+        c.count(&r);
+        // ... and a corrupted byte as well: neither checksum holds.
+        let mut both = partial.clone();
+        let last = both.len() - 1;
+        both[last] ^= 1;
+        let r = parse(&both, framing, &[group]);
+        assert_eq!(r, Err(FrameError::Wire(WireError::BadUdpChecksum)));
+        c.count(&r);
+        // Bad IPv4 header checksum, not our group, wrong UDP port.
+        let mut iphdr = good.clone();
+        iphdr[14 + 8] ^= 1;
+        c.count(&parse(&iphdr, framing, &[group]));
+        let other: IpAddr = "239.192.0.8".parse().unwrap();
+        c.count(&parse(&good, framing, &[other]));
+        let ports = Framing::Udp {
+            ucast_port: 1,
+            mcast_port: 2,
+        };
+        c.count(&parse(&good, ports, &[group]));
+        assert_eq!(
+            c,
+            RxCounters {
+                udp_checksum_bad_accepted: 1,
+                rejected_checksum: 1,
+                rejected_header: 1,
+                rejected_not_pgm: 1,
+                rejected_address: 1,
+            }
+        );
+        assert_eq!(c.rejected(), 4);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use xpgm_core::source::Destination;
 use xpgm_core::wire::Nla;
 use xpgm_core::wire::framing::Framing;
 
-use crate::frame::{self, Mac, NeighbourCache, TxHeaders, ip_of, nla_of};
+use crate::frame::{self, Mac, NeighbourCache, RxCounters, TxHeaders, ip_of, nla_of};
 use crate::iface::InterfaceInfo;
 use crate::link::{Link, TxOutcome};
 use crate::register::{self, RegisterError, Registration, Role, SocketSpec};
@@ -125,6 +125,8 @@ pub struct XdpPort {
     ident: u16,
     send_errors: u64,
     unsent: bool,
+    /// What became of the frames received ([`XdpPort::rx_counters`]).
+    rx: RxCounters,
 }
 
 impl XdpPort {
@@ -184,6 +186,7 @@ impl XdpPort {
             ident: 0,
             send_errors: 0,
             unsent: false,
+            rx: RxCounters::default(),
         };
         if side == Side::Receiver {
             port.register(Role::Receiver, "")?;
@@ -326,16 +329,25 @@ impl XdpPort {
     pub fn recv_batch(&mut self, max: usize, f: &mut dyn FnMut(Nla, &[u8])) -> usize {
         self.flush_tx();
         let (framing, accept, neighbours) = (self.framing, &self.accept, &mut self.neighbours);
+        let rx = &mut self.rx;
         let max = u32::try_from(max).unwrap_or(u32::MAX);
         let mut n = 0;
         self.sock.recv(max, &mut |bytes| {
-            if let Ok(fr) = frame::parse(bytes, framing, accept) {
+            let r = frame::parse(bytes, framing, accept);
+            rx.count(&r);
+            if let Ok(fr) = r {
                 neighbours.learn(fr.src_ip, fr.src_mac);
                 f(nla_of(fr.src_ip), fr.pgm);
                 n += 1;
             }
         });
         n
+    }
+
+    /// Per-reason counts of the frames received so far: refused ones (never handed
+    /// to the caller) and those accepted on their PGM checksum alone.
+    pub fn rx_counters(&self) -> RxCounters {
+        self.rx
     }
 
     /// Sends one PGM packet (copied into a UMEM frame). Returns false when

@@ -37,12 +37,18 @@ pub fn check(data: &[u8]) {
         }
     }
     for framing in [Framing::RawIp, Framing::udp_default()] {
-        if let Ok((_, _, pgm)) = pgm_payload_of_ipv4(data, framing) {
+        if let Ok(p) = pgm_payload_of_ipv4(data, framing) {
+            let pgm = p.pgm;
             assert!(pgm.len() <= data.len());
+            // Accepted without a valid UDP checksum only on a valid PGM checksum.
+            assert!(!p.udp_checksum_bad || xpgm_core::wire::checksum::verify(pgm));
             let _ = PacketRepr::parse(pgm);
         }
-        if let Ok((_, _, pgm)) = pgm_payload_of_ipv6(data, framing) {
+        if let Ok(p) = pgm_payload_of_ipv6(data, framing) {
+            let pgm = p.pgm;
             assert!(pgm.len() <= data.len());
+            // Accepted without a valid UDP checksum only on a valid PGM checksum.
+            assert!(!p.udp_checksum_bad || xpgm_core::wire::checksum::verify(pgm));
             let _ = PacketRepr::parse(pgm);
         }
     }

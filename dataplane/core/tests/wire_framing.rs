@@ -83,7 +83,8 @@ fn v4_frame(framing: Framing, payload: &[u8]) -> (Vec<u8>, usize) {
 fn raw_ip_roundtrip() {
     let (frame, n) = v4_frame(Framing::RawIp, b"raw pgm");
     assert_eq!(frame[9], IP_PROTOCOL);
-    let (src, dst, pgm) = pgm_payload_of_ipv4(&frame, Framing::RawIp).unwrap();
+    let p = pgm_payload_of_ipv4(&frame, Framing::RawIp).unwrap();
+    let (src, dst, pgm) = (p.src, p.dst, p.pgm);
     assert_eq!(src, Ipv4Addr::new(10, 0, 0, 1));
     assert_eq!(dst, Ipv4Addr::new(239, 192, 0, 1));
     assert_eq!(pgm.len(), n);
@@ -107,8 +108,9 @@ fn udp_roundtrip_and_independent_checksum() {
     let mut acc = ref_sum(&frame[12..20]) + 17 + udp.len() as u32;
     acc += ref_sum(udp);
     assert_eq!(fold(acc), 0xffff);
-    let (_, _, pgm) = pgm_payload_of_ipv4(&frame, framing).unwrap();
-    assert_eq!(PacketRepr::parse(pgm).unwrap(), odata(b"udp pgm!"));
+    let p = pgm_payload_of_ipv4(&frame, framing).unwrap();
+    assert!(!p.udp_checksum_bad);
+    assert_eq!(PacketRepr::parse(p.pgm).unwrap(), odata(b"udp pgm!"));
     assert_eq!(
         pgm_payload_of_ipv4(&frame, Framing::RawIp),
         Err(Error::NotPgm)
@@ -118,16 +120,69 @@ fn udp_roundtrip_and_independent_checksum() {
         mcast_port: 2,
     };
     assert_eq!(pgm_payload_of_ipv4(&frame, other_ports), Err(Error::NotPgm));
-    // A flipped payload bit is caught by the UDP checksum.
+    // A flipped payload bit fails both the UDP and the PGM checksum.
     let mut bad = frame.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0x01;
-    assert_eq!(pgm_payload_of_ipv4(&bad, framing), Err(Error::BadChecksum));
+    assert_eq!(
+        pgm_payload_of_ipv4(&bad, framing),
+        Err(Error::BadUdpChecksum)
+    );
     // A zero UDP checksum means "none" over IPv4.
     let mut none = frame.clone();
     none[26] = 0;
     none[27] = 0;
-    assert!(pgm_payload_of_ipv4(&none, framing).is_ok());
+    let p = pgm_payload_of_ipv4(&none, framing).unwrap();
+    assert!(!p.udp_checksum_bad);
+}
+
+/// What a sender whose kernel leaves the UDP checksum to an offload puts on the wire:
+/// only the pseudo-header sum in the field (Linux's CHECKSUM_PARTIAL over veth).
+fn partial_udp_checksum(frame: &mut [u8]) {
+    let udp_len = frame.len() - 20;
+    let pseudo = ref_sum(&frame[12..20]) + 17 + udp_len as u32;
+    frame[26..28].copy_from_slice(&fold(pseudo).to_be_bytes());
+}
+
+#[test]
+fn a_bad_udp_checksum_is_accepted_when_the_pgm_checksum_verifies() {
+    let framing = Framing::udp_default();
+    let (frame, _) = v4_frame(framing, b"offloaded");
+    let mut partial = frame.clone();
+    partial_udp_checksum(&mut partial);
+    assert_ne!(partial[26..28], frame[26..28]);
+    let p = pgm_payload_of_ipv4(&partial, framing).unwrap();
+    assert!(p.udp_checksum_bad);
+    assert_eq!(PacketRepr::parse(p.pgm).unwrap(), odata(b"offloaded"));
+    // The PGM packet starts after IPv4 (20) and UDP (8) headers; its checksum is at
+    // bytes 6..8. Without a PGM checksum nothing vouches for the bytes: refused.
+    let mut no_pgm_sum = partial.clone();
+    no_pgm_sum[28 + 6] = 0;
+    no_pgm_sum[28 + 7] = 0;
+    assert_eq!(
+        pgm_payload_of_ipv4(&no_pgm_sum, framing),
+        Err(Error::BadUdpChecksum)
+    );
+    // A corrupted byte under a partial UDP checksum fails the PGM checksum: refused.
+    let mut corrupt = partial.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x40;
+    assert_eq!(
+        pgm_payload_of_ipv4(&corrupt, framing),
+        Err(Error::BadUdpChecksum)
+    );
+    // The rule is about checksums only: lengths and ports are still checked.
+    let mut short = partial.clone();
+    short[24..26].copy_from_slice(&7u16.to_be_bytes());
+    assert_eq!(pgm_payload_of_ipv4(&short, framing), Err(Error::BadLength));
+    let other_ports = Framing::Udp {
+        ucast_port: 1,
+        mcast_port: 2,
+    };
+    assert_eq!(
+        pgm_payload_of_ipv4(&partial, other_ports),
+        Err(Error::NotPgm)
+    );
 }
 
 #[test]
@@ -137,7 +192,7 @@ fn ipv4_errors() {
     bad[8] ^= 1; // TTL: header checksum no longer matches
     assert_eq!(
         pgm_payload_of_ipv4(&bad, Framing::RawIp),
-        Err(Error::BadChecksum)
+        Err(Error::BadIpChecksum)
     );
     assert_eq!(
         pgm_payload_of_ipv4(&frame[..frame.len() - 1], Framing::RawIp),
@@ -194,7 +249,8 @@ fn ipv6_raw_with_hop_by_hop() {
     ip.emit(&mut frame).unwrap();
     frame.extend_from_slice(&hbh);
     frame.extend_from_slice(&pgm[..n]);
-    let (s, d, body) = pgm_payload_of_ipv6(&frame, Framing::RawIp).unwrap();
+    let p = pgm_payload_of_ipv6(&frame, Framing::RawIp).unwrap();
+    let (s, d, body) = (p.src, p.dst, p.pgm);
     assert_eq!((s, d), (src, dst));
     assert_eq!(PacketRepr::parse(body).unwrap(), odata(b"six"));
     assert_eq!(Ipv6Repr::parse(&frame).unwrap().0, ip);
@@ -237,13 +293,21 @@ fn ipv6_udp_checksum_mandatory() {
     let mut frame = vec![0u8; 40];
     ip.emit(&mut frame).unwrap();
     frame.extend_from_slice(&seg);
-    let (_, _, pgm) = pgm_payload_of_ipv6(&frame, Framing::udp_default()).unwrap();
-    assert_eq!(PacketRepr::parse(pgm).unwrap(), odata(b"udp6"));
+    let p = pgm_payload_of_ipv6(&frame, Framing::udp_default()).unwrap();
+    assert!(!p.udp_checksum_bad);
+    assert_eq!(PacketRepr::parse(p.pgm).unwrap(), odata(b"udp6"));
+    // A zero UDP checksum is invalid over IPv6 (RFC 8200 section 8.1); the PGM
+    // checksum still vouches for the packet.
     frame[46] = 0;
     frame[47] = 0;
+    let p = pgm_payload_of_ipv6(&frame, Framing::udp_default()).unwrap();
+    assert!(p.udp_checksum_bad);
+    // ... unless it is absent too.
+    frame[48 + 6] = 0;
+    frame[48 + 7] = 0;
     assert_eq!(
         pgm_payload_of_ipv6(&frame, Framing::udp_default()),
-        Err(Error::BadChecksum)
+        Err(Error::BadUdpChecksum)
     );
 }
 
@@ -259,4 +323,45 @@ fn framing_defaults() {
     assert_eq!(Framing::default(), Framing::RawIp);
     assert_eq!(Framing::RawIp.encap_len(), 0);
     assert_eq!(Framing::udp_default().ip_protocol(), 17);
+}
+
+proptest::proptest! {
+    /// The checksum rule over any payload, any UDP checksum field and any PGM checksum
+    /// field: accepted exactly when the UDP checksum verifies (or is absent over IPv4),
+    /// or else when the PGM checksum is present and verifies; a packet accepted on the
+    /// PGM checksum alone says so.
+    #[test]
+    fn udp_or_pgm_checksum_vouches_for_the_packet(
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        udp_sum in proptest::prelude::any::<u16>(),
+        pgm_sum in proptest::option::of(proptest::prelude::any::<u16>()),
+    ) {
+        let framing = Framing::udp_default();
+        let (mut frame, _) = v4_frame(framing, &payload);
+        if let Some(c) = pgm_sum {
+            frame[34..36].copy_from_slice(&c.to_be_bytes());
+        }
+        frame[26..28].copy_from_slice(&udp_sum.to_be_bytes());
+        // Verdicts computed independently of the code under test.
+        let udp_len = frame.len() - 20;
+        let udp_ok = udp_sum == 0
+            || fold(ref_sum(&frame[12..20]) + 17 + udp_len as u32 + ref_sum(&frame[20..])) == 0xffff;
+        let pgm_field = u16::from_be_bytes([frame[34], frame[35]]);
+        let pgm_ok = pgm_field != 0 && fold(ref_sum(&frame[28..])) == 0xffff;
+        let r = pgm_payload_of_ipv4(&frame, framing);
+        match r {
+            Ok(p) => {
+                proptest::prop_assert!(udp_ok || pgm_ok);
+                proptest::prop_assert_eq!(p.udp_checksum_bad, !udp_ok);
+            }
+            Err(e) => {
+                proptest::prop_assert!(!udp_ok && !pgm_ok, "{e:?}");
+                proptest::prop_assert_eq!(e, Error::BadUdpChecksum);
+            }
+        }
+        // Unmodified, the PGM checksum that xpgm emits verifies.
+        if pgm_sum.is_none() {
+            proptest::prop_assert!(pgm_ok);
+        }
+    }
 }

@@ -19,7 +19,10 @@
 //! | 14..16 | interface name, NUL-padded ASCII |
 //! | 16..24 | group address text, NUL-padded ASCII |
 //! | 24..32 | reserved (zero) |
-//! | 32..64 | counters ([`SOURCE_COUNTERS`] or [`RECEIVER_COUNTERS`] by index) |
+//! | 32..96 | counters ([`SOURCE_COUNTERS`] or [`RECEIVER_COUNTERS`] by index) |
+//!
+//! Files written before the counter area grew to 64 words ([`V1_TOTAL_WORDS`] words,
+//! 32 counters) are still read: word 2 says which size a file is.
 
 /// "XPGMSTAT" as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"XPGMSTAT");
@@ -28,7 +31,9 @@ pub const VERSION: u64 = 1;
 /// Words before the counters.
 pub const HEADER_WORDS: usize = 32;
 /// Counter words.
-pub const COUNTERS: usize = 32;
+pub const COUNTERS: usize = 64;
+/// Words in a file of the first, 32-counter size (still accepted by the reader).
+pub const V1_TOTAL_WORDS: usize = HEADER_WORDS + 32;
 /// Words in a file.
 pub const TOTAL_WORDS: usize = HEADER_WORDS + COUNTERS;
 /// Bytes in a file.
@@ -195,6 +200,12 @@ pub mod src {
     pub const REPAIRS_EXPIRED: usize = 22;
     pub const CONTROL_LOST: usize = 23;
     pub const CONTROL_RECONNECTS: usize = 24;
+    pub const UDP_CHECKSUM_BAD_ACCEPTED: usize = 25;
+    pub const FRAMES_REJECTED: usize = 26;
+    pub const REJECTED_CHECKSUM: usize = 27;
+    pub const REJECTED_HEADER: usize = 28;
+    pub const REJECTED_NOT_PGM: usize = 29;
+    pub const REJECTED_ADDRESS: usize = 30;
 }
 
 /// Receiver counter indices (used by the worker).
@@ -232,6 +243,51 @@ pub mod rcv {
     pub const XDP_RX_RING_FULL: usize = 29;
     pub const XDP_FILL_RING_EMPTY: usize = 30;
     pub const SOCKET_DROPS: usize = 31;
+    pub const UDP_CHECKSUM_BAD_ACCEPTED: usize = 32;
+    pub const FRAMES_REJECTED: usize = 33;
+    pub const REJECTED_CHECKSUM: usize = 34;
+    pub const REJECTED_HEADER: usize = 35;
+    pub const REJECTED_NOT_PGM: usize = 36;
+    pub const REJECTED_ADDRESS: usize = 37;
+}
+
+/// The six frame counters both roles publish (AF_XDP receive path; docs/reliability.md
+/// section 9), in table order, for the index module `$m` of a role.
+macro_rules! frame_counters {
+    ($m:ident) => {
+        [
+            c(
+                $m::UDP_CHECKSUM_BAD_ACCEPTED,
+                "udp_checksum_bad_accepted",
+                "UDP-encapsulated frames accepted on their PGM checksum although the UDP checksum did not verify",
+            ),
+            c(
+                $m::FRAMES_REJECTED,
+                "frames_rejected",
+                "Frames steered to the session and refused below PGM (the four rejected_* reasons)",
+            ),
+            c(
+                $m::REJECTED_CHECKSUM,
+                "rejected_checksum",
+                "Frames refused: neither the UDP nor the PGM checksum verified",
+            ),
+            c(
+                $m::REJECTED_HEADER,
+                "rejected_header",
+                "Frames refused: truncated, bad lengths, bad IPv4 header checksum, fragment or wrong IP family",
+            ),
+            c(
+                $m::REJECTED_NOT_PGM,
+                "rejected_not_pgm",
+                "Frames refused: not PGM under the session's framing (IP protocol, UDP port)",
+            ),
+            c(
+                $m::REJECTED_ADDRESS,
+                "rejected_address",
+                "Frames refused: not addressed to the session, or from a bad source address",
+            ),
+        ]
+    };
 }
 
 /// A source's counters.
@@ -341,6 +397,12 @@ pub const SOURCE_COUNTERS: &[CounterDef] = &[
         "control_reconnects",
         "Times the session registered again with a restarted xpgmd",
     ),
+    frame_counters!(src)[0],
+    frame_counters!(src)[1],
+    frame_counters!(src)[2],
+    frame_counters!(src)[3],
+    frame_counters!(src)[4],
+    frame_counters!(src)[5],
 ];
 
 /// A receiver's counters.
@@ -481,6 +543,12 @@ pub const RECEIVER_COUNTERS: &[CounterDef] = &[
         "socket_drops",
         "Datagrams the kernel dropped for the receive socket (buffer full, or a bad UDP checksum)",
     ),
+    frame_counters!(rcv)[0],
+    frame_counters!(rcv)[1],
+    frame_counters!(rcv)[2],
+    frame_counters!(rcv)[3],
+    frame_counters!(rcv)[4],
+    frame_counters!(rcv)[5],
 ];
 
 #[cfg(test)]

@@ -92,6 +92,8 @@ mod tests {
         a.set(src::TXW_LEAD, 5);
         let b = StatsWriter::private(&mk(Role::Receiver));
         b.set(rcv::NAKS_SENT, 3);
+        b.set(rcv::REJECTED_NOT_PGM, 8);
+        a.set(src::REJECTED_CHECKSUM, 2);
         let sa = parse(&a.snapshot_bytes()).expect("valid");
         let sb = parse(&b.snapshot_bytes()).expect("valid");
         let text = prometheus(&[sa.clone(), sb.clone()]);
@@ -107,6 +109,9 @@ mod tests {
         assert!(text.contains(&format!("xpgm_source_txw_lead{la} 5\n")));
         let lb = la.replace(&sa.name(), &sb.name());
         assert!(text.contains(&format!("xpgm_receiver_naks_sent_total{lb} 3\n")));
+        // Counters beyond the first 32 slots are exported too.
+        assert!(text.contains(&format!("xpgm_receiver_rejected_not_pgm_total{lb} 8\n")));
+        assert!(text.contains(&format!("xpgm_source_rejected_checksum_total{la} 2\n")));
         // Every non-comment line is `name{labels} value`, and each family's samples
         // follow its TYPE line (no family appears twice).
         let mut seen = std::collections::HashSet::new();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::layout::{
     COUNTERS, GROUP_FIELD, HEADER_WORDS, IFACE_FIELD, Kind, MAGIC, Role, TOTAL_BYTES, TOTAL_WORDS,
-    TRANSPORT_FIELD, VERSION, state, w,
+    TRANSPORT_FIELD, V1_TOTAL_WORDS, VERSION, state, w,
 };
 use crate::writer::label_safe;
 
@@ -142,7 +142,9 @@ fn text(
 
 /// Validates a stats file's bytes. Never panics, whatever the input.
 pub fn parse(bytes: &[u8]) -> Result<SessionStats, ParseError> {
-    if bytes.len() != TOTAL_BYTES {
+    // Today's size, or the first (32-counter) size of the same layout.
+    let words = bytes.len() / 8;
+    if !bytes.len().is_multiple_of(8) || (words != TOTAL_WORDS && words != V1_TOTAL_WORDS) {
         return Err(ParseError::Length(bytes.len()));
     }
     let magic = word(bytes, w::MAGIC);
@@ -153,7 +155,7 @@ pub fn parse(bytes: &[u8]) -> Result<SessionStats, ParseError> {
     if version != VERSION {
         return Err(ParseError::Version(version));
     }
-    if word(bytes, w::TOTAL) != TOTAL_WORDS as u64 {
+    if word(bytes, w::TOTAL) != words as u64 {
         return Err(ParseError::Field("total"));
     }
     let closed = match word(bytes, w::STATE) {
@@ -183,14 +185,14 @@ pub fn parse(bytes: &[u8]) -> Result<SessionStats, ParseError> {
     let n = word(bytes, w::NCOUNTERS);
     // An older writer publishes a prefix of today's table (counters are only
     // appended); a count beyond it comes from a newer, unknown layout.
-    if n == 0 || n > role.counters().len() as u64 {
+    if n == 0 || n > role.counters().len() as u64 || n > (words - HEADER_WORDS) as u64 {
         return Err(ParseError::Field("counters"));
     }
     if (w::GROUP + GROUP_FIELD.1..HEADER_WORDS).any(|i| word(bytes, i) != 0) {
         return Err(ParseError::Field("reserved"));
     }
     let mut counters = [0u64; COUNTERS];
-    for (k, c) in counters.iter_mut().enumerate() {
+    for (k, c) in counters.iter_mut().enumerate().take(words - HEADER_WORDS) {
         *c = word(bytes, HEADER_WORDS + k);
     }
     Ok(SessionStats {
@@ -297,19 +299,30 @@ pub fn scan(dir: &Path, remove_stale: bool) -> io::Result<Scan> {
         }
         // Regular files only (never follow a symlink planted in the directory).
         match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_file() && m.len() == TOTAL_BYTES as u64 => {}
+            Ok(m)
+                if m.file_type().is_file()
+                    && (m.len() == TOTAL_BYTES as u64 || m.len() == V1_TOTAL_WORDS as u64 * 8) => {}
             _ => {
                 out.invalid += 1;
                 continue;
             }
         }
         let mut buf = [0u8; TOTAL_BYTES];
-        let read = File::open(&path).and_then(|mut f| f.read_exact(&mut buf));
+        let mut len = 0;
+        let read = File::open(&path).and_then(|mut f| {
+            // read_to_end without allocating: at most TOTAL_BYTES, then EOF.
+            loop {
+                match f.read(buf.get_mut(len..).unwrap_or_default())? {
+                    0 => return Ok(()),
+                    k => len += k,
+                }
+            }
+        });
         if read.is_err() {
             // Removed between listing and reading: the session just ended.
             continue;
         }
-        match parse(&buf) {
+        match parse(buf.get(..len).unwrap_or_default()) {
             Ok(s) if s.key() == (pid, start, seq) => {
                 if !s.closed {
                     out.sessions.push(SessionStats {
@@ -403,6 +416,32 @@ mod tests {
     }
 
     #[test]
+    fn files_of_the_first_32_counter_size_still_parse() {
+        let w = StatsWriter::private(&info(Role::Receiver));
+        w.set(crate::layout::rcv::SOCKET_DROPS, 5);
+        w.set(crate::layout::rcv::REJECTED_CHECKSUM, 9);
+        let mut old = w.snapshot_bytes()[..V1_TOTAL_WORDS * 8].to_vec();
+        old[w::TOTAL * 8..w::TOTAL * 8 + 8].copy_from_slice(&(V1_TOTAL_WORDS as u64).to_ne_bytes());
+        // Such a writer published at most 32 counters.
+        old[w::NCOUNTERS * 8..w::NCOUNTERS * 8 + 8].copy_from_slice(&32u64.to_ne_bytes());
+        let s = parse(&old).expect("a 32-counter file parses");
+        assert_eq!(s.counter("socket_drops"), Some(5));
+        assert_eq!(
+            s.counter("rejected_checksum"),
+            None,
+            "not in a 32-counter file"
+        );
+        // More counters than such a file holds: refused.
+        old[w::NCOUNTERS * 8..w::NCOUNTERS * 8 + 8].copy_from_slice(&33u64.to_ne_bytes());
+        assert_eq!(parse(&old), Err(ParseError::Field("counters")));
+        // A file of either size with the other size's total word: refused.
+        assert_eq!(
+            parse(&old[..old.len() - 8]),
+            Err(ParseError::Length(V1_TOTAL_WORDS * 8 - 8))
+        );
+    }
+
+    #[test]
     fn hostile_text_is_sanitised() {
         let mut i = info(Role::Receiver);
         i.iface = "a\"b\\c\nd\u{e9}".into();
@@ -438,6 +477,10 @@ mod tests {
         assert_eq!(set(w::NCOUNTERS, 0), Err(ParseError::Field("counters")));
         assert_eq!(set(w::NCOUNTERS, 64), Err(ParseError::Field("counters")));
         assert_eq!(set(w::TOTAL, 1), Err(ParseError::Field("total")));
+        assert_eq!(
+            set(w::TOTAL, V1_TOTAL_WORDS as u64),
+            Err(ParseError::Field("total"))
+        );
         assert_eq!(set(30, 1), Err(ParseError::Field("reserved")));
         assert_eq!(set(w::IFACE, 0x0a), Err(ParseError::Field("iface")));
         // Text after the terminating NUL.

@@ -2,7 +2,7 @@
 //! words overwritten, never panic; files a writer produced always parse back.
 
 use proptest::prelude::*;
-use xpgm_stats::layout::TOTAL_BYTES;
+use xpgm_stats::layout::{COUNTERS, TOTAL_BYTES};
 use xpgm_stats::{Role, SessionInfo, StatsWriter, parse};
 
 #[path = "../fuzz/check.rs"]
@@ -38,7 +38,7 @@ proptest! {
     }
 
     #[test]
-    fn written_files_parse_back(i in info(), vals in proptest::collection::vec(any::<u64>(), 32)) {
+    fn written_files_parse_back(i in info(), vals in proptest::collection::vec(any::<u64>(), COUNTERS)) {
         let w = StatsWriter::private(&i);
         for (k, v) in vals.iter().enumerate() {
             w.set(k, *v);

@@ -113,6 +113,10 @@ pub struct PublisherStats {
     pub control_lost: u64,
     /// Times the session registered again with a restarted xpgmd within the grace.
     pub control_reconnects: u64,
+    /// AF_XDP: frames (NAKs, SPMRs) refused below PGM, by reason, and frames accepted
+    /// on their PGM checksum although the UDP checksum failed (docs/reliability.md
+    /// section 9).
+    pub frames: crate::transport::RxCounters,
 }
 
 /// A PGM source. `send` copies the message into the publish ring; the worker thread
@@ -353,6 +357,7 @@ impl Publisher {
                 .saturating_add(c.get(src_ix::ENGINE_UNSENT)),
             control_lost: c.get(src_ix::CONTROL_LOST),
             control_reconnects: c.get(src_ix::CONTROL_RECONNECTS),
+            frames: crate::worker::get_rx(c, src_ix::RX_FRAMES),
         }
     }
 

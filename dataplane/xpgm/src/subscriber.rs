@@ -149,6 +149,9 @@ pub struct SubscriberStats {
     pub xdp_fill_ring_empty: u64,
     /// Kernel sockets: datagrams dropped for the receive socket (buffer full).
     pub socket_drops: u64,
+    /// AF_XDP: frames refused below PGM, by reason, and frames accepted on their PGM
+    /// checksum although the UDP checksum failed (docs/reliability.md section 9).
+    pub frames: crate::transport::RxCounters,
 }
 
 /// Readers a shared delivery ring admits (the owner's tee is its writer).
@@ -740,6 +743,7 @@ impl Subscriber {
             xdp_rx_ring_full: c.get(rcv_ix::XDP_RX_RING_FULL),
             xdp_fill_ring_empty: c.get(rcv_ix::XDP_FILL_RING_EMPTY),
             socket_drops: c.get(rcv_ix::SOCKET_DROPS),
+            frames: crate::worker::get_rx(c, rcv_ix::RX_FRAMES),
         }
     }
 

@@ -33,7 +33,7 @@ use xpgm_stats::layout::{rcv as st_rcv, src as st_src};
 
 use crate::Error;
 use crate::delivery;
-use crate::transport::{Datapath, Overruns};
+use crate::transport::{Datapath, Overruns, RxCounters};
 
 /// Packets read from the network per turn before the engine's output is drained.
 pub const RECV_BATCH: usize = 64;
@@ -127,6 +127,8 @@ pub(crate) mod src_ix {
     pub const CONTROL_RECONNECTS: usize = 20;
     /// Numbered by the engine, not yet transmitted (without the message held back).
     pub const ENGINE_UNSENT: usize = 21;
+    /// First of the five frame counters ([`super::set_rx`]).
+    pub const RX_FRAMES: usize = 22;
 }
 
 /// Receiver counter slots.
@@ -157,6 +159,46 @@ pub(crate) mod rcv_ix {
     pub const XDP_RX_RING_FULL: usize = 23;
     pub const XDP_FILL_RING_EMPTY: usize = 24;
     pub const SOCKET_DROPS: usize = 25;
+    /// First of the five frame counters ([`super::set_rx`]).
+    pub const RX_FRAMES: usize = 26;
+}
+
+// The frame counters' five slots (UDP checksum bad but accepted, then refused for
+// checksum, header, not PGM, address) fit after each role's RX_FRAMES.
+const _: () = assert!(rcv_ix::RX_FRAMES + 5 <= COUNTERS && src_ix::RX_FRAMES + 5 <= COUNTERS);
+
+/// Publishes a transport's frame counters in `c` from slot `base` (application side)
+/// and, with a stats file, at its indices from `udp_checksum_bad_accepted` on.
+fn set_rx(c: &Counters, base: usize, st: Option<(&StatsWriter, usize)>, r: RxCounters) {
+    let vals = [
+        r.udp_checksum_bad_accepted,
+        r.rejected_checksum,
+        r.rejected_header,
+        r.rejected_not_pgm,
+        r.rejected_address,
+    ];
+    for (k, v) in vals.into_iter().enumerate() {
+        c.set(base + k, v);
+    }
+    if let Some((st, first)) = st {
+        // udp_checksum_bad_accepted, frames_rejected, then the four reasons.
+        st.set(first, r.udp_checksum_bad_accepted);
+        st.set(first + 1, r.rejected());
+        for (k, v) in vals.into_iter().skip(1).enumerate() {
+            st.set(first + 2 + k, v);
+        }
+    }
+}
+
+/// The frame counters as published by [`set_rx`] from slot `base`.
+pub(crate) fn get_rx(c: &Counters, base: usize) -> RxCounters {
+    RxCounters {
+        udp_checksum_bad_accepted: c.get(base),
+        rejected_checksum: c.get(base + 1),
+        rejected_header: c.get(base + 2),
+        rejected_not_pgm: c.get(base + 3),
+        rejected_address: c.get(base + 4),
+    }
 }
 
 /// State shared by an application handle and its worker.
@@ -641,6 +683,14 @@ impl SourceWorker {
         c.set(CONTROL_LOST, self.control.losses);
         c.set(CONTROL_RECONNECTS, self.control.reconnects);
         c.set(ENGINE_UNSENT, self.source.unsent() as u64);
+        set_rx(
+            c,
+            RX_FRAMES,
+            self.stats
+                .as_ref()
+                .map(|st| (st, st_src::UDP_CHECKSUM_BAD_ACCEPTED)),
+            self.dp.rx_counters(),
+        );
         if let Some(st) = &self.stats {
             st.set(st_src::ODATA_PACKETS, s.odata_sent);
             st.set(st_src::ODATA_BYTES, s.odata_bytes);
@@ -1027,6 +1077,14 @@ impl ReceiverWorker {
         c.set(XDP_RX_RING_FULL, o.xdp_rx_ring_full);
         c.set(XDP_FILL_RING_EMPTY, o.xdp_fill_ring_empty);
         c.set(SOCKET_DROPS, o.socket_drops);
+        set_rx(
+            c,
+            RX_FRAMES,
+            self.stats
+                .as_ref()
+                .map(|st| (st, st_rcv::UDP_CHECKSUM_BAD_ACCEPTED)),
+            self.dp.rx_counters(),
+        );
         if let Some(st) = &self.stats {
             st.set(st_rcv::OVERRUNS, o.total());
             st.set(st_rcv::XDP_RX_DROPPED, o.xdp_rx_dropped);

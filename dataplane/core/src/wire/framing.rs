@@ -113,7 +113,7 @@ impl Ipv4Repr {
         let whole = packet.get(..total).ok_or(Error::Truncated)?;
         let header = whole.get(..ihl).ok_or(Error::Truncated)?;
         if !checksum::verify(header) {
-            return Err(Error::BadChecksum);
+            return Err(Error::BadIpChecksum);
         }
         // More-fragments bit or a non-zero offset: PGM cannot be parsed from a fragment.
         if frag & 0x3fff != 0 {
@@ -242,6 +242,17 @@ fn ipv6_upper_layer(mut next: u8, mut payload: &[u8]) -> Result<(u8, &[u8]), Err
     }
 }
 
+/// What a UDP datagram's checksum field says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpChecksum {
+    /// Present and correct.
+    Valid,
+    /// Zero: no checksum (allowed over IPv4 only).
+    Absent,
+    /// Wrong, or zero over IPv6.
+    Invalid,
+}
+
 /// A UDP header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UdpRepr {
@@ -256,6 +267,20 @@ impl UdpRepr {
     /// checksum (pseudo-header included). A zero checksum means "none" over IPv4 and is
     /// an error over IPv6 (RFC 8200 section 8.1).
     pub fn parse(datagram: &[u8], src: IpAddr, dst: IpAddr) -> Result<(UdpRepr, &[u8]), Error> {
+        let (repr, payload, sum) = Self::parse_unverified(datagram, src, dst)?;
+        match sum {
+            UdpChecksum::Valid | UdpChecksum::Absent => Ok((repr, payload)),
+            UdpChecksum::Invalid => Err(Error::BadUdpChecksum),
+        }
+    }
+
+    /// Like [`UdpRepr::parse`] (lengths checked), but returns the checksum's verdict
+    /// instead of failing on a bad one.
+    pub fn parse_unverified(
+        datagram: &[u8],
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<(UdpRepr, &[u8], UdpChecksum), Error> {
         let mut r = Reader::new(datagram);
         let src_port = r.u16()?;
         let dst_port = r.u16()?;
@@ -265,17 +290,21 @@ impl UdpRepr {
             return Err(Error::BadLength);
         }
         let whole = datagram.get(..len).ok_or(Error::Truncated)?;
-        if sum == 0 {
+        let verdict = if sum == 0 {
             if src.is_ipv6() {
-                return Err(Error::BadChecksum);
+                UdpChecksum::Invalid
+            } else {
+                UdpChecksum::Absent
             }
         } else if checksum::combine(pseudo_header_sum(src, dst, len), checksum::sum(whole))
-            != 0xffff
+            == 0xffff
         {
-            return Err(Error::BadChecksum);
-        }
+            UdpChecksum::Valid
+        } else {
+            UdpChecksum::Invalid
+        };
         let payload = whole.get(UDP_HEADER_LEN..).unwrap_or(&[]);
-        Ok((UdpRepr { src_port, dst_port }, payload))
+        Ok((UdpRepr { src_port, dst_port }, payload, verdict))
     }
 
     /// Writes the UDP header in front of the `payload_len` bytes that already follow it
@@ -341,50 +370,103 @@ fn to_v6(a: IpAddr) -> Ipv6Addr {
     }
 }
 
-/// PGM bytes of an IP packet's upper layer, under `framing`.
+/// The PGM packet found in an IP packet ([`pgm_payload_of_ipv4`],
+/// [`pgm_payload_of_ipv6`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpPayload<'a, A> {
+    /// IP source address.
+    pub src: A,
+    /// IP destination address.
+    pub dst: A,
+    /// The PGM packet.
+    pub pgm: &'a [u8],
+    /// UDP-encapsulated, and the UDP checksum did not verify; the packet was accepted
+    /// because its PGM checksum did (see [`pgm_payload_of_ipv4`]).
+    pub udp_checksum_bad: bool,
+}
+
+/// True when a PGM packet carries a checksum (non-zero field) that verifies over it.
+//= https://www.rfc-editor.org/rfc/rfc3208#section-8
+//# Checksum: This field is the usual 1's complement of the 1's complement sum of the
+//# entire PGM packet including header.
+//# A value of zero in this field means the transmitter generated no
+//# checksum.
+fn pgm_checksum_verifies(pgm: &[u8]) -> bool {
+    matches!(pgm.get(6..8), Some(c) if c != [0, 0]) && checksum::verify(pgm)
+}
+
+/// PGM bytes of an IP packet's upper layer, under `framing`; the flag is
+/// [`IpPayload::udp_checksum_bad`].
 fn pgm_of_upper(
     framing: Framing,
     protocol: u8,
     upper: &[u8],
     src: IpAddr,
     dst: IpAddr,
-) -> Result<&[u8], Error> {
+) -> Result<(&[u8], bool), Error> {
     match (framing, protocol) {
-        (Framing::RawIp, IP_PROTOCOL) => Ok(upper),
+        (Framing::RawIp, IP_PROTOCOL) => Ok((upper, false)),
         (Framing::Udp { .. }, UDP_PROTOCOL) => {
-            let (udp, pgm) = UdpRepr::parse(upper, src, dst)?;
-            if framing.accepts_port(udp.dst_port) {
-                Ok(pgm)
-            } else {
-                Err(Error::NotPgm)
+            let (udp, pgm, sum) = UdpRepr::parse_unverified(upper, src, dst)?;
+            if !framing.accepts_port(udp.dst_port) {
+                return Err(Error::NotPgm);
+            }
+            match sum {
+                UdpChecksum::Valid | UdpChecksum::Absent => Ok((pgm, false)),
+                // A sender whose kernel offloads the UDP checksum hands a frame to the
+                // wire with only the pseudo-header sum in the field (veth, checksum
+                // offload on a NIC, same-host senders); the kernel's own receive path
+                // trusts such frames, AF_XDP hands them over as they came. The PGM
+                // checksum covers the whole PGM packet, so one that verifies vouches
+                // for every byte the engine reads.
+                UdpChecksum::Invalid if pgm_checksum_verifies(pgm) => Ok((pgm, true)),
+                UdpChecksum::Invalid => Err(Error::BadUdpChecksum),
             }
         }
         _ => Err(Error::NotPgm),
     }
 }
 
-/// The PGM packet inside an IPv4 packet: `(source, destination, pgm bytes)`. Handles
-/// raw PGM (protocol 113) under [`Framing::RawIp`] and UDP datagrams to either
-/// encapsulation port under [`Framing::Udp`]; anything else is [`Error::NotPgm`].
+/// The PGM packet inside an IPv4 packet. Handles raw PGM (protocol 113) under
+/// [`Framing::RawIp`] and UDP datagrams to either encapsulation port under
+/// [`Framing::Udp`]; anything else is [`Error::NotPgm`].
+///
+/// Checksums: the IPv4 header checksum must verify ([`Error::BadIpChecksum`]). A UDP
+/// datagram whose checksum does not verify is accepted when the PGM packet inside has
+/// a checksum that does ([`IpPayload::udp_checksum_bad`] is then set), and refused
+/// with [`Error::BadUdpChecksum`] otherwise.
 pub fn pgm_payload_of_ipv4(
     packet: &[u8],
     framing: Framing,
-) -> Result<(Ipv4Addr, Ipv4Addr, &[u8]), Error> {
+) -> Result<IpPayload<'_, Ipv4Addr>, Error> {
     let (ip, upper) = Ipv4Repr::parse(packet)?;
-    let pgm = pgm_of_upper(framing, ip.protocol, upper, ip.src.into(), ip.dst.into())?;
-    Ok((ip.src, ip.dst, pgm))
+    let (pgm, udp_checksum_bad) =
+        pgm_of_upper(framing, ip.protocol, upper, ip.src.into(), ip.dst.into())?;
+    Ok(IpPayload {
+        src: ip.src,
+        dst: ip.dst,
+        pgm,
+        udp_checksum_bad,
+    })
 }
 
 /// The PGM packet inside an IPv6 packet (hop-by-hop, routing and destination-options
-/// headers skipped; fragments are [`Error::Fragmented`]).
+/// headers skipped; fragments are [`Error::Fragmented`]). Checksums as
+/// [`pgm_payload_of_ipv4`] (a zero UDP checksum is invalid over IPv6).
 pub fn pgm_payload_of_ipv6(
     packet: &[u8],
     framing: Framing,
-) -> Result<(Ipv6Addr, Ipv6Addr, &[u8]), Error> {
+) -> Result<IpPayload<'_, Ipv6Addr>, Error> {
     let (ip, payload) = Ipv6Repr::parse(packet)?;
     let (protocol, upper) = ipv6_upper_layer(ip.next_header, payload)?;
-    let pgm = pgm_of_upper(framing, protocol, upper, ip.src.into(), ip.dst.into())?;
-    Ok((ip.src, ip.dst, pgm))
+    let (pgm, udp_checksum_bad) =
+        pgm_of_upper(framing, protocol, upper, ip.src.into(), ip.dst.into())?;
+    Ok(IpPayload {
+        src: ip.src,
+        dst: ip.dst,
+        pgm,
+        udp_checksum_bad,
+    })
 }
 
 /// Writes IPv4 + (UDP) headers in front of `pgm_len` PGM bytes already placed at

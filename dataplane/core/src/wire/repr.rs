@@ -38,6 +38,11 @@ pub enum Error {
     NotPgm,
     /// Framing: an IP fragment (PGM is parsed from whole packets only).
     Fragmented,
+    /// Framing: the IPv4 header checksum does not match.
+    BadIpChecksum,
+    /// Framing: the UDP checksum does not match and the PGM packet inside carries no
+    /// checksum that does (see [`crate::wire::framing`]).
+    BadUdpChecksum,
 }
 
 impl core::fmt::Display for Error {
@@ -54,6 +59,10 @@ impl core::fmt::Display for Error {
             Error::Unencodable => write!(f, "representation cannot be encoded"),
             Error::NotPgm => write!(f, "not a PGM packet under this framing"),
             Error::Fragmented => write!(f, "IP fragment"),
+            Error::BadIpChecksum => write!(f, "bad IPv4 header checksum"),
+            Error::BadUdpChecksum => {
+                write!(f, "bad UDP checksum and no valid PGM checksum")
+            }
             Error::UnknownOptionDiscard(t) => {
                 write!(f, "unknown option {t:#04x} requires discarding the packet")
             }

@@ -79,6 +79,20 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `frames` in `--json` (send and recv): what became of the frames the transport
+/// received below PGM (AF_XDP; zeros over kernel sockets). docs/reliability.md
+/// section 9.
+fn frames_json(f: &xpgm::transport::RxCounters) -> serde_json::Value {
+    serde_json::json!({
+        "rejected": f.rejected(),
+        "rejected_checksum": f.rejected_checksum,
+        "rejected_header": f.rejected_header,
+        "rejected_not_pgm": f.rejected_not_pgm,
+        "rejected_address": f.rejected_address,
+        "udp_checksum_bad_accepted": f.udp_checksum_bad_accepted,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

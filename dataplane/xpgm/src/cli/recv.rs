@@ -253,6 +253,32 @@ impl Progress {
     }
 }
 
+/// How often `xpgm recv` checks whether frames arrive that it cannot use.
+const UNUSABLE_CHECK: Duration = Duration::from_secs(1);
+
+/// The warning for a session that receives frames and can use none of them (nothing
+/// accepted: no ODATA, RDATA, SPM or NCF), or `None`.
+fn unusable_warning(st: &xpgm::SubscriberStats) -> Option<String> {
+    let used = st.odata_received + st.rdata_received + st.spm_received + st.ncf_received;
+    let f = &st.frames;
+    let refused = f.rejected() + st.packets_ignored;
+    if used > 0 || refused == 0 {
+        return None;
+    }
+    Some(format!(
+        "xpgm: warning: {refused} packets arrived for this session and none could be used: \
+         {} failed both the UDP and the PGM checksum, {} had malformed headers, {} were not \
+         PGM under this framing (--udp-encap), {} were not addressed to this session, {} \
+         were refused by the PGM parser or are for another port (--dport); check the \
+         sender's framing and ports",
+        f.rejected_checksum,
+        f.rejected_header,
+        f.rejected_not_pgm,
+        f.rejected_address,
+        st.packets_ignored
+    ))
+}
+
 /// Runs `xpgm recv`.
 pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let mut session = args.net.session();
@@ -287,11 +313,25 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let mut progress = args
         .progress_ms
         .map(|ms| Progress::new(Duration::from_millis(ms), Instant::now()));
+    // Until the first message: warn (once) if frames arrive and none can be used.
+    let mut unusable_next = Some(Instant::now() + UNUSABLE_CHECK);
     loop {
         if args.count.is_some_and(|c| best_received >= c) {
             break;
         }
         let now = Instant::now();
+        if first_at.is_some() {
+            unusable_next = None;
+        }
+        if let Some(t) = unusable_next.filter(|t| now >= *t) {
+            match unusable_warning(&sub.stats()) {
+                Some(w) => {
+                    eprintln!("{w}");
+                    unusable_next = None;
+                }
+                None => unusable_next = Some(t + UNUSABLE_CHECK),
+            }
+        }
         if let Some(p) = progress.as_mut().filter(|p| p.due(now)) {
             let st = sub.stats();
             let unrecoverable = best
@@ -311,9 +351,15 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
         if left.is_zero() {
             break;
         }
-        let wait = progress.as_ref().map_or(left, |p| {
+        let mut wait = progress.as_ref().map_or(left, |p| {
             left.min(p.until_next(now).max(Duration::from_millis(1)))
         });
+        if let Some(t) = unusable_next {
+            wait = wait.min(
+                t.saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            );
+        }
         match sub.recv(Some(wait)) {
             Ok(Delivery::Data { tsi, sqn, data }) => {
                 let now = Instant::now();
@@ -490,6 +536,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                     "socket_drops": stats.socket_drops,
                 }),
             );
+            obj.insert("frames".into(), super::frames_json(&stats.frames));
         }
         if let (Some(l), Some(obj)) = (latency.as_ref(), j.as_object_mut()) {
             let p = l.percentiles();
@@ -559,8 +606,24 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::{IndexCheck, Progress, message_index};
+    use super::{IndexCheck, Progress, message_index, unusable_warning};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn warns_only_when_frames_arrive_and_none_can_be_used() {
+        let mut st = xpgm::SubscriberStats::default();
+        assert_eq!(unusable_warning(&st), None, "nothing arrived");
+        st.frames.rejected_checksum = 20;
+        st.frames.rejected_not_pgm = 3;
+        st.packets_ignored = 1;
+        let w = unusable_warning(&st).expect("a warning");
+        assert!(w.contains("24 packets arrived"), "{w}");
+        assert!(w.contains("20 failed both the UDP and the PGM checksum"), "{w}");
+        assert!(w.contains("3 were not PGM"), "{w}");
+        // One usable packet (an SPM) and there is nothing to warn about.
+        st.spm_received = 1;
+        assert_eq!(unusable_warning(&st), None);
+    }
 
     #[test]
     fn stamped_messages_skip_the_stamp_in_the_fill_check() {

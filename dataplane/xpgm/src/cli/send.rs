@@ -219,6 +219,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             "control_lost": stats.control_lost,
             "control_reconnects": stats.control_reconnects,
             "unsent": stats.unsent,
+            "frames": super::frames_json(&stats.frames),
             "error": failure,
         });
         println!("{j}");

@@ -177,6 +177,12 @@ impl Overruns {
     }
 }
 
+/// What became of the frames a transport received below PGM (AF_XDP: refused by
+/// reason, and accepted on the PGM checksum alone; docs/reliability.md section 9).
+/// Kernel sockets leave this zero: the kernel checks IP and UDP itself and counts what
+/// it drops in [`Overruns::socket_drops`].
+pub use xpgm_afxdp::frame::RxCounters;
+
 /// The seam between the worker and the network: everything the worker needs from a
 /// transport, per packet, with no allocation.
 pub trait Datapath: Send {
@@ -238,6 +244,11 @@ pub trait Datapath: Send {
     /// own): the worker calls it once, as it exits, for exact final counts.
     fn overruns_now(&mut self) -> Overruns {
         self.overruns()
+    }
+    /// Frames received so far, refused by reason or accepted on the PGM checksum alone
+    /// ([`RxCounters`]); cheap (read every turn). Default: none.
+    fn rx_counters(&self) -> RxCounters {
+        RxCounters::default()
     }
 }
 

@@ -170,6 +170,10 @@ impl Datapath for XdpDatapath {
         self.overruns
     }
 
+    fn rx_counters(&self) -> super::RxCounters {
+        self.port.rx_counters()
+    }
+
     fn reconnect_control(&mut self) -> Result<bool, Error> {
         self.port
             .reregister(REREGISTER_TIMEOUT)
