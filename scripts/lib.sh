@@ -4,7 +4,10 @@
 XPGM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export XPGM_ROOT
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Seconds since the outermost script started (shown by log, to see where time goes).
+: "${XPGM_T0:=$(date +%s)}"
+export XPGM_T0
+log() { printf '\033[1m==> [%ss] %s\033[0m\n' "$(($(date +%s) - XPGM_T0))" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # need_pkgs PKG... : install missing Debian packages (idempotent, quick when present).

@@ -618,7 +618,10 @@ mod tests {
         st.packets_ignored = 1;
         let w = unusable_warning(&st).expect("a warning");
         assert!(w.contains("24 packets arrived"), "{w}");
-        assert!(w.contains("20 failed both the UDP and the PGM checksum"), "{w}");
+        assert!(
+            w.contains("20 failed both the UDP and the PGM checksum"),
+            "{w}"
+        );
         assert!(w.contains("3 were not PGM"), "{w}");
         // One usable packet (an SPM) and there is nothing to warn about.
         st.spm_received = 1;
