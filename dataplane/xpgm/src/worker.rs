@@ -166,6 +166,13 @@ pub(crate) mod rcv_ix {
 // The frame counters' five slots (UDP checksum bad but accepted, then refused for
 // checksum, header, not PGM, address) fit after each role's RX_FRAMES.
 const _: () = assert!(rcv_ix::RX_FRAMES + 5 <= COUNTERS && src_ix::RX_FRAMES + 5 <= COUNTERS);
+// set_rx writes the stats file's six frame counters as consecutive indices.
+const _: () = assert!(
+    st_rcv::REJECTED_ADDRESS == st_rcv::UDP_CHECKSUM_BAD_ACCEPTED + 5
+        && st_src::REJECTED_ADDRESS == st_src::UDP_CHECKSUM_BAD_ACCEPTED + 5
+        && st_rcv::FRAMES_REJECTED == st_rcv::UDP_CHECKSUM_BAD_ACCEPTED + 1
+        && st_src::FRAMES_REJECTED == st_src::UDP_CHECKSUM_BAD_ACCEPTED + 1
+);
 
 /// Publishes a transport's frame counters in `c` from slot `base` (application side)
 /// and, with a stats file, at its indices from `udp_checksum_bad_accepted` on.
