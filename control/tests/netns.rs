@@ -1747,3 +1747,53 @@ fn udp_port_map_full_refuses_the_session() {
     });
     assert_eq!(ports_of(&udp_ports(&mut admin, "eth0")), vec![3055, 3056]);
 }
+
+/// A source's UDP port is in the map too: NAKs by unicast UDP to it are steered
+/// to the source's socket; after the session they are not PGM.
+#[test]
+fn source_udp_port_steers_its_naks() {
+    use std::os::fd::AsFd;
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("udps");
+    let mut admin = t.start_xpgmd();
+    let x0 = xsk_socket(&t.rx, "eth0");
+    let mut c = Client::connect(&t.sock()).unwrap();
+    let r = c
+        .request_with_fds(
+            "register",
+            args(
+                json!({"role": "source", "group": "239.192.0.7", "port": 7500,
+                "source_port": 40001, "udp_port": 5720, "send_interface": "eth0",
+                "sockets": [{"interface": "eth0", "queue": 0}]}),
+            ),
+            &[x0.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["ok"], json!(true), "{r}");
+    assert_eq!(r["detail"]["udp_port"], json!(5720), "{r}");
+    let id = r["session"].as_u64().unwrap();
+    assert_eq!(udp_ports(&mut admin, "eth0")[2], (5720, false, 1, vec![id]));
+    let me: Ipv4Addr = "10.77.0.2".parse().unwrap();
+    // Resolve the neighbour first: datagrams queued on an unresolved one may be lost.
+    t.ns(&t.tx, &["ping", "-c", "1", "-W", "2", "10.77.0.2"]);
+    // NAKs carry the ports swapped: PGM sport = data port, dport = TSI port.
+    send_pgm(&t.tx, me, 5720, 7500, 40001, 0x08, 3);
+    send_pgm(&t.tx, me, 5721, 7500, 40001, 0x08, 2);
+    wait_until("NAKs steered", Duration::from_secs(5), || {
+        counters(&mut admin, "eth0")["redirected"] == json!(3)
+    });
+    assert_eq!(counters(&mut admin, "eth0")["udp_encap"], json!(3));
+    ok(&mut c, "unregister", json!({"session": id}));
+    assert_eq!(ports_of(&udp_ports(&mut admin, "eth0")), vec![3055, 3056]);
+    let before = counters(&mut admin, "eth0");
+    send_pgm(&t.tx, me, 5720, 7500, 40001, 0x08, 3);
+    wait_until("NAKs not PGM", Duration::from_secs(5), || {
+        counters(&mut admin, "eth0")["non_pgm"].as_u64().unwrap()
+            >= before["non_pgm"].as_u64().unwrap() + 3
+    });
+    let after = counters(&mut admin, "eth0");
+    assert_eq!(after["udp_encap"], before["udp_encap"], "{after}");
+    assert_eq!(after["redirected"], json!(3));
+}
