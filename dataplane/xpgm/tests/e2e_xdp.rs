@@ -1052,11 +1052,13 @@ fn udp_ports(topo: &Topology, ns: &str, iface: &str) -> Vec<(u64, Vec<u64>)> {
 }
 
 /// Issue 11.3: two UDP-encapsulated feeds on two ports (5711, 5712) to AF_XDP
-/// receivers on one host, whose xpgmd runs without `--udp-ports` (defaults 3055,
+/// receivers on one host, every xpgmd running without `--udp-ports` (defaults 3055,
 /// 3056): each session registers its port, the classifier steers it, and the port
 /// leaves the map when the session ends. The second receiver sits on a second veth
 /// (eth1) of the receiver host, as one AF_XDP socket binds one interface queue.
-/// Kernel-socket senders; 1% loss on eth0's switch port.
+/// Feed 5711 comes from a kernel-socket sender, feed 5712 from an AF_XDP sender
+/// (whose NAKs, unicast UDP to its port 5712, its xpgmd steers by the same map);
+/// 1% loss on both receiver switch ports.
 #[test]
 #[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
 fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
@@ -1075,7 +1077,8 @@ fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
     sh(
         &sw,
         &format!(
-            "ip link add {q} type veth peer name eth1 netns {rx}; ip link set {q} master br0 up"
+            "ip link add {q} type veth peer name eth1 netns {rx}; ip link set {q} master br0 up; \
+             nft add rule bridge xpgm loss oifname {q} numgen random mod 10000 '<' 100 drop"
         ),
     );
     sh(
@@ -1097,13 +1100,14 @@ fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
     // the PGM checksum verifies) is in, the kernel sender computes its checksums.
     sh(&tx, "ethtool -K eth0 tx off >/dev/null");
     let count = "20000";
+    // (receiver interface, group, port, sender transport)
     let feeds = [
-        ("eth0", "239.192.20.11", "5711"),
-        ("eth1", "239.192.20.12", "5712"),
+        ("eth0", "239.192.20.11", "5711", "socket"),
+        ("eth1", "239.192.20.12", "5712", "xdp"),
     ];
     let receivers: Vec<Proc> = feeds
         .iter()
-        .map(|(iface, group, port)| {
+        .map(|(iface, group, port, _)| {
             topo.xpgm(
                 &rx,
                 &[
@@ -1157,7 +1161,7 @@ fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
     );
     let senders: Vec<Proc> = feeds
         .iter()
-        .map(|(_, group, port)| {
+        .map(|(_, group, port, transport)| {
             topo.xpgm(
                 &tx,
                 &[
@@ -1167,7 +1171,7 @@ fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
                     "--group",
                     group,
                     "--transport",
-                    "socket",
+                    transport,
                     "--udp-encap",
                     port,
                     "--dport",
@@ -1185,6 +1189,18 @@ fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
             )
         })
         .collect();
+    // The AF_XDP source's port is in the sender host's map while it sends.
+    let src_pid = u64::from(senders[1].id());
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            classifier_attached(&topo, &tx)
+                && udp_ports(&topo, &tx, "eth0")
+                    .iter()
+                    .any(|p| p.0 == 5712 && p.1 == [src_pid])
+        },
+        || format!("source port 5712: {:?}", udp_ports(&topo, &tx, "eth0")),
+    );
     let sent: Vec<Value> = senders
         .into_iter()
         .map(|s| s.json(Duration::from_secs(60)))
@@ -1193,27 +1209,35 @@ fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
         .into_iter()
         .map(|r| r.json(Duration::from_secs(30)))
         .collect();
-    for ((s, v), (iface, _, port)) in sent.iter().zip(&got).zip(&feeds) {
+    for ((s, v), (iface, _, port, transport)) in sent.iter().zip(&got).zip(&feeds) {
         eprintln!("UDP {port} to {iface}: sender {s}\nreceiver {v}");
         assert_eq!(u(s, "sent"), 20_000, "{s}");
+        assert_eq!(s["transport"], *transport, "{s}");
         assert_clean(v, 20_000, "xdp");
         assert_eq!(u(v, "first_index"), 0, "{v}");
     }
-    // eth0's switch port drops 1%: repaired over the same UDP port (NAKs to the
-    // sender's 5711, NCF/RDATA back to the group's).
-    assert!(u(&got[0], "naks_sent") > 0, "{}", got[0]);
-    assert!(u(&sent[0], "rdata_sent") > 0, "{}", sent[0]);
+    // Both switch ports drop 1%: repaired over the same UDP port (NAKs to the
+    // sender's port, NCF/RDATA back to the group's).
+    for (s, v) in sent.iter().zip(&got) {
+        assert!(u(v, "naks_sent") > 0, "{v}");
+        assert!(u(s, "naks_received") > 0 && u(s, "rdata_sent") > 0, "{s}");
+    }
     // The sessions ended: their ports left the maps, the defaults stayed.
     poll_until(
         Duration::from_secs(10),
         || no_sessions(&topo, &rx),
         || format!("sessions left: {}", topo.ctl(&rx, "sessions")),
     );
-    for iface in ["eth0", "eth1"] {
+    poll_until(
+        Duration::from_secs(10),
+        || no_sessions(&topo, &tx),
+        || format!("sessions left: {}", topo.ctl(&tx, "sessions")),
+    );
+    for (ns, iface) in [(&rx, "eth0"), (&rx, "eth1"), (&tx, "eth0")] {
         assert_eq!(
-            udp_ports(&topo, &rx, iface),
+            udp_ports(&topo, ns, iface),
             vec![(3055, vec![]), (3056, vec![])],
-            "{iface}"
+            "{ns} {iface}"
         );
     }
 }
