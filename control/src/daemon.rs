@@ -1572,6 +1572,14 @@ mod tests {
             assert!(e.message.contains("1..=65535"), "{}", e.message);
             assert!(e.message.contains(&bad.to_string()), "{}", e.message);
         }
+        // Every integer around the range: a port exactly when 1..=65535.
+        for n in -3i64..=70_000 {
+            let r = udp_port_arg(&req(json!(n)));
+            match u16::try_from(n) {
+                Ok(p) if p != 0 => assert_eq!(r.unwrap(), Some(p)),
+                _ => assert_eq!(r.unwrap_err().code, "invalid_argument", "{n}"),
+            }
+        }
         for bad in [json!("5711"), json!(5711.5), json!(true), json!([5711])] {
             let e = udp_port_arg(&req(bad.clone())).unwrap_err();
             assert_eq!(e.code, "bad_request", "{bad}");
