@@ -220,18 +220,19 @@ impl XdpDuplex {
             queue: c.queue,
             fd: sock.fd(),
         }];
-        let r_rcv =
-            register::register(&xpgmd, &RegRole::Receiver, c.recv_group, c.dport, "", &spec)?;
+        let r_rcv = register::register(
+            &xpgmd,
+            &register::Request::new(&RegRole::Receiver, c.recv_group, c.dport, "", &spec)
+                .udp_port(c.udp_encap),
+        )?;
+        let src_role = RegRole::Source {
+            source_port: c.source_port,
+            local_address: local,
+        };
         let r_src = register::register(
             &xpgmd,
-            &RegRole::Source {
-                source_port: c.source_port,
-                local_address: local,
-            },
-            c.send_group,
-            c.dport,
-            "",
-            &spec,
+            &register::Request::new(&src_role, c.send_group, c.dport, "", &spec)
+                .udp_port(c.udp_encap),
         )?;
         Ok(XdpDuplex {
             headers: TxHeaders {

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 
 use serde_json::{Map, Value, json};
-use xpgm_ebpf::abi::{self, Config, Counter, Direction, FlowKey, FlowStats, SteerKey, SteerValue};
+use xpgm_ebpf::abi::{
+    self, Config, Counter, Direction, FlowKey, FlowStats, SteerKey, SteerValue, UdpPort,
+};
 use xpgm_ebpf::{AttachMode, AttachedMode, Classifier};
 
 use crate::mcast::{self, Memberships, OsKernel};
@@ -15,7 +17,8 @@ use crate::server::{ApiError, Conn, Handler, Writer, send_line};
 /// Daemon settings.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
-    /// Classifier configuration (UDP encapsulation ports).
+    /// Classifier configuration: the default UDP encapsulation ports, kept in
+    /// the port map of every attached classifier (`--udp-ports`).
     pub classifier: Config,
     /// Maximum (interface, group) memberships.
     pub max_groups: usize,
@@ -86,6 +89,9 @@ struct Session {
     group: IpAddr,
     port: u16,
     source_port: Option<u16>,
+    /// UDP encapsulation port (both directions), in the port map of every
+    /// interface the session has a socket on; `None`: raw IP or the defaults.
+    udp_port: Option<u16>,
     local_address: Option<IpAddr>,
     sources: Vec<IpAddr>,
     send_if: Option<(u32, String)>,
@@ -174,6 +180,49 @@ fn port_arg(req: &Map<String, Value>, key: &str) -> Result<Option<u16>, ApiError
     }
 }
 
+/// `"udp_port"`: absent or `null`, or an integer in 1..=65535.
+fn udp_port_arg(req: &Map<String, Value>) -> Result<Option<u16>, ApiError> {
+    let v = match req.get("udp_port") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let Some(n) = v.as_i64().or_else(|| v.as_u64().map(|_| i64::MAX)) else {
+        return Err(ApiError::new(
+            "bad_request",
+            format!("\"udp_port\" must be an integer (a UDP port, 1..=65535), not {v}"),
+        ));
+    };
+    match u16::try_from(n) {
+        Ok(p) if p != 0 => Ok(Some(p)),
+        _ => Err(ApiError::new(
+            "invalid_argument",
+            format!("\"udp_port\" {v} is not a UDP port (1..=65535)"),
+        )),
+    }
+}
+
+/// The UDP port map an interface should hold: every default port (flagged
+/// [`abi::UDP_PORT_DEFAULT`]) and the port of each session using the
+/// interface (`users`, one item per session), with its count of sessions.
+fn wanted_udp_ports(
+    defaults: &[u16],
+    users: impl IntoIterator<Item = u16>,
+) -> BTreeMap<u16, UdpPort> {
+    let mut m = BTreeMap::new();
+    for &p in defaults {
+        if p != 0 {
+            m.entry(p).or_insert(UdpPort::default()).flags |= abi::UDP_PORT_DEFAULT;
+        }
+    }
+    for p in users {
+        if p != 0 {
+            let e = m.entry(p).or_insert(UdpPort::default());
+            e.sessions = e.sessions.saturating_add(1);
+        }
+    }
+    m
+}
+
 fn array_arg<'a>(req: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], ApiError> {
     match req.get(key) {
         None | Some(Value::Null) => Ok(&[]),
@@ -190,6 +239,7 @@ fn session_view(s: &Session) -> Value {
     json!({
         "session": s.id, "pid": s.pid, "uid": s.uid, "role": s.role, "tsi": s.tsi,
         "group": s.group.to_string(), "port": s.port, "source_port": s.source_port,
+        "udp_port": s.udp_port,
         "local_address": s.local_address.map(|a| a.to_string()),
         "sources": s.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "send_interface": s.send_if.as_ref().map(|(_, n)| n.clone()),
@@ -462,6 +512,8 @@ impl Daemon {
                 prog_id,
             },
         );
+        // The defaults went in at load; sessions' ports follow their sockets.
+        self.sync_udp_ports(link.index, None)?;
         let mut ev = Map::new();
         ev.insert("interface".into(), json!(name));
         ev.insert("mode".into(), json!(got.name()));
@@ -670,6 +722,13 @@ impl Daemon {
     /// Undoes everything a session holds: steering entries, socket slots,
     /// memberships.
     fn teardown(&mut self, s: &mut Session) {
+        let mut ifs: Vec<u32> = if s.udp_port.is_some() {
+            s.sockets.iter().map(|k| k.ifindex).collect()
+        } else {
+            Vec::new()
+        };
+        ifs.sort_unstable();
+        ifs.dedup();
         for (ifindex, key) in s.steer.drain(..) {
             if let Some(at) = self.attached.get_mut(&ifindex) {
                 let _ = at.classifier.remove_steer(&key);
@@ -679,6 +738,11 @@ impl Daemon {
             if let Some(at) = self.attached.get_mut(&k.ifindex) {
                 let _ = at.classifier.clear_socket(k.slot);
             }
+        }
+        // `s` is out of the session table: its ports lose this reference
+        // (removal cannot fail for lack of room).
+        for i in ifs {
+            let _ = self.sync_udp_ports(i, None);
         }
         let joined: Vec<_> = s.joined.drain(..).collect();
         for (ifindex, src) in joined {
@@ -738,11 +802,59 @@ impl Daemon {
         let (gone, keep): (Vec<_>, Vec<_>) =
             s.sockets.drain(..).partition(|k| k.ifindex == ifindex);
         s.sockets = keep;
+        let had_socket = !gone.is_empty();
         for k in gone {
             if let Some(at) = self.attached.get_mut(&k.ifindex) {
                 let _ = at.classifier.clear_socket(k.slot);
             }
         }
+        if had_socket && s.udp_port.is_some() {
+            let _ = self.sync_udp_ports(ifindex, Some(s));
+        }
+    }
+
+    /// Brings the UDP port map of `ifindex` (if a classifier is attached there)
+    /// in line with the defaults and the sessions with a socket on it: those in
+    /// the table and `extra`, one being changed outside it. Stale ports go out
+    /// first, so a full map has room for new ones; a port that does not fit is a
+    /// `limit` error.
+    fn sync_udp_ports(&mut self, ifindex: u32, extra: Option<&Session>) -> Result<(), ApiError> {
+        let extra_id = extra.map(|e| e.id);
+        let users: Vec<u16> = self
+            .sessions
+            .values()
+            .filter(|s| Some(s.id) != extra_id)
+            .chain(extra)
+            .filter(|s| s.sockets.iter().any(|k| k.ifindex == ifindex))
+            .filter_map(|s| s.udp_port)
+            .collect();
+        let want = wanted_udp_ports(&self.cfg.classifier.default_ports(), users);
+        let Some(at) = self.attached.get_mut(&ifindex) else {
+            return Ok(());
+        };
+        let name = at.name.clone();
+        let err = |e: xpgm_ebpf::Error| {
+            let code = match e {
+                xpgm_ebpf::Error::UdpPortsFull { .. } => "limit",
+                _ => "bpf_error",
+            };
+            ApiError::new(code, format!("UDP port map of {name}: {e}"))
+        };
+        let have: BTreeMap<u16, UdpPort> = at
+            .classifier
+            .udp_ports()
+            .map_err(err)?
+            .into_iter()
+            .collect();
+        for p in have.keys().filter(|p| !want.contains_key(p)) {
+            at.classifier.remove_udp_port(*p).map_err(err)?;
+        }
+        for (p, v) in &want {
+            if have.get(p) != Some(v) {
+                at.classifier.set_udp_port(*p, *v).map_err(err)?;
+            }
+        }
+        Ok(())
     }
 
     /// Installs the sockets passed with a request (one per `sockets[i]`
@@ -856,6 +968,20 @@ impl Daemon {
                 zero_copy: info.zero_copy,
                 _fd: fd,
             });
+            if s.udp_port.is_some()
+                && let Err(e) = self.sync_udp_ports(link.index, Some(s))
+            {
+                // Undo this socket: the session must not be steered frames
+                // the classifier cannot recognise.
+                s.steer.pop();
+                s.sockets.pop();
+                if let Some(at) = self.attached.get_mut(&link.index) {
+                    let _ = at.classifier.remove_steer(&key);
+                    let _ = at.classifier.clear_socket(slot);
+                }
+                let _ = self.sync_udp_ports(link.index, Some(s));
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -890,6 +1016,7 @@ impl Daemon {
         let port = port_arg(req, "port")?
             .ok_or_else(|| ApiError::new("bad_request", "missing \"port\""))?;
         let source_port = port_arg(req, "source_port")?;
+        let udp_port = udp_port_arg(req)?;
         let mut sources = Vec::new();
         for v in array_arg(req, "sources")? {
             let Value::String(x) = v else {
@@ -907,6 +1034,7 @@ impl Daemon {
             group,
             port,
             source_port,
+            udp_port,
             local_address: opt_str(req, "local_address")?
                 .map(|a| ip_arg(a, "local_address"))
                 .transpose()?,
@@ -1334,11 +1462,34 @@ impl Daemon {
                                "pid": owner.map(|o| o.1), "queue": owner.map(|o| o.2)})
                     })
                     .collect();
+                let (udp_ports, udp_error) = match at.classifier.udp_ports() {
+                    Ok(ps) => (
+                        ps.iter()
+                            .map(|(port, v)| self.udp_port_view(ifindex, *port, v))
+                            .collect(),
+                        Value::Null,
+                    ),
+                    Err(e) => (Vec::new(), json!(e.to_string())),
+                };
                 json!({"interface": at.name, "ifindex": ifindex, "steering": entries,
-                       "slots": slots, "error": error})
+                       "slots": slots, "udp_ports": udp_ports, "error": error,
+                       "udp_ports_error": udp_error})
             })
             .collect();
         obj(json!({ "interfaces": out }))
+    }
+}
+
+impl Daemon {
+    /// One entry of the port map of `ifindex` with the sessions using it.
+    fn udp_port_view(&self, ifindex: u32, port: u16, v: &UdpPort) -> Value {
+        let users: Vec<Value> = self
+            .sessions
+            .values()
+            .filter(|s| s.udp_port == Some(port) && s.sockets.iter().any(|k| k.ifindex == ifindex))
+            .map(|s| json!({"session": s.id, "pid": s.pid, "role": s.role}))
+            .collect();
+        json!({"port": port, "default": v.is_default(), "refs": v.sessions, "sessions": users})
     }
 }
 
@@ -1397,5 +1548,82 @@ impl Handler for Daemon {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: Value) -> Map<String, Value> {
+        obj(json!({ "udp_port": v }))
+    }
+
+    #[test]
+    fn udp_port_argument_is_a_port_or_a_clear_error() {
+        assert_eq!(udp_port_arg(&Map::new()).unwrap(), None);
+        assert_eq!(udp_port_arg(&req(Value::Null)).unwrap(), None);
+        assert_eq!(udp_port_arg(&req(json!(1))).unwrap(), Some(1));
+        assert_eq!(udp_port_arg(&req(json!(5711))).unwrap(), Some(5711));
+        assert_eq!(udp_port_arg(&req(json!(65535))).unwrap(), Some(65535));
+        for bad in [json!(0), json!(65536), json!(-1), json!(u64::MAX)] {
+            let e = udp_port_arg(&req(bad.clone())).unwrap_err();
+            assert_eq!(e.code, "invalid_argument", "{bad}");
+            assert!(e.message.contains("1..=65535"), "{}", e.message);
+            assert!(e.message.contains(&bad.to_string()), "{}", e.message);
+        }
+        // Every integer around the range: a port exactly when 1..=65535.
+        for n in -3i64..=70_000 {
+            let r = udp_port_arg(&req(json!(n)));
+            match u16::try_from(n) {
+                Ok(p) if p != 0 => assert_eq!(r.unwrap(), Some(p)),
+                _ => assert_eq!(r.unwrap_err().code, "invalid_argument", "{n}"),
+            }
+        }
+        for bad in [json!("5711"), json!(5711.5), json!(true), json!([5711])] {
+            let e = udp_port_arg(&req(bad.clone())).unwrap_err();
+            assert_eq!(e.code, "bad_request", "{bad}");
+            assert!(e.message.contains("must be an integer"), "{}", e.message);
+        }
+    }
+
+    fn port(sessions: u32, default: bool) -> UdpPort {
+        UdpPort {
+            sessions,
+            flags: if default { abi::UDP_PORT_DEFAULT } else { 0 },
+        }
+    }
+
+    #[test]
+    fn wanted_ports_keep_defaults_and_count_sessions() {
+        // No sessions: the defaults, flagged, without users.
+        let d = Config::default().default_ports();
+        assert_eq!(
+            wanted_udp_ports(&d, []),
+            BTreeMap::from([(3055, port(0, true)), (3056, port(0, true))])
+        );
+        // Two sessions on 5711, one on 5712, one on a default port.
+        let w = wanted_udp_ports(&d, [5711, 5712, 5711, 3056]);
+        assert_eq!(
+            w,
+            BTreeMap::from([
+                (3055, port(0, true)),
+                (3056, port(1, true)),
+                (5711, port(2, false)),
+                (5712, port(1, false)),
+            ])
+        );
+        // The last user of 5712 gone: it goes; 5711 keeps one reference; the
+        // default 3056 stays without users.
+        let w = wanted_udp_ports(&d, [5711]);
+        assert_eq!(w.get(&5712), None);
+        assert_eq!(w[&5711], port(1, false));
+        assert_eq!(w[&3056], port(0, true));
+        // No defaults (`--udp-ports 0,0`): only sessions' ports; 0 is never a port.
+        assert_eq!(
+            wanted_udp_ports(&[0, 0], [0, 7000]),
+            BTreeMap::from([(7000, port(1, false))])
+        );
+        assert!(wanted_udp_ports(&[], []).is_empty());
     }
 }

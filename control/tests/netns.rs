@@ -1381,3 +1381,419 @@ fn send_and_receive_interfaces_are_selected_and_changed() {
         "not_found"
     );
 }
+
+/// The UDP port map of `ifname` from `steering`: (port, default, refs, sessions).
+fn udp_ports(admin: &mut Client, ifname: &str) -> Vec<(u64, bool, u64, Vec<u64>)> {
+    let st = ok(admin, "steering", json!({}));
+    let i = st["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["interface"] == json!(ifname))
+        .unwrap_or_else(|| panic!("no classifier on {ifname}: {st}"))
+        .clone();
+    assert_eq!(i["udp_ports_error"], Value::Null, "{st}");
+    i["udp_ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let users = p["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["session"].as_u64().unwrap())
+                .collect();
+            (
+                p["port"].as_u64().unwrap(),
+                p["default"].as_bool().unwrap(),
+                p["refs"].as_u64().unwrap(),
+                users,
+            )
+        })
+        .collect()
+}
+
+fn ports_of(v: &[(u64, bool, u64, Vec<u64>)]) -> Vec<u64> {
+    v.iter().map(|p| p.0).collect()
+}
+
+/// Registers a receiver of `group`/`port` on `ifs` handing over `xsks` (one per
+/// interface, in order), with `udp_port` (`Value::Null`: none); returns the reply.
+fn register_rx(
+    c: &mut Client,
+    group: &str,
+    port: u16,
+    udp_port: Value,
+    ifs: &[&str],
+    xsks: &[std::os::fd::BorrowedFd<'_>],
+) -> Value {
+    let socks: Vec<Value> = ifs
+        .iter()
+        .map(|i| json!({"interface": i, "queue": 0}))
+        .collect();
+    c.request_with_fds(
+        "register",
+        args(json!({"role": "receiver", "group": group, "port": port,
+            "udp_port": udp_port, "interfaces": ifs, "sockets": socks})),
+        xsks,
+    )
+    .unwrap()
+}
+
+/// Issue 11.3: sessions' UDP encapsulation ports enter the classifier's port map
+/// of the interfaces they have sockets on, reference-counted, and leave it with the
+/// last session; the defaults (no `--udp-ports`: 3055, 3056) stay.
+#[test]
+fn udp_ports_follow_sessions_and_defaults_stay() {
+    use std::os::fd::AsFd;
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("udpp");
+    let mut admin = t.start_xpgmd();
+    let x0 = xsk_socket(&t.rx, "eth0");
+    let x1 = xsk_socket(&t.rx, "eth1");
+    let g: Ipv4Addr = "239.192.0.7".parse().unwrap();
+    let rx_count = |admin: &mut Client| counters(admin, "eth0")["redirected"].as_u64().unwrap();
+
+    // Session A on eth0 with UDP port 5711: the port joins the defaults.
+    let mut a = Client::connect(&t.sock()).unwrap();
+    let r = register_rx(
+        &mut a,
+        "239.192.0.7",
+        7500,
+        json!(5711),
+        &["eth0"],
+        &[x0.as_fd()],
+    );
+    assert_eq!(r["ok"], json!(true), "{r}");
+    let ida = r["session"].as_u64().unwrap();
+    assert_eq!(r["detail"]["udp_port"], json!(5711), "{r}");
+    assert_eq!(
+        udp_ports(&mut admin, "eth0"),
+        vec![
+            (3055, true, 0, vec![]),
+            (3056, true, 0, vec![]),
+            (5711, false, 1, vec![ida]),
+        ]
+    );
+    let l = ok(&mut admin, "sessions", json!({}));
+    assert_eq!(l["sessions"][0]["udp_port"], json!(5711), "{l}");
+    let human = t.ctl(&["steering"]);
+    assert!(
+        human.contains("UDP encapsulation ports: 3")
+            && human.contains(&format!("udp 5711 (session {ida} pid "))
+            && human.contains("udp 3055 default (no session)"),
+        "{human}"
+    );
+    wait_until("mdb entry", Duration::from_secs(15), || {
+        mdb_has(&t.mdb(), "p-rx", "239.192.0.7")
+    });
+    // ODATA to UDP 5711 is steered; to 5712 (in nobody's map) it is not PGM.
+    let before = counters(&mut admin, "eth0");
+    send_pgm(&t.tx, g, 5711, 40001, 7500, 0x04, 5);
+    send_pgm(&t.tx, g, 5712, 40001, 7500, 0x04, 3);
+    wait_until("steered by UDP 5711", Duration::from_secs(5), || {
+        rx_count(&mut admin) == 5
+    });
+    let after = counters(&mut admin, "eth0");
+    let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert_eq!((d("udp_encap"), d("pgm")), (5, 5), "{after}");
+    assert!(d("non_pgm") >= 3, "{after}");
+
+    // Session B (same socket, another group) on the same port: two references.
+    let mut b = Client::connect(&t.sock()).unwrap();
+    let r = register_rx(
+        &mut b,
+        "239.192.0.8",
+        7500,
+        json!(5711),
+        &["eth0"],
+        &[x0.as_fd()],
+    );
+    assert_eq!(r["ok"], json!(true), "{r}");
+    let idb = r["session"].as_u64().unwrap();
+    // Session C names a default port: counted, still flagged default.
+    let mut c = Client::connect(&t.sock()).unwrap();
+    let r = register_rx(
+        &mut c,
+        "239.192.0.9",
+        7500,
+        json!(3056),
+        &["eth0"],
+        &[x0.as_fd()],
+    );
+    assert_eq!(r["ok"], json!(true), "{r}");
+    let idc = r["session"].as_u64().unwrap();
+    assert_eq!(
+        udp_ports(&mut admin, "eth0"),
+        vec![
+            (3055, true, 0, vec![]),
+            (3056, true, 1, vec![idc]),
+            (5711, false, 2, vec![ida, idb]),
+        ]
+    );
+
+    // Bad values are refused clearly and leave nothing behind.
+    for (bad, code) in [
+        (json!(0), "invalid_argument"),
+        (json!(65536), "invalid_argument"),
+        (json!(-5), "invalid_argument"),
+        (json!("5711"), "bad_request"),
+        (json!(57.5), "bad_request"),
+    ] {
+        let mut d = Client::connect(&t.sock()).unwrap();
+        let r = register_rx(
+            &mut d,
+            "239.192.0.10",
+            7500,
+            bad.clone(),
+            &["eth0"],
+            &[x0.as_fd()],
+        );
+        assert_eq!(r["error"]["code"], json!(code), "{bad}: {r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains("udp_port"),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        ok(&mut admin, "sessions", json!({}))["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        ports_of(&udp_ports(&mut admin, "eth0")),
+        vec![3055, 3056, 5711]
+    );
+
+    // Unregistering A drops one reference; closing B's connection the last one.
+    ok(&mut a, "unregister", json!({"session": ida}));
+    assert_eq!(
+        udp_ports(&mut admin, "eth0")[2],
+        (5711, false, 1, vec![idb])
+    );
+    drop(b);
+    wait_until("B's session gone", Duration::from_secs(5), || {
+        ok(&mut admin, "sessions", json!({}))["sessions"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    });
+    assert_eq!(ports_of(&udp_ports(&mut admin, "eth0")), vec![3055, 3056]);
+    // UDP 5711 is not PGM any more (C's group, so a session would want it).
+    let before = counters(&mut admin, "eth0");
+    send_pgm(
+        &t.tx,
+        "239.192.0.9".parse().unwrap(),
+        5711,
+        40001,
+        7500,
+        0x04,
+        4,
+    );
+    send_pgm(
+        &t.tx,
+        "239.192.0.9".parse().unwrap(),
+        3056,
+        40001,
+        7500,
+        0x04,
+        2,
+    );
+    wait_until("C's frames on 3056", Duration::from_secs(5), || {
+        counters(&mut admin, "eth0")["redirected"].as_u64().unwrap()
+            == before["redirected"].as_u64().unwrap() + 2
+    });
+    let after = counters(&mut admin, "eth0");
+    assert_eq!(
+        after["udp_encap"].as_u64().unwrap() - before["udp_encap"].as_u64().unwrap(),
+        2,
+        "{after}"
+    );
+    // The last user of a default port leaves: the default stays.
+    ok(&mut c, "unregister", json!({"session": idc}));
+    assert_eq!(
+        udp_ports(&mut admin, "eth0"),
+        vec![(3055, true, 0, vec![]), (3056, true, 0, vec![])]
+    );
+
+    // A session on two interfaces: its port is in both maps; removing one
+    // interface takes it out of that map only; losing the other interface's
+    // link (veth deleted) takes it out of the remaining one.
+    let mut e = Client::connect(&t.sock()).unwrap();
+    let r = register_rx(
+        &mut e,
+        "239.192.0.7",
+        7500,
+        json!(5713),
+        &["eth0", "eth1"],
+        &[x0.as_fd(), x1.as_fd()],
+    );
+    assert_eq!(r["ok"], json!(true), "{r}");
+    let ide = r["session"].as_u64().unwrap();
+    for i in ["eth0", "eth1"] {
+        assert_eq!(
+            udp_ports(&mut admin, i)[2],
+            (5713, false, 1, vec![ide]),
+            "{i}"
+        );
+    }
+    ok(
+        &mut e,
+        "remove_interface",
+        json!({"session": ide, "interface": "eth0"}),
+    );
+    assert_eq!(ports_of(&udp_ports(&mut admin, "eth0")), vec![3055, 3056]);
+    assert_eq!(
+        ports_of(&udp_ports(&mut admin, "eth1")),
+        vec![3055, 3056, 5713]
+    );
+    // Back on eth0 (add_interface with its socket), then eth1's veth goes.
+    let r = e
+        .request_with_fds(
+            "add_interface",
+            args(json!({"session": ide, "interface": "eth0",
+                "sockets": [{"interface": "eth0", "queue": 0}]})),
+            &[x0.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["ok"], json!(true), "{r}");
+    assert_eq!(
+        ports_of(&udp_ports(&mut admin, "eth0")),
+        vec![3055, 3056, 5713]
+    );
+    t.ns(&t.sw, &["ip", "link", "del", "p-rx1"]);
+    let m = e.read_message().unwrap();
+    assert_eq!(m["event"], json!("session_error"), "{m}");
+    assert_eq!(ports_of(&udp_ports(&mut admin, "eth0")), vec![3055, 3056]);
+}
+
+/// The port map is bounded (256 per interface): a session whose port does not fit
+/// is refused with `limit` and leaves no socket, steering entry or port behind.
+#[test]
+fn udp_port_map_full_refuses_the_session() {
+    use std::os::fd::AsFd;
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("udpf");
+    let mut admin = t.start_xpgmd();
+    let x0 = xsk_socket(&t.rx, "eth0");
+    let mut c = Client::connect(&t.sock()).unwrap();
+    // 254 sessions (one group, PGM ports 10000..) with UDP ports 20000..: with the
+    // two defaults the map is full.
+    for k in 0..254u16 {
+        let r = register_rx(
+            &mut c,
+            "239.192.0.7",
+            10_000 + k,
+            json!(20_000 + k),
+            &["eth0"],
+            &[x0.as_fd()],
+        );
+        assert_eq!(r["ok"], json!(true), "session {k}: {r}");
+    }
+    assert_eq!(udp_ports(&mut admin, "eth0").len(), 256);
+    let st = |admin: &mut Client| {
+        let v = ok(admin, "steering", json!({}));
+        let i = v["interfaces"][0].clone();
+        (
+            i["steering"].as_array().unwrap().len(),
+            i["slots"].as_array().unwrap().len(),
+        )
+    };
+    assert_eq!(st(&mut admin), (254, 254));
+    let r = register_rx(
+        &mut c,
+        "239.192.0.7",
+        9_999,
+        json!(30_000),
+        &["eth0"],
+        &[x0.as_fd()],
+    );
+    assert_eq!(r["error"]["code"], json!("limit"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("UDP port map"),
+        "{r}"
+    );
+    assert_eq!(st(&mut admin), (254, 254), "nothing left behind");
+    assert_eq!(udp_ports(&mut admin, "eth0").len(), 256);
+    // A port already in the map (here a default) still fits.
+    let r = register_rx(
+        &mut c,
+        "239.192.0.7",
+        9_998,
+        json!(3055),
+        &["eth0"],
+        &[x0.as_fd()],
+    );
+    assert_eq!(r["ok"], json!(true), "{r}");
+    assert_eq!(
+        udp_ports(&mut admin, "eth0")[0],
+        (3055, true, 1, vec![r["session"].as_u64().unwrap()])
+    );
+    // Connection closed: every session's port goes, the defaults stay.
+    drop(c);
+    wait_until("sessions gone", Duration::from_secs(10), || {
+        ok(&mut admin, "sessions", json!({}))["sessions"] == json!([])
+    });
+    assert_eq!(ports_of(&udp_ports(&mut admin, "eth0")), vec![3055, 3056]);
+}
+
+/// A source's UDP port is in the map too: NAKs by unicast UDP to it are steered
+/// to the source's socket; after the session they are not PGM.
+#[test]
+fn source_udp_port_steers_its_naks() {
+    use std::os::fd::AsFd;
+    if skip() {
+        return;
+    }
+    let mut t = Topo::new("udps");
+    let mut admin = t.start_xpgmd();
+    let x0 = xsk_socket(&t.rx, "eth0");
+    let mut c = Client::connect(&t.sock()).unwrap();
+    let r = c
+        .request_with_fds(
+            "register",
+            args(
+                json!({"role": "source", "group": "239.192.0.7", "port": 7500,
+                "source_port": 40001, "udp_port": 5720, "send_interface": "eth0",
+                "sockets": [{"interface": "eth0", "queue": 0}]}),
+            ),
+            &[x0.as_fd()],
+        )
+        .unwrap();
+    assert_eq!(r["ok"], json!(true), "{r}");
+    assert_eq!(r["detail"]["udp_port"], json!(5720), "{r}");
+    let id = r["session"].as_u64().unwrap();
+    assert_eq!(udp_ports(&mut admin, "eth0")[2], (5720, false, 1, vec![id]));
+    let me: Ipv4Addr = "10.77.0.2".parse().unwrap();
+    // Resolve the neighbour first: datagrams queued on an unresolved one may be lost.
+    t.ns(&t.tx, &["ping", "-c", "1", "-W", "2", "10.77.0.2"]);
+    // NAKs carry the ports swapped: PGM sport = data port, dport = TSI port.
+    send_pgm(&t.tx, me, 5720, 7500, 40001, 0x08, 3);
+    send_pgm(&t.tx, me, 5721, 7500, 40001, 0x08, 2);
+    wait_until("NAKs steered", Duration::from_secs(5), || {
+        counters(&mut admin, "eth0")["redirected"] == json!(3)
+    });
+    assert_eq!(counters(&mut admin, "eth0")["udp_encap"], json!(3));
+    ok(&mut c, "unregister", json!({"session": id}));
+    assert_eq!(ports_of(&udp_ports(&mut admin, "eth0")), vec![3055, 3056]);
+    let before = counters(&mut admin, "eth0");
+    send_pgm(&t.tx, me, 5720, 7500, 40001, 0x08, 3);
+    wait_until("NAKs not PGM", Duration::from_secs(5), || {
+        counters(&mut admin, "eth0")["non_pgm"].as_u64().unwrap()
+            >= before["non_pgm"].as_u64().unwrap() + 3
+    });
+    let after = counters(&mut admin, "eth0");
+    assert_eq!(after["udp_encap"], before["udp_encap"], "{after}");
+    assert_eq!(after["redirected"], json!(3));
+}

@@ -3,8 +3,8 @@
  * xpgm XDP classifier.
  *
  * Parses Ethernet (with at most one 802.1Q/802.1ad tag), IPv4 and IPv6 and
- * recognises PGM as IP protocol 113 or as UDP to one of the configured
- * encapsulation ports. PGM frames are looked up in the steering map by
+ * recognises PGM as IP protocol 113 or as UDP to a port in the UDP port map
+ * (xpgm_udp_ports). PGM frames are looked up in the steering map by
  * (rx queue, destination address, PGM destination port, direction) and
  * redirected to the AF_XDP socket in the matching XSKMAP slot. Everything
  * else returns XDP_PASS: non-PGM traffic as early as possible, PGM for no
@@ -59,11 +59,11 @@ struct {
 } xpgm_slot_hits SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xpgm_config);
-} xpgm_config SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XPGM_MAX_UDP_PORTS);
+	__type(key, __u16);
+	__type(value, struct xpgm_udp_port);
+} xpgm_udp_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
@@ -113,15 +113,13 @@ static __always_inline int is_downstream(__u8 type)
 	}
 }
 
-/* Returns non-zero if a UDP datagram to dport carries PGM. */
+/* Returns non-zero if a UDP datagram to dport (host order) carries PGM:
+ * dport is in the port map (xpgmd's defaults and the sessions' ports). */
 static __always_inline int is_encap_port(__u16 dport)
 {
-	__u32 zero = 0;
-	struct xpgm_config *cfg = bpf_map_lookup_elem(&xpgm_config, &zero);
-
-	if (!cfg || dport == 0)
+	if (dport == 0)
 		return 0;
-	return dport == cfg->udp_ucast_port || dport == cfg->udp_mcast_port;
+	return bpf_map_lookup_elem(&xpgm_udp_ports, &dport) != 0;
 }
 
 static __always_inline struct xpgm_flow_stats *flow_stats(struct xpgm_flow_key *fk)

@@ -15,12 +15,13 @@
 #define XPGM_MAP_XSKS "xpgm_xsks"
 #define XPGM_MAP_COUNTERS "xpgm_counters"
 #define XPGM_MAP_SLOT_HITS "xpgm_slot_hits"
-#define XPGM_MAP_CONFIG "xpgm_config"
+#define XPGM_MAP_UDP_PORTS "xpgm_udp_ports"
 #define XPGM_MAP_FLOWS "xpgm_flows"
 
 #define XPGM_MAX_STEER 16384
 #define XPGM_MAX_SLOTS 256
 #define XPGM_MAX_FLOWS 4096
+#define XPGM_MAX_UDP_PORTS 256
 
 /* Key family: the address is always 16 bytes; IPv4 is stored v4-mapped
  * (::ffff:a.b.c.d) so one key type serves both families. */
@@ -62,12 +63,21 @@ struct xpgm_steer_value {
 #define XPGM_CNT_FRAGMENT 7   /* IPv4 non-first fragments: passed */
 #define XPGM_CNT_MAX 8
 
-/* Configuration (single entry at index 0 of xpgm_config). */
-struct xpgm_config {
-	__u16 udp_ucast_port; /* UDP encapsulation port for unicast (upstream), 0 = off */
-	__u16 udp_mcast_port; /* UDP encapsulation port for multicast (downstream), 0 = off */
-	__u32 flags;          /* reserved, 0 */
-};
+/*
+ * UDP encapsulation ports (hash map xpgm_udp_ports, key: __u16 UDP
+ * destination port in host byte order). A UDP datagram to a port in the map
+ * is parsed as PGM; any other UDP datagram is not PGM. xpgmd keeps the
+ * defaults (`--udp-ports`, flag XPGM_UDP_PORT_DEFAULT) in the map of every
+ * classifier it attaches and adds the port of each session using the
+ * interface (`register` with "udp_port"), counting the sessions in `sessions`.
+ * The program only tests presence; the value is for xpgmd and bpftool.
+ */
+#define XPGM_UDP_PORT_DEFAULT 1 /* flags: one of xpgmd's default ports */
+
+struct xpgm_udp_port {
+	__u32 sessions; /* sessions using the port on this interface */
+	__u32 flags;    /* XPGM_UDP_PORT_* */
+};                      /* 8 bytes */
 
 /*
  * Flow table (per-CPU LRU hash): one entry per (source, group, data port).

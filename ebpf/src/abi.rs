@@ -17,8 +17,8 @@ pub const MAP_XSKS: &str = "xpgm_xsks";
 pub const MAP_COUNTERS: &str = "xpgm_counters";
 /// Name of the per-CPU per-slot hit counters.
 pub const MAP_SLOT_HITS: &str = "xpgm_slot_hits";
-/// Name of the configuration array (one entry).
-pub const MAP_CONFIG: &str = "xpgm_config";
+/// Name of the UDP encapsulation port map (key: UDP destination port).
+pub const MAP_UDP_PORTS: &str = "xpgm_udp_ports";
 /// Name of the per-CPU LRU flow table.
 pub const MAP_FLOWS: &str = "xpgm_flows";
 /// Name of the XDP program in the object.
@@ -30,6 +30,10 @@ pub const MAX_STEER: u32 = 16384;
 pub const MAX_SLOTS: u32 = 256;
 /// Capacity of the flow table (LRU: old flows are evicted).
 pub const MAX_FLOWS: u32 = 4096;
+/// Capacity of the UDP encapsulation port map (per interface).
+pub const MAX_UDP_PORTS: u32 = 256;
+/// [`UdpPort::flags`]: one of xpgmd's default ports (`--udp-ports`).
+pub const UDP_PORT_DEFAULT: u32 = 1;
 
 /// `family` value for IPv4 keys (address stored v4-mapped).
 pub const FAMILY_V4: u8 = 4;
@@ -101,16 +105,30 @@ pub struct SteerValue {
     pub session: u32,
 }
 
-/// Classifier configuration (`struct xpgm_config`).
+/// What [`crate::Classifier::load`] puts into a new classifier: the default
+/// UDP encapsulation ports, entered into the port map with [`UDP_PORT_DEFAULT`]
+/// (xpgmd's `--udp-ports UCAST,MCAST`). Not a map value: the program itself
+/// only reads the port map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(C)]
 pub struct Config {
-    /// UDP encapsulation port for unicast (upstream) PGM, 0 = off.
+    /// Default UDP encapsulation port for unicast (upstream) PGM, 0 = none.
     pub udp_ucast_port: u16,
-    /// UDP encapsulation port for multicast (downstream) PGM, 0 = off.
+    /// Default UDP encapsulation port for multicast (downstream) PGM, 0 = none.
     pub udp_mcast_port: u16,
     /// Reserved, must be 0.
     pub flags: u32,
+}
+
+impl Config {
+    /// The default ports, without 0 and without repeats.
+    pub fn default_ports(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = [self.udp_ucast_port, self.udp_mcast_port]
+            .into_iter()
+            .filter(|p| *p != 0)
+            .collect();
+        v.dedup();
+        v
+    }
 }
 
 impl Default for Config {
@@ -121,6 +139,24 @@ impl Default for Config {
             udp_mcast_port: 3056,
             flags: 0,
         }
+    }
+}
+
+/// UDP port map value (`struct xpgm_udp_port`): who uses the port. The
+/// program only tests whether a port is in the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct UdpPort {
+    /// Sessions using the port on this interface.
+    pub sessions: u32,
+    /// `UDP_PORT_*` flags ([`UDP_PORT_DEFAULT`]).
+    pub flags: u32,
+}
+
+impl UdpPort {
+    /// Whether this is one of the default ports.
+    pub fn is_default(&self) -> bool {
+        self.flags & UDP_PORT_DEFAULT != 0
     }
 }
 
@@ -196,8 +232,8 @@ unsafe impl aya::Pod for FlowStats {}
 unsafe impl aya::Pod for SteerKey {}
 // SAFETY: repr(C), two u32 fields, no padding, every bit pattern is valid.
 unsafe impl aya::Pod for SteerValue {}
-// SAFETY: repr(C), u16 + u16 + u32, no padding, every bit pattern is valid.
-unsafe impl aya::Pod for Config {}
+// SAFETY: repr(C), two u32 fields, no padding, every bit pattern is valid.
+unsafe impl aya::Pod for UdpPort {}
 
 /// Indices of the per-CPU counters (`XPGM_CNT_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -266,8 +302,9 @@ mod tests {
         assert_eq!(offset_of!(SteerKey, family), 22);
         assert_eq!(offset_of!(SteerKey, dir), 23);
         assert_eq!(size_of::<SteerValue>(), 8);
-        assert_eq!(size_of::<Config>(), 8);
-        assert_eq!(offset_of!(Config, udp_mcast_port), 2);
+        assert_eq!(size_of::<UdpPort>(), 8);
+        assert_eq!(offset_of!(UdpPort, sessions), 0);
+        assert_eq!(offset_of!(UdpPort, flags), 4);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(offset_of!(FlowKey, group), 16);
         assert_eq!(offset_of!(FlowKey, port), 32);
@@ -282,14 +319,30 @@ mod tests {
             ("XPGM_MAX_STEER", MAX_STEER),
             ("XPGM_MAX_SLOTS", MAX_SLOTS),
             ("XPGM_MAX_FLOWS", MAX_FLOWS),
+            ("XPGM_MAX_UDP_PORTS", MAX_UDP_PORTS),
+            ("XPGM_UDP_PORT_DEFAULT", UDP_PORT_DEFAULT),
             ("XPGM_CNT_MAX", COUNTER_MAX),
         ] {
             assert!(h.contains(&format!("#define {name} {v}")), "{name} != {v}");
         }
+        assert!(h.contains(&format!("#define XPGM_MAP_UDP_PORTS \"{MAP_UDP_PORTS}\"")));
         for c in Counter::ALL {
             let cname = format!("XPGM_CNT_{} {}", c.name().to_uppercase(), c as u32);
             assert!(h.contains(&cname), "missing {cname}");
         }
+    }
+
+    #[test]
+    fn default_ports_skip_zero_and_repeats() {
+        assert_eq!(Config::default().default_ports(), vec![3055, 3056]);
+        let c = |u, m| Config {
+            udp_ucast_port: u,
+            udp_mcast_port: m,
+            flags: 0,
+        };
+        assert_eq!(c(5701, 5701).default_ports(), vec![5701]);
+        assert_eq!(c(0, 3056).default_ports(), vec![3056]);
+        assert_eq!(c(0, 0).default_ports(), Vec::<u16>::new());
     }
 
     #[test]

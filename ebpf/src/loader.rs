@@ -2,11 +2,11 @@
 
 use std::os::fd::AsRawFd;
 
-use aya::maps::{Array, HashMap, MapError, PerCpuArray, PerCpuHashMap, XskMap};
+use aya::maps::{HashMap, MapError, PerCpuArray, PerCpuHashMap, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId};
 use aya::{Ebpf, EbpfError};
 
-use crate::abi::{self, Config, Counter, FlowKey, FlowStats, SteerKey, SteerValue};
+use crate::abi::{self, Config, Counter, FlowKey, FlowStats, SteerKey, SteerValue, UdpPort};
 
 /// Errors from loading, attaching or updating the classifier.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,15 @@ pub enum Error {
     /// The program is already attached.
     #[error("classifier already attached to ifindex {0}")]
     AlreadyAttached(u32),
+    /// UDP port 0 cannot be an encapsulation port.
+    #[error("UDP port 0 cannot carry PGM")]
+    UdpPortZero,
+    /// The UDP port map is full.
+    #[error("UDP port map full ({max} ports): port {port} not added", max = abi::MAX_UDP_PORTS)]
+    UdpPortsFull {
+        /// The port that did not fit.
+        port: u16,
+    },
     /// Every requested attach mode failed.
     #[error("attaching to ifindex {ifindex} failed: {source}")]
     Attach {
@@ -84,6 +93,17 @@ impl Counters {
     }
 }
 
+/// Whether a map operation failed because the key is absent: aya reports a
+/// lookup of a missing key as `KeyNotFound` but a delete as the syscall's
+/// `ENOENT`.
+fn not_found(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
 /// The compiled classifier object (ELF, BPF target), embedded at build time.
 pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xpgm_classifier.o"));
@@ -103,7 +123,8 @@ pub struct Classifier {
 
 impl Classifier {
     /// Loads the program and its maps into the kernel (not yet attached) and
-    /// writes `config`.
+    /// puts `config`'s default UDP encapsulation ports into the port map (with
+    /// [`abi::UDP_PORT_DEFAULT`], no sessions).
     pub fn load(config: Config) -> Result<Self, Error> {
         let mut ebpf = Ebpf::load(OBJECT)?;
         let prog: &mut Xdp = ebpf
@@ -116,7 +137,15 @@ impl Classifier {
             attached: None,
             slots: std::collections::BTreeSet::new(),
         };
-        c.set_config(config)?;
+        for port in config.default_ports() {
+            c.set_udp_port(
+                port,
+                UdpPort {
+                    sessions: 0,
+                    flags: abi::UDP_PORT_DEFAULT,
+                },
+            )?;
+        }
         Ok(c)
     }
 
@@ -181,15 +210,60 @@ impl Classifier {
         Ok(())
     }
 
-    /// Writes the configuration entry.
-    pub fn set_config(&mut self, config: Config) -> Result<(), Error> {
+    fn udp_map(&mut self) -> Result<HashMap<&mut aya::maps::MapData, u16, UdpPort>, Error> {
         let map = self
             .ebpf
-            .map_mut(abi::MAP_CONFIG)
-            .ok_or(Error::Missing("config map"))?;
-        let mut arr: Array<_, Config> = Array::try_from(map)?;
-        arr.set(0, config, 0)?;
-        Ok(())
+            .map_mut(abi::MAP_UDP_PORTS)
+            .ok_or(Error::Missing("UDP port map"))?;
+        Ok(HashMap::try_from(map)?)
+    }
+
+    /// Puts `port` into the UDP port map (UDP to it is then parsed as PGM) or
+    /// replaces its value. Refuses port 0 and a new port when the map holds
+    /// [`abi::MAX_UDP_PORTS`] already.
+    pub fn set_udp_port(&mut self, port: u16, value: UdpPort) -> Result<(), Error> {
+        if port == 0 {
+            return Err(Error::UdpPortZero);
+        }
+        let mut h = self.udp_map()?;
+        let present = match h.get(&port, 0) {
+            Ok(_) => true,
+            Err(MapError::KeyNotFound) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !present && h.keys().count() >= abi::MAX_UDP_PORTS as usize {
+            return Err(Error::UdpPortsFull { port });
+        }
+        match h.insert(port, value, 0) {
+            Ok(()) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+                Err(Error::UdpPortsFull { port })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes `port` from the UDP port map (UDP to it is then not PGM);
+    /// returns whether it was there.
+    pub fn remove_udp_port(&mut self, port: u16) -> Result<bool, Error> {
+        let mut h = self.udp_map()?;
+        match h.remove(&port) {
+            Ok(()) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every port in the UDP port map with its value, in ascending order.
+    pub fn udp_ports(&self) -> Result<Vec<(u16, UdpPort)>, Error> {
+        let map = self
+            .ebpf
+            .map(abi::MAP_UDP_PORTS)
+            .ok_or(Error::Missing("UDP port map"))?;
+        let h: HashMap<_, u16, UdpPort> = HashMap::try_from(map)?;
+        let mut v = h.iter().collect::<Result<Vec<_>, _>>()?;
+        v.sort_by_key(|(p, _)| *p);
+        Ok(v)
     }
 
     /// Inserts or replaces a steering entry.
@@ -215,7 +289,7 @@ impl Classifier {
         let mut h: HashMap<_, SteerKey, SteerValue> = HashMap::try_from(map)?;
         match h.remove(key) {
             Ok(()) => Ok(true),
-            Err(MapError::KeyNotFound) => Ok(false),
+            Err(e) if not_found(&e) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use xpgm_ebpf::abi::{Config, Counter, Direction, SteerKey, SteerValue};
+use xpgm_ebpf::abi::{self, Config, Counter, Direction, SteerKey, SteerValue, UdpPort};
 use xpgm_ebpf::{Classifier, Counters, verdict};
 
 fn is_root() -> bool {
@@ -292,7 +292,7 @@ fn ipv6_is_steered() {
 }
 
 #[test]
-fn udp_encapsulation_uses_configured_ports() {
+fn udp_encapsulation_uses_the_default_ports() {
     let Some(mut c) = load() else { return };
     steer(&mut c, GROUP4.into(), DPORT, Direction::Downstream, 0, 5);
     let f = eth(
@@ -340,24 +340,21 @@ fn udp_encapsulation_uses_configured_ports() {
         ],
     );
     assert_eq!(c.slot_hits(6).unwrap(), 1);
-    // Turn encapsulation off: the same frame is plain UDP.
-    c.set_config(Config {
-        udp_ucast_port: 0,
-        udp_mcast_port: 0,
-        flags: 0,
-    })
-    .unwrap();
-    let (v, d) = run(&c, &f);
-    assert_eq!(v, verdict::PASS);
-    only(&d, &[(Counter::NonPgm, 1)]);
-    // Custom port.
-    c.set_config(Config {
-        udp_ucast_port: 0,
-        udp_mcast_port: 9999,
-        flags: 0,
-    })
-    .unwrap();
-    let f2 = eth(
+    // Remove the default ports: the same frames are plain UDP.
+    assert!(c.remove_udp_port(3055).unwrap());
+    assert!(c.remove_udp_port(3056).unwrap());
+    assert!(!c.remove_udp_port(3056).unwrap(), "already gone");
+    assert_eq!(c.udp_ports().unwrap(), vec![]);
+    for frame in [&f, &f6] {
+        let (v, d) = run(&c, frame);
+        assert_eq!(v, verdict::PASS);
+        only(&d, &[(Counter::NonPgm, 1)]);
+    }
+    assert_eq!(c.slot_hits(5).unwrap(), 1, "not steered again");
+}
+
+fn udp_odata(dport: u16) -> Vec<u8> {
+    eth(
         0x0800,
         None,
         &ipv4(
@@ -365,18 +362,126 @@ fn udp_encapsulation_uses_configured_ports() {
             GROUP4,
             17,
             0,
-            &udp(1, 9999, &pgm(SPORT, DPORT, ODATA, 16)),
+            &udp(dport, dport, &pgm(SPORT, DPORT, ODATA, 16)),
         ),
+    )
+}
+
+#[test]
+fn udp_port_map_steers_mapped_ports_only() {
+    let Some(mut c) = load() else { return };
+    // The defaults are in the map from the start, flagged as such.
+    let def = UdpPort {
+        sessions: 0,
+        flags: abi::UDP_PORT_DEFAULT,
+    };
+    assert_eq!(c.udp_ports().unwrap(), vec![(3055, def), (3056, def)]);
+    steer(&mut c, GROUP4.into(), DPORT, Direction::Downstream, 0, 3);
+    let encap = [
+        (Counter::Pgm, 1),
+        (Counter::UdpEncap, 1),
+        (Counter::NoSocket, 1),
+    ];
+    // Unmapped port: passed as non-PGM, not steered.
+    let (v, d) = run(&c, &udp_odata(5711));
+    assert_eq!(v, verdict::PASS);
+    only(&d, &[(Counter::NonPgm, 1)]);
+    assert_eq!(c.slot_hits(3).unwrap(), 0);
+    // Mapped: parsed as PGM and steered to the session's slot.
+    let user = UdpPort {
+        sessions: 2,
+        flags: 0,
+    };
+    c.set_udp_port(5711, user).unwrap();
+    let (_, d) = run(&c, &udp_odata(5711));
+    only(&d, &encap);
+    assert_eq!(c.slot_hits(3).unwrap(), 1);
+    // A second port works alongside; another unmapped one still does not.
+    c.set_udp_port(5712, user).unwrap();
+    let (_, d) = run(&c, &udp_odata(5712));
+    only(&d, &encap);
+    let (_, d) = run(&c, &udp_odata(5713));
+    only(&d, &[(Counter::NonPgm, 1)]);
+    assert_eq!(c.slot_hits(3).unwrap(), 2);
+    // Replacing a value keeps the port; the listing is sorted.
+    c.set_udp_port(
+        5711,
+        UdpPort {
+            sessions: 1,
+            flags: 0,
+        },
+    )
+    .unwrap();
+    let ports: Vec<u16> = c.udp_ports().unwrap().iter().map(|p| p.0).collect();
+    assert_eq!(ports, vec![3055, 3056, 5711, 5712]);
+    assert_eq!(c.udp_ports().unwrap()[2].1.sessions, 1);
+    // After removal the port passes again.
+    assert!(c.remove_udp_port(5711).unwrap());
+    let (v, d) = run(&c, &udp_odata(5711));
+    assert_eq!(v, verdict::PASS);
+    only(&d, &[(Counter::NonPgm, 1)]);
+    assert_eq!(c.slot_hits(3).unwrap(), 2);
+    let (_, d) = run(&c, &udp_odata(5712));
+    only(&d, &encap);
+    // Removing an absent steering entry says so (and is not an error).
+    let absent = SteerKey::new(9, GROUP4.into(), DPORT, Direction::Downstream);
+    assert!(!c.remove_steer(&absent).unwrap());
+    // Port 0 is refused.
+    assert!(matches!(
+        c.set_udp_port(0, user),
+        Err(xpgm_ebpf::Error::UdpPortZero)
+    ));
+}
+
+#[test]
+fn udp_port_map_is_bounded() {
+    let Some(mut c) = load() else { return };
+    let user = UdpPort {
+        sessions: 1,
+        flags: 0,
+    };
+    // Two defaults plus 254 more fill the map.
+    for p in 0..(abi::MAX_UDP_PORTS as u16 - 2) {
+        c.set_udp_port(20_000 + p, user).unwrap();
+    }
+    assert_eq!(c.udp_ports().unwrap().len(), abi::MAX_UDP_PORTS as usize);
+    let e = c.set_udp_port(40_000, user).unwrap_err();
+    assert!(
+        matches!(e, xpgm_ebpf::Error::UdpPortsFull { port: 40_000 }),
+        "{e}"
     );
-    let (_, d) = run(&c, &f2);
-    only(
-        &d,
-        &[
-            (Counter::Pgm, 1),
-            (Counter::UdpEncap, 1),
-            (Counter::NoSocket, 1),
-        ],
-    );
+    assert!(e.to_string().contains("full"), "{e}");
+    // A port already present can still be updated; after a removal, one fits.
+    c.set_udp_port(
+        20_000,
+        UdpPort {
+            sessions: 3,
+            flags: 0,
+        },
+    )
+    .unwrap();
+    assert!(c.remove_udp_port(20_001).unwrap());
+    c.set_udp_port(40_000, user).unwrap();
+    let (_, d) = run(&c, &udp_odata(40_000));
+    assert_eq!(d.get(Counter::UdpEncap), 1);
+    // Empty defaults: a classifier loaded with both ports 0 maps nothing.
+    let none = Classifier::load(Config {
+        udp_ucast_port: 0,
+        udp_mcast_port: 0,
+        flags: 0,
+    })
+    .unwrap();
+    assert_eq!(none.udp_ports().unwrap(), vec![]);
+    let (_, d) = run(&none, &udp_odata(3056));
+    only(&d, &[(Counter::NonPgm, 1)]);
+    // Equal defaults (`--udp-ports 5701,5701`) are one entry.
+    let one = Classifier::load(Config {
+        udp_ucast_port: 5701,
+        udp_mcast_port: 5701,
+        flags: 0,
+    })
+    .unwrap();
+    assert_eq!(one.udp_ports().unwrap().len(), 1);
 }
 
 #[test]

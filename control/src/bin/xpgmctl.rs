@@ -217,8 +217,8 @@ fn print_human(cmd: &str, r: &Value) {
         "groups" => {}
         "sessions" => {
             println!(
-                "{:>4} {:>7} {:<8} {:<24} {:<20} {:>5}  {:<10} {:<16} SOCKETS(if/queue/slot)",
-                "ID", "PID", "ROLE", "TSI", "GROUP", "PORT", "SEND-IF", "RECV-IFS"
+                "{:>4} {:>7} {:<8} {:<24} {:<20} {:>5} {:>5}  {:<10} {:<16} SOCKETS(if/queue/slot)",
+                "ID", "PID", "ROLE", "TSI", "GROUP", "PORT", "UDP", "SEND-IF", "RECV-IFS"
             );
             for x in r
                 .get("sessions")
@@ -240,13 +240,14 @@ fn print_human(cmd: &str, r: &Value) {
                         .collect()
                 };
                 println!(
-                    "{:>4} {:>7} {:<8} {:<24} {:<20} {:>5}  {:<10} {:<16} {}",
+                    "{:>4} {:>7} {:<8} {:<24} {:<20} {:>5} {:>5}  {:<10} {:<16} {}",
                     s(x, "session"),
                     s(x, "pid"),
                     s(x, "role"),
                     s(x, "tsi"),
                     s(x, "group"),
                     s(x, "port"),
+                    s(x, "udp_port"),
                     s(x, "send_interface"),
                     list("interfaces").join(","),
                     list("sockets").join(" ")
@@ -461,6 +462,39 @@ fn print_steering(r: &Value) {
                 s(x, "queue"),
                 s(x, "session"),
                 s(x, "pid")
+            );
+        }
+        if let Some(e) = i.get("udp_ports_error").filter(|e| !e.is_null()) {
+            println!("  error reading the UDP port map: {e}");
+        }
+        let ports: Vec<&Value> = i
+            .get("udp_ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        println!("  UDP encapsulation ports: {}", ports.len());
+        for x in ports {
+            let users: Vec<String> = x
+                .get("sessions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|u| format!("session {} pid {}", s(u, "session"), s(u, "pid")))
+                .collect();
+            let default = if x.get("default") == Some(&Value::Bool(true)) {
+                " default"
+            } else {
+                ""
+            };
+            println!(
+                "    udp {}{default} ({})",
+                s(x, "port"),
+                if users.is_empty() {
+                    "no session".to_owned()
+                } else {
+                    users.join(", ")
+                }
             );
         }
     }

@@ -13,6 +13,8 @@ use xpgm_control::server::{self, ServerConfig};
 const USAGE: &str = "usage: xpgmd [--socket PATH] [--group NAME|GID] [--max-clients N] \
 [--idle-timeout SECS] [--udp-ports UCAST,MCAST] [--metrics-listen HOST:PORT [--metrics-allow-remote]]
 socket: --socket, else $XPGM_SOCKET, else /run/xpgm/xpgmd.sock
+udp-ports: default UDP encapsulation ports kept in every classifier's port map (default 3055,3056;
+         0 = none); a session registering its own \"udp_port\" adds that port while it lives
 metrics: GET /metrics (Prometheus text) of the sessions in $XPGM_STATS_DIR, else /dev/shm/xpgm-stats;
          loopback addresses only unless --metrics-allow-remote";
 

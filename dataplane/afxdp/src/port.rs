@@ -111,6 +111,8 @@ pub struct XdpPort {
     iface: String,
     queue: u32,
     dport: u16,
+    /// UDP encapsulation port registered with xpgmd (`None`: raw IP).
+    udp_encap: Option<u16>,
     xpgmd: PathBuf,
     ring: Option<PathBuf>,
     sources: Vec<IpAddr>,
@@ -176,6 +178,7 @@ impl XdpPort {
             iface: c.iface.clone(),
             queue: c.queue,
             dport: c.dport,
+            udp_encap: c.udp_encap,
             xpgmd,
             ring: c.ring.clone(),
             sources: c.sources.clone(),
@@ -213,17 +216,13 @@ impl XdpPort {
             Role::Receiver => self.ring.as_deref(),
             Role::Source { .. } => None,
         };
-        let r = register::register_within(
-            &self.xpgmd,
-            &role,
-            self.group,
-            self.dport,
-            tsi,
-            &spec,
+        let req = register::Request {
             ring,
-            timeout,
-            &self.sources,
-        )?;
+            sources: &self.sources,
+            ..register::Request::new(&role, self.group, self.dport, tsi, &spec)
+                .udp_port(self.udp_encap)
+        };
+        let r = register::register_within(&self.xpgmd, &req, timeout)?;
         self.registration = Some(r);
         self.registered_as = Some((role, tsi.to_owned()));
         Ok(())

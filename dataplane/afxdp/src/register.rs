@@ -174,20 +174,67 @@ pub struct SocketSpec<'a> {
     pub fd: BorrowedFd<'a>,
 }
 
+/// What a session registers (the `register` request's fields, see
+/// docs/control-api.md).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Receiver or source.
+    pub role: &'a Role,
+    /// Group.
+    pub group: IpAddr,
+    /// PGM data-destination port.
+    pub port: u16,
+    /// TSI as text (shown by `xpgmctl sessions`; may be empty).
+    pub tsi: &'a str,
+    /// The sockets handed over.
+    pub sockets: &'a [SocketSpec<'a>],
+    /// UDP encapsulation port (both directions; `None`: raw IP). xpgmd puts it
+    /// into the classifier's port map of the sockets' interfaces while the
+    /// session lives.
+    pub udp_port: Option<u16>,
+    /// Receiver: its shared delivery ring, for other local consumers of the
+    /// feed (they find it with [`find_served`] and attach to it).
+    pub ring: Option<&'a Path>,
+    /// Receiver: join source-specifically (IGMPv3/MLDv2 INCLUDE) to these.
+    pub sources: &'a [IpAddr],
+}
+
+impl<'a> Request<'a> {
+    /// A request without UDP port, ring or sources.
+    pub fn new(
+        role: &'a Role,
+        group: IpAddr,
+        port: u16,
+        tsi: &'a str,
+        sockets: &'a [SocketSpec<'a>],
+    ) -> Self {
+        Self {
+            role,
+            group,
+            port,
+            tsi,
+            sockets,
+            udp_port: None,
+            ring: None,
+            sources: &[],
+        }
+    }
+
+    /// The same request with UDP encapsulation port `udp_port`.
+    pub fn udp_port(self, udp_port: Option<u16>) -> Self {
+        Self { udp_port, ..self }
+    }
+}
+
 /// Builds the `register` arguments (separate for testing).
-pub fn register_args(
-    role: &Role,
-    group: IpAddr,
-    port: u16,
-    tsi: &str,
-    sockets: &[SocketSpec<'_>],
-) -> Map<String, Value> {
+pub fn register_args(req: &Request<'_>) -> Map<String, Value> {
     let mut m = Map::new();
+    let sockets = req.sockets;
     let first_iface = sockets.first().map(|s| s.iface).unwrap_or("");
-    m.insert("group".into(), json!(group.to_string()));
-    m.insert("port".into(), json!(port));
-    m.insert("tsi".into(), json!(tsi));
-    match role {
+    m.insert("group".into(), json!(req.group.to_string()));
+    m.insert("port".into(), json!(req.port));
+    m.insert("tsi".into(), json!(req.tsi));
+    match req.role {
         Role::Receiver => {
             m.insert("role".into(), json!("receiver"));
             let mut ifaces: Vec<&str> = sockets.iter().map(|s| s.iface).collect();
@@ -204,6 +251,16 @@ pub fn register_args(
             m.insert("local_address".into(), json!(local_address.to_string()));
         }
     }
+    if let Some(p) = req.udp_port {
+        m.insert("udp_port".into(), json!(p));
+    }
+    if let Some(r) = req.ring {
+        m.insert("ring".into(), json!(r.to_string_lossy()));
+    }
+    if !req.sources.is_empty() {
+        let s: Vec<String> = req.sources.iter().map(ToString::to_string).collect();
+        m.insert("sources".into(), json!(s));
+    }
     let socks: Vec<Value> = sockets
         .iter()
         .map(|s| json!({"interface": s.iface, "queue": s.queue}))
@@ -212,44 +269,17 @@ pub fn register_args(
     m
 }
 
-/// Registers a session with xpgmd at `socket_path` and hands over `sockets`.
-pub fn register(
-    socket_path: &Path,
-    role: &Role,
-    group: IpAddr,
-    port: u16,
-    tsi: &str,
-    sockets: &[SocketSpec<'_>],
-) -> Result<Registration, RegisterError> {
-    register_within(
-        socket_path,
-        role,
-        group,
-        port,
-        tsi,
-        sockets,
-        None,
-        None,
-        &[],
-    )
+/// Registers a session with xpgmd at `socket_path` and hands over its sockets.
+pub fn register(socket_path: &Path, req: &Request<'_>) -> Result<Registration, RegisterError> {
+    register_within(socket_path, req, None)
 }
 
-/// Like [`register`], also telling xpgmd the path of the session's shared delivery
-/// ring (`ring`, which other local consumers find with [`find_served`] and attach to),
-/// and waiting at most `timeout` (`None`: 30 s) for xpgmd's reply (a data-plane worker re-registering must not stall on a slow xpgmd); a
-/// receiver with `sources` is joined source-specifically (IGMPv3/MLDv2 INCLUDE those
-/// sources) by xpgmd.
-#[expect(clippy::too_many_arguments, reason = "the register request's fields")]
+/// Like [`register`], waiting at most `timeout` (`None`: 30 s) for xpgmd's reply
+/// (a data-plane worker re-registering must not stall on a slow xpgmd).
 pub fn register_within(
     socket_path: &Path,
-    role: &Role,
-    group: IpAddr,
-    port: u16,
-    tsi: &str,
-    sockets: &[SocketSpec<'_>],
-    ring: Option<&Path>,
+    req: &Request<'_>,
     timeout: Option<std::time::Duration>,
-    sources: &[IpAddr],
 ) -> Result<Registration, RegisterError> {
     let mut client = Client::connect(socket_path).map_err(|err| RegisterError::NotRunning {
         path: socket_path.to_path_buf(),
@@ -258,17 +288,10 @@ pub fn register_within(
     if let Some(t) = timeout {
         client.set_read_timeout(Some(t))?;
     }
-    let mut args = register_args(role, group, port, tsi, sockets);
-    if let Some(r) = ring {
-        args.insert("ring".into(), json!(r.to_string_lossy()));
-    }
-    if !sources.is_empty() {
-        let s: Vec<String> = sources.iter().map(ToString::to_string).collect();
-        args.insert("sources".into(), json!(s));
-    }
-    let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.fd).collect();
+    let args = register_args(req);
+    let fds: Vec<BorrowedFd<'_>> = req.sockets.iter().map(|s| s.fd).collect();
     let reply = client.request_with_fds("register", args, &fds)?;
-    interpret_reply(reply, role, group, port).map(|(session, detail)| Registration {
+    interpret_reply(reply, req.role, req.group, req.port).map(|(session, detail)| Registration {
         client,
         session,
         detail,
@@ -472,21 +495,38 @@ mod tests {
             fd: f.as_fd(),
         }];
         let group: IpAddr = "239.192.0.7".parse().unwrap();
-        let m = register_args(&Role::Receiver, group, 7500, "t", &socks);
+        let m = register_args(&Request::new(&Role::Receiver, group, 7500, "t", &socks));
         assert_eq!(m["role"], "receiver");
         assert_eq!(m["group"], "239.192.0.7");
         assert_eq!(m["port"], 7500);
         assert_eq!(m["interfaces"], json!(["eth0"]));
         assert_eq!(m["sockets"], json!([{"interface":"eth0","queue":3}]));
+        // Raw IP: no UDP port, no ring, no sources.
+        for k in ["udp_port", "ring", "sources"] {
+            assert!(!m.contains_key(k), "{k}: {m:?}");
+        }
         let role = Role::Source {
             source_port: 40001,
             local_address: "10.77.0.1".parse().unwrap(),
         };
-        let m = register_args(&role, group, 7500, "t", &socks);
+        let req = Request::new(&role, group, 7500, "t", &socks).udp_port(Some(5711));
+        let m = register_args(&req);
         assert_eq!(m["role"], "source");
         assert_eq!(m["send_interface"], "eth0");
         assert_eq!(m["source_port"], 40001);
         assert_eq!(m["local_address"], "10.77.0.1");
+        assert_eq!(m["udp_port"], 5711);
+        // A receiver with a ring and sources.
+        let srcs: [IpAddr; 1] = ["10.77.0.1".parse().unwrap()];
+        let req = Request {
+            ring: Some(Path::new("/dev/shm/r")),
+            sources: &srcs,
+            ..Request::new(&Role::Receiver, group, 7500, "", &socks).udp_port(Some(3056))
+        };
+        let m = register_args(&req);
+        assert_eq!(m["udp_port"], 3056);
+        assert_eq!(m["ring"], "/dev/shm/r");
+        assert_eq!(m["sources"], json!(["10.77.0.1"]));
     }
 
     #[test]
@@ -608,11 +648,13 @@ mod tests {
         let path = dir.join("none.sock");
         let e = register(
             &path,
-            &Role::Receiver,
-            "239.1.1.1".parse().unwrap(),
-            7500,
-            "t",
-            &[],
+            &Request::new(
+                &Role::Receiver,
+                "239.1.1.1".parse().unwrap(),
+                7500,
+                "t",
+                &[],
+            ),
         )
         .unwrap_err();
         let text = e.to_string();

@@ -240,16 +240,15 @@ impl XdpSender {
             queue: o.queue,
             fd: op.sock.fd(),
         }];
+        let role = Role::Source {
+            source_port: tsi.sport,
+            local_address: op.local,
+        };
+        let tsi_text = tsi_string(&tsi);
         let registration = register::register(
             &xpgmd_path(o),
-            &Role::Source {
-                source_port: tsi.sport,
-                local_address: op.local,
-            },
-            o.group,
-            o.dport,
-            &tsi_string(&tsi),
-            &spec,
+            &register::Request::new(&role, o.group, o.dport, &tsi_text, &spec)
+                .udp_port(o.udp_encap),
         )?;
         let (mode, huge_pages) = (op.sock.mode(), op.sock.huge_pages());
         let session = SourceSession::new(
@@ -384,8 +383,11 @@ impl XdpReceiver {
             queue: o.queue,
             fd: op.sock.fd(),
         }];
-        let registration =
-            register::register(&xpgmd_path(o), &Role::Receiver, o.group, o.dport, "", &spec)?;
+        let registration = register::register(
+            &xpgmd_path(o),
+            &register::Request::new(&Role::Receiver, o.group, o.dport, "", &spec)
+                .udp_port(o.udp_encap),
+        )?;
         let (mode, huge_pages) = (op.sock.mode(), op.sock.huge_pages());
         let session = ReceiverSession::new(
             op.sock,

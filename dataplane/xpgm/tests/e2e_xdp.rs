@@ -1023,3 +1023,221 @@ fn ends_naming_lost_control(p: Proc, what: &str, limit: Duration) -> (Value, Str
     );
     (v, err)
 }
+
+/// The UDP encapsulation ports in the classifier's port map of `iface` on `ns`
+/// (from `xpgmctl steering`): (port, pids of the sessions using it).
+fn udp_ports(topo: &Topology, ns: &str, iface: &str) -> Vec<(u64, Vec<u64>)> {
+    let v = topo.ctl(ns, "steering");
+    let i = v["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["interface"] == iface)
+        .unwrap_or_else(|| panic!("no classifier on {iface} in {ns}: {v}"));
+    assert_eq!(i["udp_ports_error"], Value::Null, "{v}");
+    i["udp_ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let pids = p["sessions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| u(s, "pid"))
+                .collect();
+            (u(p, "port"), pids)
+        })
+        .collect()
+}
+
+/// Issue 11.3: two UDP-encapsulated feeds on two ports (5711, 5712) to AF_XDP
+/// receivers on one host, every xpgmd running without `--udp-ports` (defaults 3055,
+/// 3056): each session registers its port, the classifier steers it, and the port
+/// leaves the map when the session ends. The second receiver sits on a second veth
+/// (eth1) of the receiver host, as one AF_XDP socket binds one interface queue.
+/// Feed 5711 comes from a kernel-socket sender, feed 5712 from an AF_XDP sender
+/// (whose NAKs, unicast UDP to its port 5712, its xpgmd steers by the same map);
+/// 1% loss on both receiver switch ports.
+#[test]
+#[ignore = "needs root, network namespaces and xpgmd; run by scripts/test-xdp"]
+fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let topo = Topology::up("u", 1, "1");
+    let (rx, tx) = (topo.rx(1), topo.tx());
+    let sw = format!("{}-sw", topo.net.name);
+    let q = format!("{}-rx1q", topo.net.name);
+    let sh = |ns: &str, cmd: &str| {
+        let st = Command::new("ip")
+            .args(["netns", "exec", ns, "sh", "-ec", cmd])
+            .status()
+            .expect("run sh");
+        assert!(st.success(), "{ns}: {cmd}");
+    };
+    sh(
+        &sw,
+        &format!(
+            "ip link add {q} type veth peer name eth1 netns {rx}; ip link set {q} master br0 up; \
+             nft add rule bridge xpgm loss oifname {q} numgen random mod 10000 '<' 100 drop"
+        ),
+    );
+    sh(
+        &rx,
+        "ip addr add 10.77.0.151/24 dev eth1; ip link set eth1 up; \
+         sysctl -qw net.ipv4.conf.eth1.force_igmp_version=3",
+    );
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            Command::new("ip")
+                .args(["-n", &rx, "-o", "link", "show", "dev", "eth1"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("state UP"))
+        },
+        || format!("eth1 in {rx} never came up"),
+    );
+    // Until issue 11.1 (accepting a UDP checksum the sender's veth left partial when
+    // the PGM checksum verifies) is in, the kernel sender computes its checksums.
+    sh(&tx, "ethtool -K eth0 tx off >/dev/null");
+    let count = "20000";
+    // (receiver interface, group, port, sender transport)
+    let feeds = [
+        ("eth0", "239.192.20.11", "5711", "socket"),
+        ("eth1", "239.192.20.12", "5712", "xdp"),
+    ];
+    let receivers: Vec<Proc> = feeds
+        .iter()
+        .map(|(iface, group, port, _)| {
+            topo.xpgm(
+                &rx,
+                &[
+                    "recv",
+                    "--iface",
+                    iface,
+                    "--group",
+                    group,
+                    "--transport",
+                    "xdp",
+                    "--udp-encap",
+                    port,
+                    "--dport",
+                    port,
+                    "--count",
+                    count,
+                    "--idle-ms",
+                    "8000",
+                    "--json",
+                ],
+            )
+        })
+        .collect();
+    let pids: Vec<u64> = receivers.iter().map(|p| u64::from(p.id())).collect();
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            topo.ctl(&rx, "sessions")["sessions"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2)
+        },
+        || format!("two sessions: {}", topo.ctl(&rx, "sessions")),
+    );
+    let sessions = topo.ctl(&rx, "sessions");
+    for s in sessions["sessions"].as_array().into_iter().flatten() {
+        let port = if s["interfaces"][0] == "eth0" {
+            5711
+        } else {
+            5712
+        };
+        assert_eq!(u(s, "udp_port"), port, "{sessions}");
+    }
+    // Each interface's map: the defaults and its own session's port only.
+    assert_eq!(
+        udp_ports(&topo, &rx, "eth0"),
+        vec![(3055, vec![]), (3056, vec![]), (5711, vec![pids[0]])]
+    );
+    assert_eq!(
+        udp_ports(&topo, &rx, "eth1"),
+        vec![(3055, vec![]), (3056, vec![]), (5712, vec![pids[1]])]
+    );
+    let senders: Vec<Proc> = feeds
+        .iter()
+        .map(|(_, group, port, transport)| {
+            topo.xpgm(
+                &tx,
+                &[
+                    "send",
+                    "--iface",
+                    "eth0",
+                    "--group",
+                    group,
+                    "--transport",
+                    transport,
+                    "--udp-encap",
+                    port,
+                    "--dport",
+                    port,
+                    "--count",
+                    count,
+                    "--size",
+                    "64",
+                    "--rate",
+                    "10000",
+                    "--linger-ms",
+                    "3000",
+                    "--json",
+                ],
+            )
+        })
+        .collect();
+    // The AF_XDP source's port is in the sender host's map while it sends.
+    let src_pid = u64::from(senders[1].id());
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            classifier_attached(&topo, &tx)
+                && udp_ports(&topo, &tx, "eth0")
+                    .iter()
+                    .any(|p| p.0 == 5712 && p.1 == [src_pid])
+        },
+        || format!("source port 5712: {:?}", udp_ports(&topo, &tx, "eth0")),
+    );
+    let sent: Vec<Value> = senders
+        .into_iter()
+        .map(|s| s.json(Duration::from_secs(60)))
+        .collect();
+    let got: Vec<Value> = receivers
+        .into_iter()
+        .map(|r| r.json(Duration::from_secs(30)))
+        .collect();
+    for ((s, v), (iface, _, port, transport)) in sent.iter().zip(&got).zip(&feeds) {
+        eprintln!("UDP {port} to {iface}: sender {s}\nreceiver {v}");
+        assert_eq!(u(s, "sent"), 20_000, "{s}");
+        assert_eq!(s["transport"], *transport, "{s}");
+        assert_clean(v, 20_000, "xdp");
+        assert_eq!(u(v, "first_index"), 0, "{v}");
+    }
+    // Both switch ports drop 1%: repaired over the same UDP port (NAKs to the
+    // sender's port, NCF/RDATA back to the group's).
+    for (s, v) in sent.iter().zip(&got) {
+        assert!(u(v, "naks_sent") > 0, "{v}");
+        assert!(u(s, "naks_received") > 0 && u(s, "rdata_sent") > 0, "{s}");
+    }
+    // The sessions ended: their ports left the maps, the defaults stayed.
+    poll_until(
+        Duration::from_secs(10),
+        || no_sessions(&topo, &rx),
+        || format!("sessions left: {}", topo.ctl(&rx, "sessions")),
+    );
+    poll_until(
+        Duration::from_secs(10),
+        || no_sessions(&topo, &tx),
+        || format!("sessions left: {}", topo.ctl(&tx, "sessions")),
+    );
+    for (ns, iface) in [(&rx, "eth0"), (&rx, "eth1"), (&tx, "eth0")] {
+        assert_eq!(
+            udp_ports(&topo, ns, iface),
+            vec![(3055, vec![]), (3056, vec![])],
+            "{ns} {iface}"
+        );
+    }
+}
