@@ -1096,9 +1096,8 @@ fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
         },
         || format!("eth1 in {rx} never came up"),
     );
-    // Until issue 11.1 (accepting a UDP checksum the sender's veth left partial when
-    // the PGM checksum verifies) is in, the kernel sender computes its checksums.
-    sh(&tx, "ethtool -K eth0 tx off >/dev/null");
+    // The veths' checksum offload stays on: the kernel sender's UDP checksums arrive
+    // partial and are accepted on the PGM checksum (docs/reliability.md section 9).
     let count = "20000";
     // (receiver interface, group, port, sender transport)
     let feeds = [
@@ -1215,7 +1214,14 @@ fn xdp_receivers_get_udp_feeds_on_their_own_ports_without_udp_ports() {
         assert_eq!(s["transport"], *transport, "{s}");
         assert_clean(v, 20_000, "xdp");
         assert_eq!(u(v, "first_index"), 0, "{v}");
+        assert_eq!(u(&v["frames"], "rejected"), 0, "{v}");
     }
+    // The kernel sender's partial UDP checksums were accepted on the PGM checksum.
+    assert!(
+        u(&got[0]["frames"], "udp_checksum_bad_accepted") > 0,
+        "{}",
+        got[0]
+    );
     // Both switch ports drop 1%: repaired over the same UDP port (NAKs to the
     // sender's port, NCF/RDATA back to the group's).
     for (s, v) in sent.iter().zip(&got) {
