@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use xpgm_ebpf::abi::{
@@ -12,7 +13,7 @@ use xpgm_ebpf::{AttachMode, AttachedMode, Classifier};
 
 use crate::mcast::{self, Memberships, OsKernel};
 use crate::netlink::{self, Link};
-use crate::server::{ApiError, Conn, Handler, Writer, send_line};
+use crate::server::{ApiError, Conn, Handler, Writer, send_line, send_line_patiently};
 
 /// Daemon settings.
 #[derive(Debug, Clone)]
@@ -253,18 +254,28 @@ fn session_view(s: &Session) -> Value {
 pub const EVENT_QUEUE: usize = 1024;
 
 fn event_writer(rx: &std::sync::mpsc::Receiver<Value>, w: &Writer) {
+    // A subscriber that stops reading blocks this thread only (the daemon queues
+    // events without blocking and drops the subscription when its queue overflows).
+    // A write that times out is retried, so that no event is cut in half and the
+    // subscriber that reads again learns at the end what it got that it lost events.
     while let Ok(v) = rx.recv() {
-        if send_line(w, &v).is_err() {
+        if send_line_patiently(w, &v, EVENT_WRITE_PATIENCE).is_err() {
             return;
         }
     }
     // The sender is gone: connection closed (write fails harmlessly) or the
     // queue overflowed.
-    let _ = send_line(
+    let _ = send_line_patiently(
         w,
         &json!({"event": "events_lost", "message": "event queue overflowed; subscription ended"}),
+        EVENT_WRITE_PATIENCE,
     );
 }
+
+/// How long an event writer waits for a subscriber that stopped reading before it
+/// gives up on the connection (the thread then ends; the subscription had ended at
+/// the queue's overflow).
+const EVENT_WRITE_PATIENCE: Duration = Duration::from_secs(60);
 
 fn os_err(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::new("os_error", format!("{what}: {e}"))

@@ -176,6 +176,33 @@ pub fn send_line(w: &Writer, v: &Value) -> io::Result<()> {
     g.write_all(&s)
 }
 
+/// Like [`send_line`], but a write that times out (the peer is not reading: its socket
+/// buffer is full) is retried, keeping the line whole, until `patience` has passed.
+/// For a dedicated thread (the event writer): it blocks for that long at most, and
+/// holds the connection's writer meanwhile.
+pub fn send_line_patiently(w: &Writer, v: &Value, patience: Duration) -> io::Result<()> {
+    let mut s = serde_json::to_vec(v).map_err(io::Error::other)?;
+    s.push(b'\n');
+    let deadline = Instant::now() + patience;
+    let mut g = w.lock().map_err(|_| io::Error::other("writer poisoned"))?;
+    let mut rest = s.as_slice();
+    while !rest.is_empty() {
+        match g.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = rest.get(n..).unwrap_or(&[]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) && Instant::now() < deadline => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn error_reply(id: &Value, e: &ApiError) -> Value {
     json!({"id": id, "ok": false, "error": {"code": e.code, "message": e.message}})
 }

@@ -398,6 +398,9 @@ fn a_stuck_event_subscriber_does_not_stall_the_daemon() {
         let r = c.request("leave", a.clone()).unwrap();
         assert_eq!(r["ok"], json!(true), "{r}");
     }
+    // Still not reading for longer than the server's 5 s write timeout: the event
+    // writer must not give up mid-line (nor silently) meanwhile.
+    std::thread::sleep(Duration::from_secs(6));
     // The subscriber was dropped, and is told so at the end of what it got.
     let mut lost = false;
     for _ in 0..20_000 {
