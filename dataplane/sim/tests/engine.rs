@@ -291,7 +291,11 @@ fn regression_quiet_end_with_lost_tail_spms() {
         ncf: 0.45893909101199276,
         rdata: 0.02754552270306549,
     };
-    let c = faulty(&f, 4, 167, 8, 6367587682560630090);
+    let mut c = faulty(&f, 4, 167, 8, 6367587682560630090);
+    // The scenario needs the constant timers it was found with (issue 12's RTT-derived
+    // timers repair everything before the tail SPMs matter).
+    c.receiver.nak_adaptive = false;
+    c.source.rdata_holdoff = Duration::ZERO;
     let r = run(&c);
     assert_accounted(&r);
     // Every SPM after the last two ODATA was lost to receiver 1, so it never learnt
