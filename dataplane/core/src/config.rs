@@ -192,6 +192,10 @@ pub struct ReceiverConfig {
     /// exponential back-off so that about `nak_group_size^(RTT/T)` receivers NAK one
     /// loss they all share. 1: uniform back-off in `[0, T)`.
     pub nak_group_size: u32,
+    /// Round trip assumed before the first sample (the timers then start at back-off
+    /// span `nak_bo_rtt_mult × rtt_initial`, RTO `3 × rtt_initial`, as if it had been
+    /// measured once); zero: the ceilings until the first sample.
+    pub rtt_initial: Duration,
     /// Round-trip samples are clamped to `[rtt_min, rtt_max]`.
     pub rtt_min: Duration,
     /// See `rtt_min`.
@@ -288,6 +292,7 @@ impl Default for ReceiverConfig {
             nak_rpt_ivl_min: Duration::from_millis(1),
             nak_rdata_ivl_min: Duration::from_millis(1),
             nak_group_size: 1000,
+            rtt_initial: Duration::ZERO,
             rtt_min: Duration::from_micros(10),
             rtt_max: Duration::from_secs(1),
             nak_ncf_retries: 10,

@@ -55,11 +55,24 @@ impl RttEstimator {
             .map(|s| s.saturating_add(self.rttvar.saturating_mul(4)))
     }
 
-    /// NAK_BO_IVL for this source: `nak_bo_rtt_mult × SRTT`, at least `nak_bo_ivl_min`,
-    /// at most `nak_bo_ivl` (which it is before the first sample, or when `nak_adaptive`
-    /// is off).
+    /// SRTT, or `rtt_initial` before the first sample (`None` if that is zero).
+    fn srtt_or_initial(&self, cfg: &ReceiverConfig) -> Option<Duration> {
+        self.srtt
+            .or((!cfg.rtt_initial.is_zero()).then_some(cfg.rtt_initial))
+    }
+
+    /// RTO, or `3 × rtt_initial` (RFC 6298's RTO after a first sample of that value)
+    /// before the first sample.
+    fn rto_or_initial(&self, cfg: &ReceiverConfig) -> Option<Duration> {
+        self.rto()
+            .or((!cfg.rtt_initial.is_zero()).then(|| cfg.rtt_initial.saturating_mul(3)))
+    }
+
+    /// NAK_BO_IVL for this source: `nak_bo_rtt_mult × SRTT` (or `rtt_initial`), at least
+    /// `nak_bo_ivl_min`, at most `nak_bo_ivl` (which it is when `nak_adaptive` is off,
+    /// or unmeasured with `rtt_initial` zero).
     pub(crate) fn bo_ivl(&self, cfg: &ReceiverConfig) -> Duration {
-        match self.srtt {
+        match self.srtt_or_initial(cfg) {
             Some(s) if cfg.nak_adaptive => s
                 .saturating_mul(cfg.nak_bo_rtt_mult)
                 .max(cfg.nak_bo_ivl_min)
@@ -79,7 +92,7 @@ impl RttEstimator {
     }
 
     fn follow(&self, cfg: &ReceiverConfig, floor: Duration, ceiling: Duration) -> Duration {
-        match self.rto() {
+        match self.rto_or_initial(cfg) {
             Some(r) if cfg.nak_adaptive => r.max(floor).min(ceiling),
             _ => ceiling,
         }
@@ -129,10 +142,18 @@ mod tests {
     fn timers_follow_the_rtt_between_floor_and_ceiling() {
         let cfg = ReceiverConfig::default();
         let mut e = RttEstimator::default();
-        // Unmeasured: the configured ceilings (today's constants).
+        // Unmeasured, no initial value (the default): the configured ceilings.
         assert_eq!(e.bo_ivl(&cfg), cfg.nak_bo_ivl);
         assert_eq!(e.rpt_ivl(&cfg), cfg.nak_rpt_ivl);
         assert_eq!(e.rdata_ivl(&cfg), cfg.nak_rdata_ivl);
+        // rtt_initial 1 ms: as if 1 ms had been measured: span 4 ms, RTO 3 ms.
+        let one = ReceiverConfig {
+            rtt_initial: US(1000),
+            ..ReceiverConfig::default()
+        };
+        assert_eq!(e.bo_ivl(&one), US(4000));
+        assert_eq!(e.rpt_ivl(&one), US(3000));
+        assert_eq!(e.rdata_ivl(&one), US(3000));
         // 100 µs: back-off 4 × 100 µs; RTO 300 µs, below the 1 ms floors.
         e.sample(US(100), cfg.rtt_min, cfg.rtt_max);
         assert_eq!(e.bo_ivl(&cfg), US(400));

@@ -19,9 +19,12 @@ fn tsi() -> Tsi {
     }
 }
 
+/// The tests step time in milliseconds: no initial RTT (the timers are the ceilings
+/// until a sample), so that their windows are today's constants.
 fn cfg() -> ReceiverConfig {
     ReceiverConfig {
         group: GROUP,
+        rtt_initial: Duration::ZERO,
         ..ReceiverConfig::default()
     }
 }
@@ -1464,11 +1467,11 @@ fn us(n: u64) -> Instant {
     Instant::from_nanos(n * 1000)
 }
 
+/// What `sent` returns.
+type Sent = Vec<(Option<Vec<u32>>, Destination)>;
+
 /// Steps `r` through its timers (at most `until`), returning the first packets sent.
-fn next_sent(
-    r: &mut Receiver,
-    until: Instant,
-) -> Option<(Instant, Vec<(Option<Vec<u32>>, Destination)>)> {
+fn next_sent(r: &mut Receiver, until: Instant) -> Option<(Instant, Sent)> {
     while let Some(t) = r.poll_timeout() {
         if t > until {
             return None;
@@ -1492,7 +1495,7 @@ fn nak_to_ncf_is_timed_and_the_repeat_follows_the_rtt() {
     r.handle_repr(us(0), SRC, &odata(1, 0, b"a"));
     r.handle_repr(us(0), SRC, &odata(3, 0, b"c"));
     assert_eq!(r.srtt(tsi()), None);
-    // Unmeasured: the first back-off is within the 50 ms ceiling.
+    // Unmeasured (no rtt_initial): the first back-off is within the 50 ms ceiling.
     let (t_nak, v) = next_sent(&mut r, ms(50)).expect("a NAK within NAK_BO_IVL");
     assert_eq!(v[0].0, Some(vec![2]));
     r.handle_repr(t_nak + Duration::from_micros(800), SRC, &ncf(2, &[]));
@@ -1584,4 +1587,27 @@ fn exponential_back_off_spreads_like_its_distribution() {
         mean > Duration::from_micros(8300) && mean < Duration::from_micros(8800),
         "{mean:?}"
     );
+}
+
+/// `rtt_initial` 1 ms: before any sample the first NAK goes out within 4 ms (span
+/// 4 x 1 ms) and, unanswered, repeats after RTO = 3 ms (+ back-off).
+#[test]
+fn before_any_sample_the_timers_assume_rtt_initial() {
+    let c = ReceiverConfig {
+        group: GROUP,
+        rtt_initial: Duration::from_millis(1),
+        ..ReceiverConfig::default()
+    };
+    let mut r = Receiver::new(c, LOCAL, 42).unwrap();
+    r.handle_repr(us(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(us(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(us(0), SRC, &odata(3, 0, b"c"));
+    let (t1, _) = next_sent(&mut r, ms(4)).expect("a NAK within 4 ms");
+    let (t2, _) = next_sent(&mut r, ms(20)).expect("a repeat");
+    let gap = t2 - t1;
+    assert!(
+        gap >= Duration::from_millis(3) && gap < Duration::from_millis(7),
+        "{gap:?}"
+    );
+    assert_eq!(r.srtt(tsi()), None);
 }
