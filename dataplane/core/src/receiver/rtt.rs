@@ -11,9 +11,14 @@
 //! `[rtt_min, rtt_max]`.
 //!
 //! In multicast an NCF or RDATA may answer another receiver's earlier NAK, so a sample
-//! can be shorter than this receiver's own round trip; it is still the time this
-//! receiver waits for an answer after it NAKs, which is what the timers need, and the
-//! floors below keep it from making them too eager.
+//! can be much shorter than the round trip: behind a shared loss the receivers that
+//! NAK at all are the first (whose sample is the real RTT) and the ones whose back-off
+//! ended just before the NCF arrived (whose sample is short). Smoothing alone then
+//! drifts down, shortens the back-off and lets more receivers NAK (a feedback loop:
+//! in the simulator's 50-receiver case NAKs per loss doubled to 5.9). So the back-off
+//! span and the repeat waits also follow `peak`, a decaying maximum of the samples
+//! (`peak = max(R, 7/8 peak)`): the back-off span is `nak_bo_rtt_mult × peak`, the
+//! waits `max(RTO, 2 × peak)`.
 
 use core::time::Duration;
 
@@ -25,6 +30,8 @@ pub(crate) struct RttEstimator {
     /// Smoothed RTT; `None` before the first sample.
     srtt: Option<Duration>,
     rttvar: Duration,
+    /// Decaying maximum of the samples.
+    peak: Duration,
 }
 
 impl RttEstimator {
@@ -42,6 +49,7 @@ impl RttEstimator {
                 self.srtt = Some(s * 7 / 8 + r / 8);
             }
         }
+        self.peak = r.max(self.peak * 7 / 8);
     }
 
     /// Smoothed round trip, once measured.
@@ -55,24 +63,31 @@ impl RttEstimator {
             .map(|s| s.saturating_add(self.rttvar.saturating_mul(4)))
     }
 
-    /// SRTT, or `rtt_initial` before the first sample (`None` if that is zero).
-    fn srtt_or_initial(&self, cfg: &ReceiverConfig) -> Option<Duration> {
-        self.srtt
+    /// The decaying maximum of the samples, once measured.
+    pub(crate) fn peak(&self) -> Option<Duration> {
+        self.srtt.map(|_| self.peak)
+    }
+
+    /// `peak`, or `rtt_initial` before the first sample (`None` if that is zero).
+    fn peak_or_initial(&self, cfg: &ReceiverConfig) -> Option<Duration> {
+        self.peak()
             .or((!cfg.rtt_initial.is_zero()).then_some(cfg.rtt_initial))
     }
 
-    /// RTO, or `3 × rtt_initial` (RFC 6298's RTO after a first sample of that value)
-    /// before the first sample.
-    fn rto_or_initial(&self, cfg: &ReceiverConfig) -> Option<Duration> {
-        self.rto()
-            .or((!cfg.rtt_initial.is_zero()).then(|| cfg.rtt_initial.saturating_mul(3)))
+    /// `max(RTO, 2 peak)`, or `3 × rtt_initial` (RFC 6298's RTO after a first sample of
+    /// that value) before the first sample.
+    fn wait_or_initial(&self, cfg: &ReceiverConfig) -> Option<Duration> {
+        match (self.rto(), self.peak()) {
+            (Some(r), Some(p)) => Some(r.max(p.saturating_mul(2))),
+            _ => (!cfg.rtt_initial.is_zero()).then(|| cfg.rtt_initial.saturating_mul(3)),
+        }
     }
 
-    /// NAK_BO_IVL for this source: `nak_bo_rtt_mult × SRTT` (or `rtt_initial`), at least
+    /// NAK_BO_IVL for this source: `nak_bo_rtt_mult × peak` (or `rtt_initial`), at least
     /// `nak_bo_ivl_min`, at most `nak_bo_ivl` (which it is when `nak_adaptive` is off,
     /// or unmeasured with `rtt_initial` zero).
     pub(crate) fn bo_ivl(&self, cfg: &ReceiverConfig) -> Duration {
-        match self.srtt_or_initial(cfg) {
+        match self.peak_or_initial(cfg) {
             Some(s) if cfg.nak_adaptive => s
                 .saturating_mul(cfg.nak_bo_rtt_mult)
                 .max(cfg.nak_bo_ivl_min)
@@ -81,18 +96,20 @@ impl RttEstimator {
         }
     }
 
-    /// NAK_RPT_IVL for this source: RTO within `[nak_rpt_ivl_min, nak_rpt_ivl]`.
+    /// NAK_RPT_IVL for this source: `max(RTO, 2 peak)` within
+    /// `[nak_rpt_ivl_min, nak_rpt_ivl]`.
     pub(crate) fn rpt_ivl(&self, cfg: &ReceiverConfig) -> Duration {
         self.follow(cfg, cfg.nak_rpt_ivl_min, cfg.nak_rpt_ivl)
     }
 
-    /// NAK_RDATA_IVL for this source: RTO within `[nak_rdata_ivl_min, nak_rdata_ivl]`.
+    /// NAK_RDATA_IVL for this source: `max(RTO, 2 peak)` within
+    /// `[nak_rdata_ivl_min, nak_rdata_ivl]`.
     pub(crate) fn rdata_ivl(&self, cfg: &ReceiverConfig) -> Duration {
         self.follow(cfg, cfg.nak_rdata_ivl_min, cfg.nak_rdata_ivl)
     }
 
     fn follow(&self, cfg: &ReceiverConfig, floor: Duration, ceiling: Duration) -> Duration {
-        match self.rto_or_initial(cfg) {
+        match self.wait_or_initial(cfg) {
             Some(r) if cfg.nak_adaptive => r.max(floor).min(ceiling),
             _ => ceiling,
         }
@@ -122,6 +139,25 @@ mod tests {
         // RTTVAR = 3/4 400 + 0 = 300; SRTT unchanged.
         assert_eq!(e.srtt(), Some(US(750)));
         assert_eq!(e.rto(), Some(US(750 + 1200)));
+    }
+
+    /// Short samples (NCFs answering someone else's earlier NAK) pull SRTT down but
+    /// the back-off follows the decaying peak.
+    #[test]
+    fn the_back_off_follows_the_decaying_peak() {
+        let cfg = ReceiverConfig::default();
+        let mut e = RttEstimator::default();
+        e.sample(US(2400), cfg.rtt_min, cfg.rtt_max);
+        e.sample(US(200), cfg.rtt_min, cfg.rtt_max);
+        e.sample(US(200), cfg.rtt_min, cfg.rtt_max);
+        // SRTT 2400 -> 2125 -> 1884.375 µs; peak 2400 -> 2100 -> 1837.5 µs.
+        assert_eq!(e.srtt(), Some(Duration::from_nanos(1_884_375)));
+        assert_eq!(e.peak(), Some(Duration::from_nanos(1_837_500)));
+        assert_eq!(e.bo_ivl(&cfg), Duration::from_nanos(4 * 1_837_500));
+        // A real round trip again: the peak jumps back.
+        e.sample(US(2400), cfg.rtt_min, cfg.rtt_max);
+        assert_eq!(e.peak(), Some(US(2400)));
+        assert_eq!(e.bo_ivl(&cfg), US(9600));
     }
 
     #[test]

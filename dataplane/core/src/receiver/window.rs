@@ -81,7 +81,7 @@ impl Env {
             return self.random_after(now, span);
         }
         let u = 1.0 - self.rng.unit();
-        let f = (1.0 + u.ln() / f64::from(n).ln()).clamp(0.0, 1.0);
+        let f = (1.0 + ln(u) / ln(f64::from(n))).clamp(0.0, 1.0);
         let ns = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
         // `f < 1`, so the product fits; `as` saturates.
         now + Duration::from_nanos((ns as f64 * f) as u64)
@@ -1044,7 +1044,11 @@ impl Peer {
                     let stale = self
                         .probe
                         .is_none_or(|(_, t)| now - t >= env.cfg.nak_rpt_ivl);
-                    if stale && slow == 0 && unanswered == 0 {
+                    if self.probe.is_some_and(|(p, _)| p == sqn) {
+                        // NAKed again before an answer: whatever answers now may answer
+                        // either NAK (Karn), so it is no sample.
+                        self.probe = None;
+                    } else if stale && slow == 0 && unanswered == 0 {
                         self.probe = Some((sqn, now));
                     }
                     let rpt_at = now + self.ncf_wait(&env.cfg, slow, unanswered);
@@ -1360,6 +1364,39 @@ impl Peer {
     }
 }
 
+/// Natural logarithm of `x > 0` from IEEE basic operations only (exponent bits, then
+/// `ln m = 2 atanh((m − 1)/(m + 1))` for the mantissa `m` in [1, 2), 12 terms: error
+/// below 1e-12), so a seed gives the same back-offs on every machine and libm.
+fn ln(x: f64) -> f64 {
+    if x.is_nan() || x <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if x.is_infinite() {
+        return x;
+    }
+    let mut x = x;
+    let mut e = 0i32;
+    // Subnormals: scale into the normal range first.
+    if x < f64::MIN_POSITIVE {
+        x *= (1u64 << 54) as f64;
+        e -= 54;
+    }
+    let bits = x.to_bits();
+    e += ((bits >> 52) & 0x7ff) as i32 - 1023;
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let z = (m - 1.0) / (m + 1.0);
+    let z2 = z * z;
+    let mut term = z;
+    let mut sum = 0.0;
+    let mut k = 1.0;
+    for _ in 0..12 {
+        sum += term / k;
+        term *= z2;
+        k += 2.0;
+    }
+    f64::from(e) * core::f64::consts::LN_2 + 2.0 * sum
+}
+
 /// A fragment header that can belong to a valid APDU of at most `max_apdu` bytes.
 /// Most doublings of a NAK's repeat interval: 8 times the configured NAK_RPT_IVL /
 /// NAK_RDATA_IVL at most.
@@ -1438,6 +1475,19 @@ mod tests {
             unreachable_after(&ReceiverConfig::default()),
             Duration::from_millis(2200)
         );
+    }
+
+    #[test]
+    fn portable_ln_matches_the_library() {
+        for &x in &[
+            1e-300, 1e-12, 0.001, 0.25, 0.5, 0.999_999, 1.0, 1.5, 2.0, 50.0, 1000.0,
+        ] {
+            let (a, b) = (ln(x), x.ln());
+            assert!((a - b).abs() <= 1e-11 * b.abs().max(1.0), "{x}: {a} vs {b}");
+        }
+        assert_eq!(ln(1.0), 0.0);
+        assert_eq!(ln(0.0), f64::NEG_INFINITY);
+        assert!(ln(5e-324) < -744.0);
     }
 
     #[test]
