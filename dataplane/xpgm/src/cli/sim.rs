@@ -317,6 +317,14 @@ mod tests {
         );
         assert_eq!(c.linger, Duration::from_millis(250));
         assert_eq!(c.max_events, 1234);
+        assert!(c.receiver.nak_adaptive, "RTT-derived timers by default");
+        assert_eq!(c.source.rdata_holdoff, Duration::from_millis(1));
+        let fixed = SimCommand::try_parse_from(["sim", "--fixed-timers"])
+            .expect("parses")
+            .args
+            .config();
+        assert!(!fixed.receiver.nak_adaptive);
+        assert_eq!(fixed.source.rdata_holdoff, Duration::ZERO);
         let plain = SimCommand::try_parse_from(["sim", "--burst"])
             .expect("parses")
             .args
