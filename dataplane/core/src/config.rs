@@ -137,6 +137,12 @@ pub struct SourceConfig {
     pub send_queue: usize,
     /// Most distinct sequence numbers queued for repair at once.
     pub repair_queue: usize,
+    /// After an RDATA, further NAKs for the same sequence within this long are confirmed
+    /// (NCF) but not repaired again: they crossed the repair on its way (a receiver that
+    /// lost the RDATA NAKs again only after its NAK_RDATA_IVL, at least 1 ms by
+    /// default, plus a round trip). About one round trip of the receivers; zero: one
+    /// RDATA per NAK round, as before.
+    pub rdata_holdoff: Duration,
     /// Most NCFs waiting to be sent (NAK floods beyond are counted, not answered).
     pub ncf_queue: usize,
 }
@@ -158,12 +164,42 @@ pub struct ReceiverConfig {
     /// (64, 128, ... bytes up to the largest TSDU); each is charged its class plus 32
     /// bytes of bookkeeping.
     pub rxw_max_bytes: usize,
-    /// NAK_BO_IVL: NAKs are sent after a random back-off in `[0, nak_bo_ivl)`.
+    /// NAK_BO_IVL ceiling: NAKs are sent after a random back-off in `[0, T)`, where `T`
+    /// is `nak_bo_rtt_mult × SRTT` within `[nak_bo_ivl_min, nak_bo_ivl]` once the round
+    /// trip to the source is measured, and `nak_bo_ivl` before (or with `nak_adaptive`
+    /// off). The back-off is drawn from a truncated exponential distribution sized by
+    /// `nak_group_size` (see `docs/engine.md`).
     pub nak_bo_ivl: Duration,
-    /// NAK_RPT_IVL: wait for an NCF after sending a NAK.
+    /// NAK_RPT_IVL ceiling: wait for an NCF after sending a NAK; once the RTT is
+    /// measured, RTO (`SRTT + 4 RTTVAR`, RFC 6298) within `[nak_rpt_ivl_min, nak_rpt_ivl]`.
     pub nak_rpt_ivl: Duration,
-    /// NAK_RDATA_IVL: wait for RDATA after an NCF.
+    /// NAK_RDATA_IVL ceiling: wait for RDATA after an NCF; once the RTT is measured, RTO
+    /// within `[nak_rdata_ivl_min, nak_rdata_ivl]`.
     pub nak_rdata_ivl: Duration,
+    /// Derive the NAK timers from the measured round trip (true), or use the constants
+    /// `nak_bo_ivl`, `nak_rpt_ivl`, `nak_rdata_ivl` with a uniform back-off (false: the
+    /// behaviour before RTT estimation).
+    pub nak_adaptive: bool,
+    /// Back-off span in round trips: `T = nak_bo_rtt_mult × SRTT`.
+    pub nak_bo_rtt_mult: u32,
+    /// Floor of the adaptive back-off span.
+    pub nak_bo_ivl_min: Duration,
+    /// Floor of the adaptive NAK_RPT_IVL.
+    pub nak_rpt_ivl_min: Duration,
+    /// Floor of the adaptive NAK_RDATA_IVL.
+    pub nak_rdata_ivl_min: Duration,
+    /// Estimate of the number of receivers (upper bound rather than exact): sizes the
+    /// exponential back-off so that about `nak_group_size^(RTT/T)` receivers NAK one
+    /// loss they all share. 1: uniform back-off in `[0, T)`.
+    pub nak_group_size: u32,
+    /// Round trip assumed before the first sample (the timers then start at back-off
+    /// span `nak_bo_rtt_mult × rtt_initial`, RTO `3 × rtt_initial`, as if it had been
+    /// measured once); zero: the ceilings until the first sample.
+    pub rtt_initial: Duration,
+    /// Round-trip samples are clamped to `[rtt_min, rtt_max]`.
+    pub rtt_min: Duration,
+    /// See `rtt_min`.
+    pub rtt_max: Duration,
     /// NAK_NCF_RETRIES, counted only while the source is silent: a sequence is given up
     /// (`retries_exhausted`) after this many repeated NAKs that each drew no NCF and no
     /// RDATA at all from the source (for any sequence, to any receiver), i.e. when the
@@ -232,6 +268,7 @@ impl Default for SourceConfig {
             spmr_holdoff: Duration::from_millis(100),
             send_queue: 1024,
             repair_queue: 1 << 16,
+            rdata_holdoff: Duration::from_millis(1),
             ncf_queue: 256,
         }
     }
@@ -249,6 +286,15 @@ impl Default for ReceiverConfig {
             nak_bo_ivl: Duration::from_millis(50),
             nak_rpt_ivl: Duration::from_millis(200),
             nak_rdata_ivl: Duration::from_millis(200),
+            nak_adaptive: true,
+            nak_bo_rtt_mult: 4,
+            nak_bo_ivl_min: Duration::from_micros(100),
+            nak_rpt_ivl_min: Duration::from_millis(1),
+            nak_rdata_ivl_min: Duration::from_millis(1),
+            nak_group_size: 1000,
+            rtt_initial: Duration::ZERO,
+            rtt_min: Duration::from_micros(10),
+            rtt_max: Duration::from_secs(1),
             nak_ncf_retries: 10,
             spmr_expiry: Duration::from_millis(250),
             peer_expiry: Duration::from_secs(300),
@@ -368,6 +414,14 @@ impl ReceiverConfig {
         positive(self.nak_bo_ivl, "nak_bo_ivl")?;
         positive(self.nak_rpt_ivl, "nak_rpt_ivl")?;
         positive(self.nak_rdata_ivl, "nak_rdata_ivl")?;
+        positive(self.nak_bo_ivl_min, "nak_bo_ivl_min")?;
+        positive(self.rtt_min, "rtt_min")?;
+        if self.nak_bo_rtt_mult == 0 {
+            return Err(ConfigError::ZeroBound("nak_bo_rtt_mult"));
+        }
+        if self.nak_group_size == 0 {
+            return Err(ConfigError::ZeroBound("nak_group_size"));
+        }
         positive(self.spmr_expiry, "spmr_expiry")?;
         positive(self.peer_expiry, "peer_expiry")?;
         nonzero(self.max_peers, "max_peers")?;

@@ -30,6 +30,7 @@
 //! window like any loss (or reported unrecoverable if the source has moved on). Memory
 //! never grows beyond the configured bounds.
 
+mod rtt;
 mod window;
 
 use std::cmp::Reverse;
@@ -153,6 +154,8 @@ pub struct ReceiverStats {
     pub probation_dropped: u64,
     /// Peers evicted to admit a more active TSI (each reported with `PeerGone`).
     pub peers_evicted: u64,
+    /// Round-trip samples taken (NAK -> NCF/RDATA, SPMR -> SPM).
+    pub rtt_samples: u64,
 }
 
 /// A TSI heard from while the peer table was full: no window, no buffers, no NAKs; just
@@ -560,6 +563,7 @@ impl Receiver {
                     if peer.spmr_at == Some(e.at) {
                         peer.spmr_at = None;
                         if peer.path.is_none() {
+                            peer.spmr_sent = Some(now);
                             push_tx(
                                 &mut self.tx,
                                 &mut self.env.stats,
@@ -731,6 +735,12 @@ impl Receiver {
     /// When `handle_timeout` next needs calling.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.env.timers.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// Smoothed round trip to the source of session `tsi`, once measured.
+    pub fn srtt(&self, tsi: Tsi) -> Option<core::time::Duration> {
+        let idx = *self.by_tsi.get(&tsi)?;
+        self.peers.get(idx as usize)?.as_ref()?.rtt.srtt()
     }
 
     /// Counters.

@@ -125,6 +125,9 @@ pub struct SourceStats {
     /// NCFs not sent because the NCF queue was full (NAKs arriving faster than
     /// `ncf_max_rte` lets NCFs out).
     pub ncfs_dropped: u64,
+    /// NAKed sequences confirmed but not repaired again because their RDATA went out
+    /// less than `rdata_holdoff` before.
+    pub naks_held_off: u64,
     /// Packets lost because `poll_transmit`'s buffer was too small.
     pub emit_errors: u64,
 }
@@ -162,6 +165,9 @@ pub struct Source {
     /// Next sequence to assign in `send`.
     next_sqn: Sqn,
     repairs: VecDeque<Sqn>,
+    /// RDATA sent within the last `rdata_holdoff`, oldest first (at most
+    /// `repair_queue`).
+    recent: VecDeque<(Sqn, Instant)>,
     ncfs: VecDeque<PendingNcf>,
     odata_rate: TokenBucket,
     rdata_rate: TokenBucket,
@@ -202,6 +208,11 @@ impl Source {
             rdata_rate: TokenBucket::new(config.rdata_max_rte, burst(config.rdata_max_rte), now),
             ncf_rate: TokenBucket::new(config.ncf_max_rte, burst(config.ncf_max_rte), now),
             repairs: VecDeque::with_capacity(config.repair_queue),
+            recent: VecDeque::with_capacity(if config.rdata_holdoff.is_zero() {
+                0
+            } else {
+                config.repair_queue
+            }),
             ncfs: VecDeque::with_capacity(config.ncf_queue),
             txw: TxWindow::new(config.txw_sqns, config.txw_max_bytes),
             trail: first,
@@ -404,7 +415,7 @@ impl Source {
             return;
         }
         match pkt.body {
-            Body::Nak(nak) => self.on_nak(&nak, &pkt.options),
+            Body::Nak(nak) => self.on_nak(now, &nak, &pkt.options),
             Body::Spmr => self.on_spmr(now),
             _ => self.stats.packets_ignored += 1,
         }
@@ -426,7 +437,21 @@ impl Source {
         }
     }
 
-    fn on_nak(&mut self, nak: &Nak, opts: &Options) {
+    /// Forgets RDATA older than the hold-off.
+    fn expire_recent(&mut self, now: Instant) {
+        while let Some(&(sqn, at)) = self.recent.front() {
+            if at + self.cfg.rdata_holdoff > now {
+                break;
+            }
+            self.recent.pop_front();
+            if self.in_window(sqn) {
+                self.txw.set_recently_repaired(sqn, false);
+            }
+        }
+    }
+
+    fn on_nak(&mut self, now: Instant, nak: &Nak, opts: &Options) {
+        self.expire_recent(now);
         // RFC 3208 8.3: the NAK's source NLA is the source's unicast address and its
         // group NLA the session's group; a NAK naming anything else is not for us.
         if nak.source != self.cfg.path_nla || nak.group != self.cfg.group {
@@ -451,9 +476,13 @@ impl Source {
                 self.stats.naks_outside_window += 1;
                 continue;
             }
-            // Confirm only what an RDATA will answer: a sequence the full repair queue
-            // refused gets no NCF (the receiver NAKs again after NAK_RPT_IVL).
-            if !self.queue_repair(sqn) {
+            if self.txw.recently_repaired(sqn) {
+                // Its RDATA went out less than `rdata_holdoff` ago: this NAK crossed
+                // it. Confirm (the NCF suppresses other NAKs), do not repeat it.
+                self.stats.naks_held_off += 1;
+            } else if !self.queue_repair(sqn) {
+                // Confirm only what an RDATA will answer: a sequence the full repair
+                // queue refused gets no NCF (the receiver NAKs again after NAK_RPT_IVL).
                 continue;
             }
             if any {
@@ -568,6 +597,17 @@ impl Source {
             }
             self.repairs.pop_front();
             self.txw.set_repair_queued(sqn, false);
+            if !self.cfg.rdata_holdoff.is_zero() {
+                self.expire_recent(now);
+                if self.recent.len() >= self.cfg.repair_queue
+                    && let Some((old, _)) = self.recent.pop_front()
+                    && self.in_window(old)
+                {
+                    self.txw.set_recently_repaired(old, false);
+                }
+                self.txw.set_recently_repaired(sqn, true);
+                self.recent.push_back((sqn, now));
+            }
             let bytes = self.txw.tsdu(sqn).len() as u64;
             self.stats.rdata_sent += 1;
             self.stats.rdata_bytes += bytes;

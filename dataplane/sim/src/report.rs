@@ -2,6 +2,7 @@
 //! table (`Display`) or as one JSON object ([`Report::to_json`]).
 
 use core::fmt;
+use core::time::Duration;
 
 use xpgm_core::wire::PacketType;
 
@@ -51,6 +52,110 @@ pub fn type_name(t: PacketType) -> &'static str {
         PacketType::Ncf => "ncf",
         PacketType::Spmr => "spmr",
         PacketType::Ack => "ack",
+    }
+}
+
+/// Histogram of delivery latencies: 1 µs buckets below 10 ms, 100 µs buckets up to
+/// 10 s (later ones count in the last bucket; the maximum is kept exactly).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    counts: Vec<u64>,
+    n: u64,
+    max_ns: u64,
+}
+
+const FINE_US: u64 = 10_000;
+const COARSE_US: u64 = 100;
+const BUCKETS: usize = (FINE_US + 99_900) as usize;
+
+impl Latency {
+    /// Counts one latency.
+    pub fn record(&mut self, d: Duration) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+        }
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let us = ns / 1000;
+        let i = if us < FINE_US {
+            us
+        } else {
+            FINE_US + (us - FINE_US) / COARSE_US
+        };
+        let i = (i as usize).min(BUCKETS - 1);
+        self.counts[i] += 1;
+        self.n += 1;
+        self.max_ns = self.max_ns.max(ns);
+    }
+
+    /// Percentiles (µs, bucket lower bounds) and the maximum.
+    pub fn summary(&self) -> LatencySummary {
+        let q = |p: f64| -> u64 {
+            if self.n == 0 {
+                return 0;
+            }
+            let rank = ((self.n as f64) * p).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, &c) in self.counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    let i = i as u64;
+                    return if i < FINE_US {
+                        i
+                    } else {
+                        FINE_US + (i - FINE_US) * COARSE_US
+                    };
+                }
+            }
+            0
+        };
+        LatencySummary {
+            count: self.n,
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: self.max_ns / 1000,
+        }
+    }
+}
+
+/// Percentiles of a [`Latency`] histogram, in µs of virtual time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Largest.
+    pub max_us: u64,
+}
+
+impl LatencySummary {
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "count": self.count,
+            "p50_us": self.p50_us,
+            "p90_us": self.p90_us,
+            "p99_us": self.p99_us,
+            "p999_us": self.p999_us,
+            "max_us": self.max_us,
+        })
+    }
+}
+
+impl fmt::Display for LatencySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} samples, p50 {} µs, p90 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+            self.count, self.p50_us, self.p90_us, self.p99_us, self.p999_us, self.max_us
+        )
     }
 }
 
@@ -235,6 +340,12 @@ pub struct Report {
     pub net: NetStats,
     /// Per receiver.
     pub per_receiver: Vec<ReceiverReport>,
+    /// One-way latency (application send to delivery, virtual time) of every delivery.
+    pub latency: LatencySummary,
+    /// Latency of the deliveries later than the lossless path allows (upstream +
+    /// downstream delay and jitter): messages that were repaired, or waited in order
+    /// behind a repair.
+    pub repair_latency: LatencySummary,
 }
 
 impl Report {
@@ -323,6 +434,8 @@ impl Report {
             "end": self.end.map(EndReason::as_str),
             "virtual_secs": self.virtual_ns as f64 / 1e9,
             "events": self.events,
+            "latency": self.latency.to_json(),
+            "repair_latency": self.repair_latency.to_json(),
             "net": {
                 "source_sent": self.net.source_sent.to_json(),
                 "receivers_sent": self.net.receivers_sent.to_json(),
@@ -393,6 +506,8 @@ impl fmt::Display for Report {
             writeln!(f, "  {name:<26} {v:>14}")?;
         }
         writeln!(f)?;
+        writeln!(f, "latency: {}", self.latency)?;
+        writeln!(f, "repair latency: {}", self.repair_latency)?;
         let n = &self.net;
         writeln!(
             f,

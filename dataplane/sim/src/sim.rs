@@ -16,7 +16,7 @@ use crate::check::{Checker, MessageTable, fill_message};
 use crate::config::{ConfigError, SimConfig, TypeLoss};
 use crate::link::{Fate, Link};
 use crate::node::{SimReceiver, SimSource};
-use crate::report::{EndReason, NetStats, ReceiverReport, Report};
+use crate::report::{EndReason, Latency, NetStats, ReceiverReport, Report};
 
 /// Multicast group of the simulated session.
 pub const GROUP: Nla = Nla::V4(Ipv4Addr::new(239, 192, 0, 1));
@@ -155,6 +155,10 @@ pub struct Simulation<S, R> {
     app: App,
     net: NetStats,
     last_activity: Instant,
+    /// When the application sent each message.
+    sent_at: Vec<Instant>,
+    latency: Latency,
+    repair_latency: Latency,
     ended: usize,
     end: Option<EndReason>,
 }
@@ -214,6 +218,9 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             },
             net: NetStats::default(),
             last_activity: Instant::ZERO,
+            sent_at: Vec::with_capacity(messages),
+            latency: Latency::default(),
+            repair_latency: Latency::default(),
             ended: 0,
             end: None,
             cfg,
@@ -375,6 +382,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             match self.source.send(now, &self.app.scratch) {
                 Ok(sqn) => {
                     self.table.push(sqn);
+                    self.sent_at.push(now);
                     self.app.sent += 1;
                     budget -= 1;
                 }
@@ -520,11 +528,25 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
         }
         let table = &self.table;
         let p = &mut self.peers[r];
+        let lossless = self.cfg.upstream.delay
+            + self.cfg.upstream.jitter
+            + self.cfg.downstream.delay
+            + self.cfg.downstream.jitter;
         let mut delivered_any = false;
         while let Some(ev) = p.node.poll_event() {
             match ev {
                 Event::Data { sqn, data, .. } => {
                     p.check.on_data(table, sqn, data);
+                    if let Some(&at) = table
+                        .message_starting_at(sqn)
+                        .and_then(|i| self.sent_at.get(i))
+                    {
+                        let d = now - at;
+                        self.latency.record(d);
+                        if d > lossless {
+                            self.repair_latency.record(d);
+                        }
+                    }
                     delivered_any = true;
                 }
                 Event::Unrecoverable { first, count, .. } => {
@@ -585,6 +607,8 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             virtual_ns: self.now.as_nanos(),
             events: self.events,
             net: self.net,
+            latency: self.latency.summary(),
+            repair_latency: self.repair_latency.summary(),
             ..Report::default()
         };
         for p in &self.peers {

@@ -19,15 +19,28 @@ fn tsi() -> Tsi {
     }
 }
 
+/// The tests step time in milliseconds: no initial RTT (the timers are the ceilings
+/// until a sample), so that their windows are today's constants.
 fn cfg() -> ReceiverConfig {
     ReceiverConfig {
         group: GROUP,
+        rtt_initial: Duration::ZERO,
         ..ReceiverConfig::default()
     }
 }
 
 fn rx() -> Receiver {
     Receiver::new(cfg(), LOCAL, 42).unwrap()
+}
+
+/// A receiver with the constant timers (`nak_adaptive` off): NAK_BO_IVL 50 ms uniform,
+/// NAK_RPT_IVL and NAK_RDATA_IVL 200 ms, whatever the round trip.
+fn rx_fixed() -> Receiver {
+    let c = ReceiverConfig {
+        nak_adaptive: false,
+        ..cfg()
+    };
+    Receiver::new(c, LOCAL, 42).unwrap()
 }
 
 fn ms(n: u64) -> Instant {
@@ -305,7 +318,7 @@ fn ncf_retries_exhausted_is_unrecoverable_then_delivery_continues() {
 /// never given up by a count of retries while the source holds it; the retries back off.
 #[test]
 fn a_confirmed_sequence_is_repaired_however_late_and_its_naks_back_off() {
-    let mut r = rx();
+    let mut r = rx_fixed();
     r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
     r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
     r.handle_repr(ms(0), SRC, &odata(3, 0, b"c"));
@@ -1400,7 +1413,7 @@ fn only_the_head_apdu_takes_the_reserve() {
 /// 1.6 s (18 s, while `xpgm recv` and most applications had long given up waiting).
 #[test]
 fn a_slow_source_that_goes_away_is_given_up_at_the_base_interval() {
-    let mut r = rx();
+    let mut r = rx_fixed();
     let retries = u64::from(r.config().nak_ncf_retries);
     r.handle_repr(ms(0), SRC, &spm(0, 0, 0));
     r.handle_repr(ms(0), SRC, &odata(1, 0, b"a"));
@@ -1448,4 +1461,153 @@ fn a_slow_source_that_goes_away_is_given_up_at_the_base_interval() {
             Ev::Data(3, b"c".to_vec())
         ]
     );
+}
+
+fn us(n: u64) -> Instant {
+    Instant::from_nanos(n * 1000)
+}
+
+/// What `sent` returns.
+type Sent = Vec<(Option<Vec<u32>>, Destination)>;
+
+/// Steps `r` through its timers (at most `until`), returning the first packets sent.
+fn next_sent(r: &mut Receiver, until: Instant) -> Option<(Instant, Sent)> {
+    while let Some(t) = r.poll_timeout() {
+        if t > until {
+            return None;
+        }
+        r.handle_timeout(t);
+        let v = sent(r, t);
+        if !v.is_empty() {
+            return Some((t, v));
+        }
+    }
+    None
+}
+
+/// Issue 12: NAK -> NCF is timed, SRTT/RTTVAR follow RFC 6298, and the repeat NAK after
+/// a lost repair waits RTO (SRTT + 4 RTTVAR) plus a back-off within 4 SRTT, instead of
+/// NAK_RDATA_IVL 200 ms + up to 50 ms.
+#[test]
+fn nak_to_ncf_is_timed_and_the_repeat_follows_the_rtt() {
+    let mut r = rx();
+    r.handle_repr(us(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(us(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(us(0), SRC, &odata(3, 0, b"c"));
+    assert_eq!(r.srtt(tsi()), None);
+    // Unmeasured (no rtt_initial): the first back-off is within the 50 ms ceiling.
+    let (t_nak, v) = next_sent(&mut r, ms(50)).expect("a NAK within NAK_BO_IVL");
+    assert_eq!(v[0].0, Some(vec![2]));
+    r.handle_repr(t_nak + Duration::from_micros(800), SRC, &ncf(2, &[]));
+    assert_eq!(r.srtt(tsi()), Some(Duration::from_micros(800)));
+    assert_eq!(r.stats().rtt_samples, 1);
+    // RDATA never comes: the NAK repeats after RTO = 800 + 4 x 400 = 2400 µs, then a
+    // back-off below 4 x 800 = 3200 µs.
+    let t_ncf = t_nak + Duration::from_micros(800);
+    let (t2, v) = next_sent(&mut r, ms(1000)).expect("a repeat NAK");
+    assert_eq!(v[0].0, Some(vec![2]));
+    let waited = t2 - t_ncf;
+    assert!(
+        waited >= Duration::from_micros(2400) && waited < Duration::from_micros(5600),
+        "{waited:?}"
+    );
+    // The repair ends it; the RDATA is not a sample (its NAK was a repeat, Karn).
+    r.handle_repr(t2 + Duration::from_micros(100), SRC, &rdata(2, 0, b"b"));
+    assert_eq!(r.stats().rtt_samples, 1);
+    assert_eq!(r.srtt(tsi()), Some(Duration::from_micros(800)));
+}
+
+/// SPMR -> SPM is a sample too; a silly sample is clamped to `rtt_min`.
+#[test]
+fn spmr_to_spm_is_timed() {
+    let mut r = rx();
+    r.handle_repr(us(0), SRC, &odata(5, 0, b"a"));
+    let (t, v) = next_sent(&mut r, ms(300)).expect("an SPMR");
+    assert_eq!(v[0].0, None);
+    r.handle_repr(t + Duration::from_micros(300), SRC, &spm(0, 0, 5));
+    assert_eq!(r.srtt(tsi()), Some(Duration::from_micros(300)));
+    assert_eq!(r.stats().rtt_samples, 1);
+}
+
+/// A NAK answered by an NCF at once (0 s) is clamped to `rtt_min` (10 µs): back-offs
+/// then have their floor (100 µs), the NCF wait its floor (1 ms).
+#[test]
+fn an_instant_answer_is_clamped_and_timers_keep_their_floors() {
+    let mut r = rx();
+    r.handle_repr(us(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(us(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(us(0), SRC, &odata(3, 0, b"c"));
+    let (t, _) = next_sent(&mut r, ms(50)).expect("a NAK");
+    r.handle_repr(t, SRC, &ncf(2, &[]));
+    assert_eq!(r.srtt(tsi()), Some(Duration::from_micros(10)));
+    r.handle_repr(t, SRC, &rdata(2, 0, b"b"));
+    // A new loss: NAKed within the 100 µs floor of the back-off.
+    r.handle_repr(t, SRC, &odata(5, 0, b"e"));
+    let (t4, v) = next_sent(&mut r, t + Duration::from_millis(1)).expect("NAK for 4");
+    assert_eq!(v[0].0, Some(vec![4]));
+    assert!(t4 - t < Duration::from_micros(100), "{:?}", t4 - t);
+    // No NCF for 4: it repeats after the 1 ms floor of NAK_RPT_IVL (+ back-off).
+    let (t5, v) = next_sent(&mut r, t4 + Duration::from_millis(10)).expect("repeat");
+    assert!(
+        v.iter().any(|(n, _)| n.as_deref() == Some(&[4][..])),
+        "{v:?}"
+    );
+    let gap = t5 - t4;
+    assert!(
+        gap >= Duration::from_millis(1) && gap < Duration::from_micros(1100),
+        "{gap:?}"
+    );
+}
+
+/// The exponential back-off: many receivers that lose the same packet NAK at spread
+/// times; about one at once, most late (mean 0.86 of the span for N = 1000).
+#[test]
+fn exponential_back_off_spreads_like_its_distribution() {
+    let mut env_cfg = cfg();
+    env_cfg.nak_bo_ivl = ms(10) - Instant::ZERO;
+    let mut early = 0;
+    let mut total = Duration::ZERO;
+    let n = 2000u64;
+    for seed in 0..n {
+        let mut r = Receiver::new(env_cfg.clone(), LOCAL, seed).unwrap();
+        r.handle_repr(us(0), SRC, &spm(0, 0, 0));
+        r.handle_repr(us(0), SRC, &odata(1, 0, b"a"));
+        r.handle_repr(us(0), SRC, &odata(3, 0, b"c"));
+        let (t, _) = next_sent(&mut r, ms(10)).expect("a NAK within the span");
+        if t - Instant::ZERO < Duration::from_micros(2500) {
+            early += 1;
+        }
+        total += t - Instant::ZERO;
+    }
+    // P(t < span / 4) = N^(1/4 - 1) = 1000^-0.75 = 0.56 %: about 11 of 2000.
+    assert!((2..=30).contains(&early), "{early}");
+    // Mean 0.855 x 10 ms.
+    let mean = total / n as u32;
+    assert!(
+        mean > Duration::from_micros(8300) && mean < Duration::from_micros(8800),
+        "{mean:?}"
+    );
+}
+
+/// `rtt_initial` 1 ms: before any sample the first NAK goes out within 4 ms (span
+/// 4 x 1 ms) and, unanswered, repeats after RTO = 3 ms (+ back-off).
+#[test]
+fn before_any_sample_the_timers_assume_rtt_initial() {
+    let c = ReceiverConfig {
+        group: GROUP,
+        rtt_initial: Duration::from_millis(1),
+        ..ReceiverConfig::default()
+    };
+    let mut r = Receiver::new(c, LOCAL, 42).unwrap();
+    r.handle_repr(us(0), SRC, &spm(0, 0, 0));
+    r.handle_repr(us(0), SRC, &odata(1, 0, b"a"));
+    r.handle_repr(us(0), SRC, &odata(3, 0, b"c"));
+    let (t1, _) = next_sent(&mut r, ms(4)).expect("a NAK within 4 ms");
+    let (t2, _) = next_sent(&mut r, ms(20)).expect("a repeat");
+    let gap = t2 - t1;
+    assert!(
+        gap >= Duration::from_millis(3) && gap < Duration::from_millis(7),
+        "{gap:?}"
+    );
+    assert_eq!(r.srtt(tsi()), None);
 }

@@ -1180,3 +1180,65 @@ fn default_budgets_are_bounded() {
     assert_eq!(c.ncf_max_rte, crate::config::DEFAULT_NCF_MAX_RTE);
     assert!(c.rdata_max_rte > 0 && c.ncf_max_rte > 0);
 }
+
+/// Issue 12: after an RDATA, NAKs for the same sequence within `rdata_holdoff` (1 ms)
+/// are confirmed but not repaired again; the first NAK after it is.
+#[test]
+fn a_repeat_rdata_is_held_off_for_rdata_holdoff() {
+    let mut s = with_data(5);
+    let t0 = ms(10);
+    s.handle_repr(t0, RX, &nak(2, &[]));
+    let out = drain(&mut s, t0);
+    assert_eq!(
+        out,
+        vec![
+            Out::Ncf {
+                sqn: Sqn(2),
+                list: vec![]
+            },
+            Out::Rdata { sqn: Sqn(2) }
+        ]
+    );
+    // 999 µs later (in flight when the RDATA left): NCF only. Sequence 3 in the same
+    // NAK was not repaired yet: it is.
+    let t1 = t0 + Duration::from_micros(999);
+    s.handle_repr(t1, RX, &nak(2, &[3]));
+    let out = drain(&mut s, t1);
+    assert_eq!(
+        out,
+        vec![
+            Out::Ncf {
+                sqn: Sqn(2),
+                list: vec![Sqn(3)]
+            },
+            Out::Rdata { sqn: Sqn(3) }
+        ]
+    );
+    assert_eq!(s.stats().naks_held_off, 1);
+    // 1 ms after the first RDATA: repaired again.
+    let t2 = t0 + Duration::from_millis(1);
+    s.handle_repr(t2, RX, &nak(2, &[]));
+    let out = drain(&mut s, t2);
+    assert!(out.contains(&Out::Rdata { sqn: Sqn(2) }), "{out:?}");
+    assert_eq!(s.stats().rdata_sent, 3);
+    assert_eq!(s.stats().naks_held_off, 1);
+}
+
+/// With `rdata_holdoff` zero every NAK round after an RDATA is repaired.
+#[test]
+fn without_holdoff_every_nak_round_is_repaired() {
+    let c = SourceConfig {
+        rdata_holdoff: Duration::ZERO,
+        ..cfg()
+    };
+    let mut s = Source::new(c, tsi(), Instant::ZERO).unwrap();
+    s.send(Instant::ZERO, &[1; 100]).unwrap();
+    drain(&mut s, Instant::ZERO);
+    for i in 0..3 {
+        let t = ms(10) + Duration::from_micros(i * 10);
+        s.handle_repr(t, RX, &nak(0, &[]));
+        drain(&mut s, t);
+    }
+    assert_eq!(s.stats().rdata_sent, 3);
+    assert_eq!(s.stats().naks_held_off, 0);
+}

@@ -32,6 +32,8 @@ pub(crate) const FRAG_HEADER: usize = 12;
 const FLAG_FRAG: u64 = 1;
 /// An RDATA for this sequence is queued and not yet sent.
 const FLAG_REPAIR: u64 = 2;
+/// An RDATA for this sequence went out less than `rdata_holdoff` ago.
+const FLAG_RECENT: u64 = 4;
 
 /// Byte-packed transmit window storage (see the module documentation).
 #[derive(Debug)]
@@ -208,5 +210,15 @@ impl TxWindow {
     /// Marks or clears `sqn`'s queued RDATA.
     pub(crate) fn set_repair_queued(&mut self, sqn: Sqn, on: bool) {
         self.set_flag(sqn, FLAG_REPAIR, on);
+    }
+
+    /// An RDATA for `sqn` was sent within the hold-off.
+    pub(crate) fn recently_repaired(&self, sqn: Sqn) -> bool {
+        self.flags(sqn) & FLAG_RECENT != 0
+    }
+
+    /// Marks or clears `sqn`'s recent RDATA.
+    pub(crate) fn set_recently_repaired(&mut self, sqn: Sqn, on: bool) {
+        self.set_flag(sqn, FLAG_RECENT, on);
     }
 }

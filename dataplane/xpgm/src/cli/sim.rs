@@ -77,6 +77,11 @@ pub struct SimArgs {
     /// Exit with status 1 unless every receiver got every message once, in order.
     #[arg(long)]
     strict: bool,
+    /// Constant repair timers (NAK_BO_IVL 50 ms uniform, NAK_RPT_IVL / NAK_RDATA_IVL
+    /// 200 ms) and no repeat-RDATA hold-off: the timing before RTT estimation, to
+    /// compare.
+    #[arg(long)]
+    fixed_timers: bool,
     /// Instead of one run: N runs with faults drawn at random (the property tests'
     /// ranges), each checked for exact accounting; every failure is printed as the
     /// `xpgm sim` command line that reproduces it. Exit status 1 if any failed.
@@ -132,6 +137,10 @@ impl SimArgs {
         c.type_loss.ncf = self.ncf_loss / 100.0;
         c.type_loss.rdata = self.rdata_loss / 100.0;
         c.type_loss.spmr = self.spmr_loss / 100.0;
+        if self.fixed_timers {
+            c.receiver.nak_adaptive = false;
+            c.source.rdata_holdoff = Duration::ZERO;
+        }
         c
     }
 }
@@ -308,6 +317,14 @@ mod tests {
         );
         assert_eq!(c.linger, Duration::from_millis(250));
         assert_eq!(c.max_events, 1234);
+        assert!(c.receiver.nak_adaptive, "RTT-derived timers by default");
+        assert_eq!(c.source.rdata_holdoff, Duration::from_millis(1));
+        let fixed = SimCommand::try_parse_from(["sim", "--fixed-timers"])
+            .expect("parses")
+            .args
+            .config();
+        assert!(!fixed.receiver.nak_adaptive);
+        assert_eq!(fixed.source.rdata_holdoff, Duration::ZERO);
         let plain = SimCommand::try_parse_from(["sim", "--burst"])
             .expect("parses")
             .args
