@@ -1397,17 +1397,10 @@ fn ln(x: f64) -> f64 {
     f64::from(e) * core::f64::consts::LN_2 + 2.0 * sum
 }
 
-/// A fragment header that can belong to a valid APDU of at most `max_apdu` bytes.
 /// Most doublings of a NAK's repeat interval: 8 times the configured NAK_RPT_IVL /
 /// NAK_RDATA_IVL at most.
 const MAX_RETRY_SHIFT: u32 = 3;
 
-/// The wait (for an NCF, or for RDATA after one) of a sequence's next NAK round after
-/// `slow` rounds that the source confirmed without repairing: `base` while `slow` is 0
-/// or 1 (one late RDATA is most likely a lost one), then doubling up to
-/// `base << MAX_RETRY_SHIFT`. A source that holds the data but repairs it late costs a
-/// falling NAK rate; ordinary loss of NAKs or RDATA keeps the base intervals, so
-/// repairs stay fast and finish well before a short transmit window moves on.
 /// How long the source must have answered nobody's NAK before a sequence may be given
 /// up as unreachable: as long as `nak_ncf_retries + 1` rounds take at the base interval.
 fn unreachable_after(cfg: &ReceiverConfig) -> Duration {
@@ -1415,10 +1408,17 @@ fn unreachable_after(cfg: &ReceiverConfig) -> Duration {
         .saturating_mul(cfg.nak_ncf_retries.saturating_add(1))
 }
 
+/// The wait (for an NCF, or for RDATA after one) of a sequence's next NAK round after
+/// `slow` rounds that the source confirmed without repairing: `base` while `slow` is 0
+/// or 1 (one late RDATA is most likely a lost one), then doubling up to
+/// `base << MAX_RETRY_SHIFT`. A source that holds the data but repairs it late costs a
+/// falling NAK rate; ordinary loss of NAKs or RDATA keeps the base intervals, so
+/// repairs stay fast and finish well before a short transmit window moves on.
 fn retry_ivl(base: Duration, slow: u32) -> Duration {
     base.saturating_mul(1u32 << slow.saturating_sub(1).min(MAX_RETRY_SHIFT))
 }
 
+/// A fragment header that can belong to a valid APDU of at most `max_apdu` bytes.
 fn fragment_ok(f: &Fragment, sqn: Sqn, len: usize, max_apdu: usize) -> bool {
     let apdu_len = f.apdu_len as usize;
     let back = sqn.distance(f.first_sqn);
