@@ -206,6 +206,7 @@ pub mod src {
     pub const REJECTED_HEADER: usize = 28;
     pub const REJECTED_NOT_PGM: usize = 29;
     pub const REJECTED_ADDRESS: usize = 30;
+    pub const NAKS_HELD_OFF: usize = 31;
 }
 
 /// Receiver counter indices (used by the worker).
@@ -249,6 +250,7 @@ pub mod rcv {
     pub const REJECTED_HEADER: usize = 35;
     pub const REJECTED_NOT_PGM: usize = 36;
     pub const REJECTED_ADDRESS: usize = 37;
+    pub const RTT_SAMPLES: usize = 38;
 }
 
 /// The six frame counters both roles publish (AF_XDP receive path; docs/reliability.md
@@ -403,6 +405,11 @@ pub const SOURCE_COUNTERS: &[CounterDef] = &[
     frame_counters!(src)[3],
     frame_counters!(src)[4],
     frame_counters!(src)[5],
+    c(
+        src::NAKS_HELD_OFF,
+        "naks_held_off",
+        "NAKs confirmed but not repaired again: within rdata_holdoff of an RDATA for that sequence",
+    ),
 ];
 
 /// A receiver's counters.
@@ -549,6 +556,11 @@ pub const RECEIVER_COUNTERS: &[CounterDef] = &[
     frame_counters!(rcv)[3],
     frame_counters!(rcv)[4],
     frame_counters!(rcv)[5],
+    c(
+        rcv::RTT_SAMPLES,
+        "rtt_samples",
+        "Round-trip samples taken (NAK to NCF or RDATA, SPMR to SPM) for the NAK timers",
+    ),
 ];
 
 #[cfg(test)]

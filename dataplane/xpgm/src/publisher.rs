@@ -117,6 +117,9 @@ pub struct PublisherStats {
     /// on their PGM checksum although the UDP checksum failed (docs/reliability.md
     /// section 9).
     pub frames: crate::transport::RxCounters,
+    /// NAKs confirmed but not repaired again, within `rdata_holdoff` of an RDATA for
+    /// the same sequence.
+    pub naks_held_off: u64,
 }
 
 /// A PGM source. `send` copies the message into the publish ring; the worker thread
@@ -358,6 +361,7 @@ impl Publisher {
             control_lost: c.get(src_ix::CONTROL_LOST),
             control_reconnects: c.get(src_ix::CONTROL_RECONNECTS),
             frames: crate::worker::get_rx(c, src_ix::RX_FRAMES),
+            naks_held_off: c.get(src_ix::NAKS_HELD_OFF),
         }
     }
 

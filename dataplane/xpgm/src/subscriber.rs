@@ -152,6 +152,9 @@ pub struct SubscriberStats {
     /// AF_XDP: frames refused below PGM, by reason, and frames accepted on their PGM
     /// checksum although the UDP checksum failed (docs/reliability.md section 9).
     pub frames: crate::transport::RxCounters,
+    /// Round-trip samples the engine took for its NAK timers (NAK to NCF or RDATA,
+    /// SPMR to SPM).
+    pub rtt_samples: u64,
 }
 
 /// Readers a shared delivery ring admits (the owner's tee is its writer).
@@ -744,6 +747,7 @@ impl Subscriber {
             xdp_fill_ring_empty: c.get(rcv_ix::XDP_FILL_RING_EMPTY),
             socket_drops: c.get(rcv_ix::SOCKET_DROPS),
             frames: crate::worker::get_rx(c, rcv_ix::RX_FRAMES),
+            rtt_samples: c.get(rcv_ix::RTT_SAMPLES),
         }
     }
 

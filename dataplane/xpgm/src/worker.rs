@@ -129,6 +129,7 @@ pub(crate) mod src_ix {
     pub const ENGINE_UNSENT: usize = 21;
     /// First of the five frame counters ([`super::set_rx`]).
     pub const RX_FRAMES: usize = 22;
+    pub const NAKS_HELD_OFF: usize = 27;
 }
 
 /// Receiver counter slots.
@@ -161,6 +162,7 @@ pub(crate) mod rcv_ix {
     pub const SOCKET_DROPS: usize = 25;
     /// First of the five frame counters ([`super::set_rx`]).
     pub const RX_FRAMES: usize = 26;
+    pub const RTT_SAMPLES: usize = 31;
 }
 
 // The frame counters' five slots (UDP checksum bad but accepted, then refused for
@@ -690,6 +692,7 @@ impl SourceWorker {
         c.set(CONTROL_LOST, self.control.losses);
         c.set(CONTROL_RECONNECTS, self.control.reconnects);
         c.set(ENGINE_UNSENT, self.source.unsent() as u64);
+        c.set(NAKS_HELD_OFF, s.naks_held_off);
         set_rx(
             c,
             RX_FRAMES,
@@ -723,6 +726,7 @@ impl SourceWorker {
             st.set(st_src::REPAIRS_EXPIRED, s.repairs_expired);
             st.set(st_src::CONTROL_LOST, self.control.losses);
             st.set(st_src::CONTROL_RECONNECTS, self.control.reconnects);
+            st.set(st_src::NAKS_HELD_OFF, s.naks_held_off);
             st.set(
                 st_src::REPAIRS_PENDING,
                 self.source.repairs_pending() as u64,
@@ -1084,6 +1088,7 @@ impl ReceiverWorker {
         c.set(XDP_RX_RING_FULL, o.xdp_rx_ring_full);
         c.set(XDP_FILL_RING_EMPTY, o.xdp_fill_ring_empty);
         c.set(SOCKET_DROPS, o.socket_drops);
+        c.set(RTT_SAMPLES, s.rtt_samples);
         set_rx(
             c,
             RX_FRAMES,
@@ -1122,6 +1127,7 @@ impl ReceiverWorker {
             st.set(st_rcv::PROBATION, self.receiver.probation_count() as u64);
             st.set(st_rcv::CONTROL_LOST, self.control.losses);
             st.set(st_rcv::CONTROL_RECONNECTS, self.control.reconnects);
+            st.set(st_rcv::RTT_SAMPLES, s.rtt_samples);
             st.set(
                 st_rcv::RXW_BUFFERS,
                 self.receiver.buffers_allocated() as u64,

@@ -523,6 +523,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             "retries_exhausted": stats.retries_exhausted,
             "engine_unrecoverable": stats.unrecoverable,
             "spm_received": stats.spm_received,
+            "rtt_samples": stats.rtt_samples,
         });
         let mut j = j;
         if let Some(obj) = j.as_object_mut() {

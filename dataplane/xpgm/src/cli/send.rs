@@ -220,6 +220,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             "control_reconnects": stats.control_reconnects,
             "unsent": stats.unsent,
             "frames": super::frames_json(&stats.frames),
+            "naks_held_off": stats.naks_held_off,
             "error": failure,
         });
         println!("{j}");
