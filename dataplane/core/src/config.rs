@@ -57,6 +57,8 @@ pub enum ConfigError {
     SendQueue(usize),
     /// `txw_min_secs` is longer than `txw_secs`.
     MinSecs,
+    /// `lines` is not in `1..=MAX_LINES`.
+    Lines(u8),
 }
 
 impl core::fmt::Display for ConfigError {
@@ -83,6 +85,13 @@ impl core::fmt::Display for ConfigError {
             ConfigError::BoundTooLarge(s) => write!(f, "{s} above {MAX_QUEUE}"),
             ConfigError::SendQueue(n) => write!(f, "send_queue {n} exceeds the transmit window"),
             ConfigError::MinSecs => write!(f, "txw_min_secs exceeds txw_secs"),
+            ConfigError::Lines(n) => {
+                write!(
+                    f,
+                    "{n} lines: a session has 1 to {} lines",
+                    crate::MAX_LINES
+                )
+            }
         }
     }
 }
@@ -237,6 +246,19 @@ pub struct ReceiverConfig {
     pub event_queue: usize,
     /// Most NAK/SPMR packets waiting to be sent.
     pub tx_queue: usize,
+    /// Lines (networks) the session receives on: 1 to [`crate::MAX_LINES`]. With more
+    /// than one, each sequence is taken from whichever line brings it first, and a
+    /// sequence missing on one line is NAKed only once every live line has passed it
+    /// without it (or after `line_wait`).
+    pub lines: u8,
+    /// A line that brought this receiver nothing for this long while another line
+    /// did is down (`Event::LineDown`): no sequence waits for it any more. It is up again
+    /// with its next packet.
+    pub line_timeout: Duration,
+    /// Longest a sequence missing on one line waits for a live line that has not
+    /// passed it yet before it is NAKed anyway (a line lagging by more than this is
+    /// not worth waiting for).
+    pub line_wait: Duration,
 }
 
 impl Default for SourceConfig {
@@ -306,6 +328,9 @@ impl Default for ReceiverConfig {
             tsis: Vec::new(),
             event_queue: 4096,
             tx_queue: 1024,
+            lines: 1,
+            line_timeout: Duration::from_millis(100),
+            line_wait: Duration::from_millis(10),
         }
     }
 }
@@ -429,6 +454,10 @@ impl ReceiverConfig {
         positive(self.probation_expiry, "probation_expiry")?;
         nonzero(self.event_queue, "event_queue")?;
         nonzero(self.tx_queue, "tx_queue")?;
+        if self.lines == 0 || usize::from(self.lines) > crate::MAX_LINES {
+            return Err(ConfigError::Lines(self.lines));
+        }
+        positive(self.line_timeout, "line_timeout")?;
         Ok(())
     }
 }

@@ -9,9 +9,11 @@
 //! * [`source`]: the sending side (transmit window, SPM, NCF, RDATA).
 //! * [`receiver`]: the receiving side (loss detection, NAK back-off, repair, delivery).
 //! * [`config`]: every timer and window, with documented defaults.
+//! * [`line`]: A/B lines (one session on several networks at once).
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod line;
 pub mod receiver;
 pub mod rng;
 pub mod seq;
@@ -19,5 +21,6 @@ pub mod source;
 pub mod time;
 pub mod wire;
 
+pub use line::{LineSet, MAX_LINES};
 pub use seq::Sqn;
 pub use time::Instant;

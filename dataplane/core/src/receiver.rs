@@ -37,6 +37,7 @@ use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 
 use crate::config::{ConfigError, ReceiverConfig};
+use crate::line::LineSet;
 use crate::rng::Rng;
 use crate::seq::Sqn;
 use crate::source::{Destination, Transmit};
@@ -94,6 +95,36 @@ pub enum Event<'a> {
         /// Session.
         tsi: Tsi,
     },
+    /// A/B lines: `line` brought nothing for `line_timeout` while another line did.
+    /// No missing sequence waits for it any more; the session carries on with the
+    /// others.
+    LineDown {
+        /// The line (0: the first configured).
+        line: u8,
+    },
+    /// A/B lines: `line`, down, brought a packet again and is used again.
+    LineUp {
+        /// The line.
+        line: u8,
+    },
+}
+
+/// Packets on other lines, since a line's last, before it can be declared down (with
+/// `line_timeout` of silence).
+pub const LINE_DOWN_PACKETS: u32 = 16;
+
+/// One line's state and counters ([`Receiver::line_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineStats {
+    /// Data packets (ODATA and RDATA) that came on the line.
+    pub received: u64,
+    /// Of those, the first copies: the data this line delivered before any other.
+    pub won: u64,
+    /// ODATA sequences missing from the line's stream (gaps in the sequences it brought,
+    /// per source, including what a down line missed).
+    pub lost: u64,
+    /// Not down (see [`Event::LineDown`]).
+    pub up: bool,
 }
 
 /// Counters a receiver exposes (summed over peers).
@@ -177,6 +208,8 @@ enum Ctrl {
     NewPeer(Tsi),
     PeerGone(Tsi, Option<Sqn>),
     Reset(Tsi),
+    LineDown(u8),
+    LineUp(u8),
 }
 
 /// A packet waiting for `poll_transmit`.
@@ -220,6 +253,9 @@ pub struct Receiver {
     apdu: Vec<u8>,
     /// Heap length above which stale timer entries are purged.
     compact_at: usize,
+    /// When the first packet came (on any line): a line never heard from is down
+    /// `line_timeout` after it.
+    first_heard: Option<Instant>,
 }
 
 impl Receiver {
@@ -242,6 +278,7 @@ impl Receiver {
             lent: None,
             apdu: Vec::new(),
             compact_at: 4096,
+            first_heard: None,
             env: Env::new(config, Rng::new(seed)),
         })
     }
@@ -293,6 +330,18 @@ impl Receiver {
 
     /// Handles one received packet (bytes from the PGM header on) from `src`.
     pub fn handle_packet(&mut self, now: Instant, src: Nla, bytes: &[u8]) -> Result<(), Error> {
+        self.handle_packet_on(now, 0, src, bytes)
+    }
+
+    /// Like [`Receiver::handle_packet`], for a packet that came on `line` (below
+    /// [`ReceiverConfig::lines`]; others are ignored).
+    pub fn handle_packet_on(
+        &mut self,
+        now: Instant,
+        line: u8,
+        src: Nla,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
         let pkt = match PacketRepr::parse(bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -300,14 +349,19 @@ impl Receiver {
                 return Err(e);
             }
         };
-        self.handle_repr(now, src, &pkt);
+        self.handle_repr_on(now, line, src, &pkt);
         Ok(())
     }
 
     /// Handles one already-parsed packet.
     pub fn handle_repr(&mut self, now: Instant, src: Nla, pkt: &PacketRepr<'_>) {
+        self.handle_repr_on(now, 0, src, pkt);
+    }
+
+    /// Handles one already-parsed packet that came on `line`.
+    pub fn handle_repr_on(&mut self, now: Instant, line: u8, src: Nla, pkt: &PacketRepr<'_>) {
         self.release_lent();
-        if !pkt.is_downstream() || pkt.dport != self.env.cfg.dport {
+        if line >= self.env.cfg.lines || !pkt.is_downstream() || pkt.dport != self.env.cfg.dport {
             self.env.stats.packets_ignored += 1;
             return;
         }
@@ -319,6 +373,7 @@ impl Receiver {
             self.env.stats.filtered += 1;
             return;
         }
+        self.note_line(now, line);
         let creates = matches!(pkt.body, Body::Spm(_) | Body::Odata(_) | Body::Rdata(_));
         let idx = match self.by_tsi.get(&tsi) {
             Some(&i) => i,
@@ -338,6 +393,9 @@ impl Receiver {
         peer.last_heard = now;
         peer.activity.hit(now);
         peer.src = src;
+        if let Some(s) = peer.line_src.get_mut(usize::from(line)) {
+            *s = Some(src);
+        }
         let env = &mut self.env;
         match pkt.body {
             Body::Odata(d) => peer.on_data(env, now, &d, &pkt.options, false),
@@ -358,6 +416,49 @@ impl Receiver {
             self.compact_timers();
         }
         self.prune_stale_head();
+    }
+
+    /// A packet came on `line`: it is up. Another line is down once it has been silent
+    /// for `line_timeout` and [`LINE_DOWN_PACKETS`] packets came on other lines since
+    /// its last one (time alone would take a quiet source for a dead line: the first
+    /// packet after a pause, on whichever line wins it, would find the others "silent").
+    fn note_line(&mut self, now: Instant, line: u8) {
+        let first = *self.first_heard.get_or_insert(now);
+        self.env.line = line;
+        let timeout = self.env.cfg.line_timeout;
+        let lines = usize::from(self.env.cfg.lines);
+        for (l, st) in self.env.lines.iter_mut().enumerate().take(lines) {
+            if l == usize::from(line) {
+                st.heard = Some(now);
+                st.missed = 0;
+                if !st.up {
+                    st.up = true;
+                    push_ctrl(&mut self.control, &mut self.env.stats, Ctrl::LineUp(line));
+                }
+                continue;
+            }
+            st.missed = st.missed.saturating_add(1);
+            if st.up && st.missed >= LINE_DOWN_PACKETS && now - st.heard.unwrap_or(first) > timeout
+            {
+                st.up = false;
+                let l = l as u8;
+                push_ctrl(&mut self.control, &mut self.env.stats, Ctrl::LineDown(l));
+            }
+        }
+    }
+
+    /// State and counters of `line`; `None` if the receiver has no such line.
+    pub fn line_stats(&self, line: u8) -> Option<LineStats> {
+        if line >= self.env.cfg.lines {
+            return None;
+        }
+        let st = self.env.lines.get(usize::from(line))?;
+        Some(LineStats {
+            received: st.received,
+            won: st.won,
+            lost: st.lost,
+            up: st.up,
+        })
     }
 
     /// Drops stale entries from the top of the timer heap so that `poll_timeout`
@@ -611,7 +712,7 @@ impl Receiver {
         self.prune_stale_head();
     }
 
-    fn tx_repr(&mut self, p: PendingTx) -> Option<(PacketRepr<'static>, Destination)> {
+    fn tx_repr(&mut self, p: PendingTx) -> Option<(PacketRepr<'static>, Destination, LineSet)> {
         let (idx, epoch) = match p {
             PendingTx::Nak { peer, epoch, .. } | PendingTx::Spmr { peer, epoch } => (peer, epoch),
         };
@@ -622,6 +723,12 @@ impl Receiver {
             return None;
         }
         let to = peer.path.unwrap_or(peer.src);
+        // A/B lines: one line, to the source's address as heard on it (the NAK still
+        // names the path NLA as the source).
+        let (dest, lines) = match peer.nak_line(&self.env) {
+            Some((l, src)) if self.env.cfg.lines > 1 => (src, LineSet::one(l)),
+            _ => (to, LineSet::one(0)),
+        };
         //= https://www.rfc-editor.org/rfc/rfc3208#section-3.1
         //# receivers simply echo the TSI heard from the source in any corresponding
         //# packets they originate.
@@ -645,12 +752,17 @@ impl Receiver {
             }
             PendingTx::Spmr { .. } => self.env.stats.spmr_sent += 1,
         }
-        Some((repr, Destination::Unicast(to)))
+        Some((repr, Destination::Unicast(dest), lines))
     }
 
     /// Like [`Receiver::poll_transmit`], but returns the packet as a representation and
     /// its destination instead of encoding it.
+    /// (The line is in [`Transmit::lines`] of [`Receiver::poll_transmit`].)
     pub fn poll_repr(&mut self, now: Instant) -> Option<(PacketRepr<'static>, Destination)> {
+        self.next_repr(now).map(|(r, d, _)| (r, d))
+    }
+
+    fn next_repr(&mut self, now: Instant) -> Option<(PacketRepr<'static>, Destination, LineSet)> {
         let _ = now;
         while let Some(p) = self.tx.pop() {
             if let Some(r) = self.tx_repr(p) {
@@ -663,12 +775,13 @@ impl Receiver {
     /// Writes the next packet to send (NAK, SPMR) into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         loop {
-            let (repr, dest) = self.poll_repr(now)?;
+            let (repr, dest, lines) = self.next_repr(now)?;
             if let Ok(len) = repr.emit(buf) {
                 return Some(Transmit {
                     len,
                     dest,
                     kind: repr.packet_type(),
+                    lines,
                 });
             }
             self.env.stats.tx_dropped += 1;
@@ -683,6 +796,8 @@ impl Receiver {
                 Ctrl::NewPeer(tsi) => Event::NewPeer { tsi },
                 Ctrl::PeerGone(tsi, last) => Event::PeerGone { tsi, last },
                 Ctrl::Reset(tsi) => Event::SessionReset { tsi },
+                Ctrl::LineDown(line) => Event::LineDown { line },
+                Ctrl::LineUp(line) => Event::LineUp { line },
             });
         }
         let mut found = None;

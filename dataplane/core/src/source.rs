@@ -31,6 +31,7 @@ mod txw;
 use std::collections::VecDeque;
 
 use crate::config::{ConfigError, DATA_OVERHEAD, FRAGMENT_OPTIONS_LEN, SourceConfig};
+use crate::line::LineSet;
 use crate::seq::Sqn;
 use crate::time::Instant;
 use crate::wire::{
@@ -63,6 +64,10 @@ pub struct Transmit {
     pub dest: Destination,
     /// Its PGM type (for counters and steering).
     pub kind: PacketType,
+    /// The lines to send it on (a one-line datapath ignores this). Source: ODATA and SPM
+    /// on every line, RDATA and NCF on the lines whose NAKs asked for them. Receiver:
+    /// one line.
+    pub lines: LineSet,
 }
 
 /// Why `send` refused an APDU.
@@ -137,6 +142,8 @@ pub struct SourceStats {
 struct PendingNcf {
     sqn: Sqn,
     list: NakList,
+    /// The line the NAK came on (where the NCF goes).
+    lines: LineSet,
 }
 
 /// What `next_packet` decided to send (resolved to a `PacketRepr` afterwards).
@@ -148,8 +155,18 @@ struct PendingNcf {
 enum Next {
     Ncf(PendingNcf),
     Spm { sqn: Sqn, fin: bool, syn: bool },
-    Rdata(Sqn),
+    Rdata(Sqn, LineSet),
     Odata(Sqn),
+}
+
+impl Next {
+    fn lines(&self) -> LineSet {
+        match self {
+            Next::Ncf(n) => n.lines,
+            Next::Rdata(_, l) => *l,
+            Next::Spm { .. } | Next::Odata(_) => LineSet::ALL,
+        }
+    }
 }
 
 /// A PGM source.
@@ -394,6 +411,18 @@ impl Source {
 
     /// Handles one received packet (bytes from the PGM header on) from `src`.
     pub fn handle_packet(&mut self, now: Instant, src: Nla, bytes: &[u8]) -> Result<(), Error> {
+        self.handle_packet_on(now, 0, src, bytes)
+    }
+
+    /// Like [`Source::handle_packet`], for a packet that came on `line` (A/B lines:
+    /// repairs it asks for go back on that line).
+    pub fn handle_packet_on(
+        &mut self,
+        now: Instant,
+        line: u8,
+        src: Nla,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
         let pkt = match PacketRepr::parse(bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -401,13 +430,23 @@ impl Source {
                 return Err(e);
             }
         };
-        self.handle_repr(now, src, &pkt);
+        self.handle_repr_on(now, line, src, &pkt);
         Ok(())
     }
 
     /// Handles one already-parsed packet.
     pub fn handle_repr(&mut self, now: Instant, src: Nla, pkt: &PacketRepr<'_>) {
+        self.handle_repr_on(now, 0, src, pkt);
+    }
+
+    /// Handles one already-parsed packet that came on `line`.
+    pub fn handle_repr_on(&mut self, now: Instant, line: u8, src: Nla, pkt: &PacketRepr<'_>) {
         let _ = src;
+        let lines = LineSet::one(line);
+        if lines.is_empty() {
+            self.stats.packets_ignored += 1;
+            return;
+        }
         // Upstream packets carry the data-destination port as sport and the TSI's port
         // as dport; `tsi()` un-swaps them.
         if pkt.tsi() != self.tsi || pkt.is_downstream() || pkt.sport != self.cfg.dport {
@@ -415,7 +454,7 @@ impl Source {
             return;
         }
         match pkt.body {
-            Body::Nak(nak) => self.on_nak(now, &nak, &pkt.options),
+            Body::Nak(nak) => self.on_nak(now, &nak, &pkt.options, lines),
             Body::Spmr => self.on_spmr(now),
             _ => self.stats.packets_ignored += 1,
         }
@@ -450,7 +489,7 @@ impl Source {
         }
     }
 
-    fn on_nak(&mut self, now: Instant, nak: &Nak, opts: &Options) {
+    fn on_nak(&mut self, now: Instant, nak: &Nak, opts: &Options, lines: LineSet) {
         self.expire_recent(now);
         // RFC 3208 8.3: the NAK's source NLA is the source's unicast address and its
         // group NLA the session's group; a NAK naming anything else is not for us.
@@ -461,6 +500,7 @@ impl Source {
         let mut ncf = PendingNcf {
             sqn: nak.sqn,
             list: NakList::default(),
+            lines,
         };
         let mut any = false;
         let list = opts.nak_list;
@@ -480,7 +520,7 @@ impl Source {
                 // Its RDATA went out less than `rdata_holdoff` ago: this NAK crossed
                 // it. Confirm (the NCF suppresses other NAKs), do not repeat it.
                 self.stats.naks_held_off += 1;
-            } else if !self.queue_repair(sqn) {
+            } else if !self.queue_repair(sqn, lines) {
                 // Confirm only what an RDATA will answer: a sequence the full repair
                 // queue refused gets no NCF (the receiver NAKs again after NAK_RPT_IVL).
                 continue;
@@ -507,9 +547,11 @@ impl Source {
 
     /// Queues `sqn` (in the window) for RDATA once per NAK round; false when the repair
     /// queue is full (no RDATA will answer this NAK).
-    fn queue_repair(&mut self, sqn: Sqn) -> bool {
+    fn queue_repair(&mut self, sqn: Sqn, lines: LineSet) -> bool {
         if self.txw.repair_queued(sqn) {
-            // An RDATA for it is already waiting: further NAKs add nothing.
+            // An RDATA for it is already waiting: further NAKs add nothing (but their
+            // line, which the RDATA goes out on as well).
+            self.txw.add_repair_lines(sqn, lines);
             self.stats.naks_coalesced += 1;
             return true;
         }
@@ -518,6 +560,7 @@ impl Source {
             return false;
         }
         self.txw.set_repair_queued(sqn, true);
+        self.txw.add_repair_lines(sqn, lines);
         self.repairs.push_back(sqn);
         true
     }
@@ -596,6 +639,7 @@ impl Source {
                 break;
             }
             self.repairs.pop_front();
+            let lines = self.txw.repair_lines(sqn);
             self.txw.set_repair_queued(sqn, false);
             if !self.cfg.rdata_holdoff.is_zero() {
                 self.expire_recent(now);
@@ -612,7 +656,7 @@ impl Source {
             self.stats.rdata_sent += 1;
             self.stats.rdata_bytes += bytes;
             self.stats.rdata_tpdu_bytes += len as u64;
-            return Some(Next::Rdata(sqn));
+            return Some(Next::Rdata(sqn, lines));
         }
         if self.next_tx != self.next_sqn {
             let sqn = self.next_tx;
@@ -686,7 +730,7 @@ impl Source {
                     path: self.cfg.path_nla,
                 })
             }
-            Next::Rdata(sqn) => return self.data_repr(sqn, true),
+            Next::Rdata(sqn, _) => return self.data_repr(sqn, true),
             Next::Odata(sqn) => return self.data_repr(sqn, false),
         };
         PacketRepr {
@@ -713,6 +757,7 @@ impl Source {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         loop {
             let next = self.next_packet(now)?;
+            let lines = next.lines();
             let repr = self.repr_of(next);
             let kind = repr.packet_type();
             match repr.emit(buf) {
@@ -721,6 +766,7 @@ impl Source {
                         len,
                         dest: Destination::Group,
                         kind,
+                        lines,
                     });
                 }
                 Err(_) => self.stats.emit_errors += 1,

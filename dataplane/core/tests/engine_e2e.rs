@@ -115,7 +115,10 @@ fn run(loss: f64, receivers: usize, total: usize, seed: u64) -> (Vec<Seen>, Sour
                     Event::Unrecoverable { count, .. } => s.unrecoverable += count,
                     Event::NewPeer { .. } => s.new_peer += 1,
                     Event::SessionEnd { .. } => s.ended = true,
-                    Event::PeerGone { .. } | Event::SessionReset { .. } => {
+                    Event::PeerGone { .. }
+                    | Event::SessionReset { .. }
+                    | Event::LineDown { .. }
+                    | Event::LineUp { .. } => {
                         panic!("unexpected {ev:?}")
                     }
                 }

@@ -571,7 +571,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                     delivered_any = true;
                 }
                 Event::SessionReset { .. } => p.check.resets += 1,
-                Event::NewPeer { .. } => {}
+                Event::NewPeer { .. } | Event::LineDown { .. } | Event::LineUp { .. } => {}
             }
         }
         if delivered_any {

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! [tag u8][gsi 6][sport u16 BE][a u32 BE][b u32 BE][payload...]
-//! Data: a = sqn; Unrecoverable: a = first, b = count; others: a = b = 0
+//! Data: a = sqn; Unrecoverable: a = first, b = count; LineDown/LineUp: a = line
+//! (TSI zero); others: a = b = 0
 //! ```
 
 use xpgm_core::Sqn;
@@ -28,6 +29,8 @@ const SESSION_RESET: u8 = 5;
 /// shared ring when it closes: attached readers end with an error naming it. Never
 /// produced by [`encode`]; [`decode`] rejects it.
 const OWNER_CLOSED: u8 = 6;
+const LINE_DOWN: u8 = 7;
+const LINE_UP: u8 = 8;
 
 /// The "owner closed" marker message.
 pub(crate) const CLOSED_MARKER: [u8; HEADER_LEN] = {
@@ -41,6 +44,12 @@ pub(crate) fn is_closed_marker(bytes: &[u8]) -> bool {
     bytes.len() == HEADER_LEN && bytes.first() == Some(&OWNER_CLOSED)
 }
 
+/// The TSI field of receiver-wide events (lines).
+const NO_TSI: Tsi = Tsi {
+    gsi: Gsi([0; 6]),
+    sport: 0,
+};
+
 /// Encodes `ev` into `out`; `None` if `out` is too small.
 pub fn encode(ev: &Delivery<'_>, out: &mut [u8]) -> Option<usize> {
     let (tag, tsi, a, b, payload): (u8, Tsi, u32, u32, &[u8]) = match *ev {
@@ -53,6 +62,8 @@ pub fn encode(ev: &Delivery<'_>, out: &mut [u8]) -> Option<usize> {
         },
         Delivery::SessionEnd { tsi } => (SESSION_END, tsi, 0, 0, &[]),
         Delivery::SessionReset { tsi } => (SESSION_RESET, tsi, 0, 0, &[]),
+        Delivery::LineDown { line } => (LINE_DOWN, NO_TSI, u32::from(line), 0, &[]),
+        Delivery::LineUp { line } => (LINE_UP, NO_TSI, u32::from(line), 0, &[]),
     };
     let total = HEADER_LEN.checked_add(payload.len())?;
     let out = out.get_mut(..total)?;
@@ -100,6 +111,12 @@ pub fn decode(bytes: &[u8]) -> Option<Delivery<'_>> {
         },
         SESSION_END => Delivery::SessionEnd { tsi },
         SESSION_RESET => Delivery::SessionReset { tsi },
+        LINE_DOWN => Delivery::LineDown {
+            line: u8::try_from(a).ok()?,
+        },
+        LINE_UP => Delivery::LineUp {
+            line: u8::try_from(a).ok()?,
+        },
         _ => return None,
     })
 }
@@ -139,6 +156,8 @@ mod tests {
             },
             Delivery::SessionEnd { tsi: tsi() },
             Delivery::SessionReset { tsi: tsi() },
+            Delivery::LineDown { line: 1 },
+            Delivery::LineUp { line: 3 },
         ];
         let mut buf = [0u8; 64];
         for ev in evs {

@@ -116,6 +116,8 @@ enum Ev {
     Gone(Option<u32>),
     End,
     Reset,
+    LineDown(u8),
+    LineUp(u8),
 }
 
 fn events(r: &mut Receiver) -> Vec<Ev> {
@@ -128,6 +130,8 @@ fn events(r: &mut Receiver) -> Vec<Ev> {
             Event::PeerGone { last, .. } => Ev::Gone(last.map(|s| s.0)),
             Event::SessionEnd { .. } => Ev::End,
             Event::SessionReset { .. } => Ev::Reset,
+            Event::LineDown { line } => Ev::LineDown(line),
+            Event::LineUp { line } => Ev::LineUp(line),
         });
     }
     v
@@ -1610,4 +1614,229 @@ fn before_any_sample_the_timers_assume_rtt_initial() {
         "{gap:?}"
     );
     assert_eq!(r.srtt(tsi()), None);
+}
+
+// ---- A/B lines -------------------------------------------------------------------
+
+const SRC_B: Nla = Nla::V4(Ipv4Addr::new(10, 1, 0, 1));
+
+/// A/B receivers assume a 100 µs round trip: NAK back-off span 400 µs, far shorter
+/// than `line_wait` (10 ms) and than the 3 ms skew the tests give one line.
+fn rx_lines(lines: u8, seed: u64) -> Receiver {
+    let c = ReceiverConfig {
+        lines,
+        rtt_initial: Duration::from_micros(100),
+        ..cfg()
+    };
+    Receiver::new(c, LOCAL, seed).unwrap()
+}
+
+/// NAKs sent (first sqn + list), with their destination and line, by `poll_transmit`.
+fn naks_on_lines(r: &mut Receiver, now: Instant) -> Vec<(u32, Destination, crate::LineSet)> {
+    let mut buf = [0u8; 1500];
+    let mut v = Vec::new();
+    while let Some(t) = r.poll_transmit(now, &mut buf) {
+        if t.kind == crate::wire::PacketType::Nak {
+            let p = PacketRepr::parse(&buf[..t.len]).unwrap();
+            let Body::Nak(n) = p.body else { unreachable!() };
+            // The NAK names the source's path NLA whatever line it goes on.
+            assert_eq!(n.source, PATH);
+            v.push((n.sqn.0, t.dest, t.lines));
+        }
+    }
+    v
+}
+
+/// Feeds sequences `0..n` on both lines, line 1 `skew_us` behind line 0, leaving out
+/// `lose0` on line 0 and `lose1` on line 1; runs timers to 2 s; returns the NAKs.
+fn ab_feed(
+    r: &mut Receiver,
+    n: u32,
+    skew_us: u64,
+    lose0: &[u32],
+    lose1: &[u32],
+) -> Vec<(u32, Destination, crate::LineSet)> {
+    let mut naks = Vec::new();
+    r.handle_repr_on(us(0), 0, SRC, &spm(0, 0, 0u32.wrapping_sub(1)));
+    r.handle_repr_on(us(0), 1, SRC_B, &spm(0, 0, 0u32.wrapping_sub(1)));
+    let mut arrivals = Vec::new();
+    for i in 0..n {
+        let t = 1000 + u64::from(i) * 100;
+        if !lose0.contains(&i) {
+            arrivals.push((t, 0u8, i));
+        }
+        if !lose1.contains(&i) {
+            arrivals.push((t + skew_us, 1, i));
+        }
+    }
+    arrivals.sort();
+    for (at, line, i) in arrivals {
+        let src = if line == 0 { SRC } else { SRC_B };
+        r.handle_timeout(us(at));
+        r.handle_repr_on(us(at), line, src, &odata(i, 0, &[i as u8; 8]));
+        naks.extend(naks_on_lines(r, us(at)));
+    }
+    let end = 1000 + u64::from(n) * 100 + skew_us;
+    for t in (end..2_000_000).step_by(100) {
+        r.handle_timeout(us(t));
+        naks.extend(naks_on_lines(r, us(t)));
+    }
+    naks
+}
+
+fn data_events(r: &mut Receiver) -> Vec<u32> {
+    events(r)
+        .into_iter()
+        .filter_map(|e| match e {
+            Ev::Data(s, _) => Some(s),
+            Ev::Unrec(..) => panic!("unrecoverable"),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ab_loss_on_one_line_is_taken_from_the_other_without_a_nak() {
+    for skew in [0, 50, 3_000] {
+        let mut r = rx_lines(2, 7);
+        // Line 0 loses 5 and 6, line 1 loses 12; line 1 runs `skew` µs behind.
+        let naks = ab_feed(&mut r, 20, skew, &[5, 6], &[12]);
+        assert_eq!(naks, vec![], "skew {skew} µs");
+        assert_eq!(
+            data_events(&mut r),
+            (0..20).collect::<Vec<_>>(),
+            "skew {skew}"
+        );
+        let (a, b) = (r.line_stats(0).unwrap(), r.line_stats(1).unwrap());
+        assert_eq!((a.received, a.lost), (18, 2));
+        assert_eq!((b.received, b.lost), (19, 1));
+        assert_eq!(a.won + b.won, 20);
+        assert!(a.up && b.up);
+        assert_eq!(r.line_stats(2), None);
+        // Every copy the other line brought is a duplicate.
+        assert_eq!(r.stats().duplicates, 17);
+    }
+}
+
+#[test]
+fn ab_a_sequence_lost_on_both_lines_is_naked_once_on_one_line() {
+    let mut r = rx_lines(2, 3);
+    let naks = ab_feed(&mut r, 20, 50, &[5, 9], &[9, 14]);
+    // Only 9 was lost on both: one NAK (then repeats, unanswered: no source here).
+    assert!(!naks.is_empty());
+    assert!(naks.iter().all(|&(s, _, _)| s == 9), "{naks:?}");
+    // On one line, to the source's address on that line.
+    for &(_, dest, lines) in &naks {
+        let l = lines.iter().collect::<Vec<_>>();
+        assert_eq!(l.len(), 1);
+        let want = if l[0] == 0 { SRC } else { SRC_B };
+        assert_eq!(dest, Destination::Unicast(want));
+    }
+}
+
+#[test]
+fn ab_nak_waits_for_a_lagging_line_at_most_line_wait() {
+    let mut r = rx_lines(2, 5);
+    r.handle_repr_on(ms(0), 0, SRC, &spm(0, 0, 0u32.wrapping_sub(1)));
+    for i in 0..4 {
+        r.handle_repr_on(ms(0), 0, SRC, &odata(i, 0, b"x"));
+        r.handle_repr_on(ms(0), 1, SRC_B, &odata(i, 0, b"x"));
+    }
+    // Line 0 goes on without 4; line 1 falls silent (but is not down yet).
+    r.handle_repr_on(ms(1), 0, SRC, &odata(5, 0, b"x"));
+    let mut first = None;
+    for t in 1..200 {
+        r.handle_timeout(ms(t));
+        if !naks_on_lines(&mut r, ms(t)).is_empty() && first.is_none() {
+            first = Some(t);
+        }
+    }
+    let first = first.expect("4 is NAKed once line_wait is over");
+    // Not before line_wait (10 ms) after the loss was seen (at 1 ms); then the back-off
+    // (under 400 µs).
+    assert!((11..=12).contains(&first), "first NAK at {first} ms");
+    assert!(r.line_stats(1).unwrap().up);
+}
+
+#[test]
+fn ab_a_silent_line_goes_down_and_comes_back() {
+    let mut r = rx_lines(2, 9);
+    let mut single = rx_lines(1, 9);
+    r.handle_repr_on(ms(0), 0, SRC, &odata(0, 0, b"x"));
+    r.handle_repr_on(ms(0), 1, SRC_B, &odata(0, 0, b"x"));
+    single.handle_repr(ms(0), SRC, &odata(0, 0, b"x"));
+    // Line 1 dies: 150 ms of packets on line 0 alone.
+    for i in 1..150u32 {
+        r.handle_repr_on(ms(u64::from(i)), 0, SRC, &odata(i, 0, b"x"));
+        single.handle_repr(ms(u64::from(i)), SRC, &odata(i, 0, b"x"));
+    }
+    let evs = events(&mut r);
+    assert!(evs.contains(&Ev::LineDown(1)), "{evs:?}");
+    assert!(!r.line_stats(1).unwrap().up);
+    let _ = events(&mut single);
+    // With line 1 down a loss on line 0 is NAKed as by a one-line receiver (same seed,
+    // same draws): no line wait.
+    for rcv in [&mut r, &mut single] {
+        rcv.handle_repr_on(ms(150), 0, SRC, &odata(151, 0, b"x"));
+    }
+    let t_ab = r.poll_timeout().unwrap();
+    let t_one = single.poll_timeout().unwrap();
+    assert_eq!(t_ab, t_one);
+    // Line 1 returns: up again, and it fills 150 itself.
+    r.handle_repr_on(
+        ms(150) + Duration::from_micros(10),
+        1,
+        SRC_B,
+        &odata(150, 0, b"x"),
+    );
+    let evs = events(&mut r);
+    assert!(evs.contains(&Ev::LineUp(1)), "{evs:?}");
+    assert!(evs.contains(&Ev::Data(150, b"x".to_vec())), "{evs:?}");
+    let b = r.line_stats(1).unwrap();
+    assert!(b.up);
+    // What line 1 missed while down is counted as its loss (1..150).
+    assert_eq!(b.lost, 149);
+}
+
+#[test]
+fn ab_a_quiet_source_is_not_a_dead_line() {
+    let mut r = rx_lines(2, 1);
+    for burst in 0..5u64 {
+        // Three packets per burst on both lines, line 1 0.2 ms behind, then 2 s quiet.
+        for i in 0..3u32 {
+            let sqn = (burst * 3) as u32 + i;
+            let t = ms(burst * 2000) + Duration::from_micros(u64::from(i) * 10);
+            r.handle_repr_on(t, 0, SRC, &odata(sqn, 0, b"q"));
+            r.handle_repr_on(
+                t + Duration::from_micros(200),
+                1,
+                SRC_B,
+                &odata(sqn, 0, b"q"),
+            );
+        }
+    }
+    let evs = events(&mut r);
+    assert!(
+        !evs.iter()
+            .any(|e| matches!(e, Ev::LineDown(_) | Ev::LineUp(_))),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn packets_on_a_line_the_receiver_does_not_have_are_ignored() {
+    let mut r = rx_lines(2, 1);
+    r.handle_repr_on(ms(0), 2, SRC, &odata(0, 0, b"x"));
+    assert_eq!(r.stats().packets_ignored, 1);
+    assert_eq!(r.peer_count(), 0);
+    let mut one = rx();
+    one.handle_repr_on(ms(0), 1, SRC, &odata(0, 0, b"x"));
+    assert_eq!(one.stats().packets_ignored, 1);
+    for lines in [0, 5] {
+        let c = ReceiverConfig { lines, ..cfg() };
+        assert_eq!(
+            Receiver::new(c, LOCAL, 1).err(),
+            Some(ConfigError::Lines(lines))
+        );
+    }
 }

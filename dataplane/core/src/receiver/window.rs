@@ -7,6 +7,7 @@ use std::collections::BinaryHeap;
 use super::rtt::RttEstimator;
 use super::{Bounded, PendingTx, ReceiverStats, push_tx};
 use crate::config::{DATA_OVERHEAD, ReceiverConfig};
+use crate::line::MAX_LINES;
 use crate::rng::Rng;
 use crate::seq::Sqn;
 use crate::time::Instant;
@@ -27,6 +28,40 @@ pub(crate) struct Env {
     pub(crate) ring_slots: usize,
     /// Bound on `ring_slots` (see [`ring_budget`]).
     pub(crate) max_ring_slots: usize,
+    /// State and counters of each line (`cfg.lines` of them used).
+    pub(crate) lines: [LineState; MAX_LINES],
+    /// The line the packet being handled came on.
+    pub(crate) line: u8,
+}
+
+/// One line (network) of the receiver, over all peers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LineState {
+    /// Last packet that came on it.
+    pub(crate) heard: Option<Instant>,
+    /// Up until silent for `line_timeout` while other lines brought packets.
+    pub(crate) up: bool,
+    /// Packets that came on other lines since this line's last one.
+    pub(crate) missed: u32,
+    /// Data packets (ODATA, RDATA) that came on it.
+    pub(crate) received: u64,
+    /// Of those, the first copies (the data the line won).
+    pub(crate) won: u64,
+    /// ODATA sequences its stream skipped (per peer, summed).
+    pub(crate) lost: u64,
+}
+
+impl Default for LineState {
+    fn default() -> Self {
+        LineState {
+            heard: None,
+            up: true,
+            missed: 0,
+            received: 0,
+            won: 0,
+            lost: 0,
+        }
+    }
 }
 
 /// Receive-window slots all peers together may hold beyond their initial rings (256
@@ -52,6 +87,8 @@ impl Env {
             stats: ReceiverStats::default(),
             ring_slots: 0,
             max_ring_slots: ring_budget(&cfg),
+            lines: [LineState::default(); MAX_LINES],
+            line: 0,
             cfg,
         }
     }
@@ -340,6 +377,9 @@ impl Pool {
 /// NAK state of a missing sequence (RFC 3208 6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Missing on one line, while another live line has not passed it yet (A/B
+    /// lines): no NAK until every live line has passed it or `line_wait` is over.
+    LineWait,
     /// Waiting a random back-off before NAKing.
     BackOff,
     /// NAK sent; waiting NAK_RPT_IVL for an NCF.
@@ -488,6 +528,11 @@ pub(crate) struct Peer {
     join_start: Sqn,
     /// Reassembly progress of the APDU at `next`: (first, next fragment, bytes so far).
     scan: Option<(Sqn, Sqn, u32)>,
+    /// Per line: the highest sequence its stream has accounted for (ODATA, SPM lead).
+    line_lead: [Option<Sqn>; MAX_LINES],
+    /// Per line: the address this source's packets came from on it (NAKs sent on that
+    /// line go there).
+    pub(crate) line_src: [Option<Nla>; MAX_LINES],
 }
 
 impl Peer {
@@ -542,6 +587,8 @@ impl Peer {
             joining: false,
             join_start: Sqn(0),
             scan: None,
+            line_lead: [None; MAX_LINES],
+            line_src: [None; MAX_LINES],
         }
     }
 
@@ -717,16 +764,22 @@ impl Peer {
         }
         self.reserve(env, to);
         let at = env.backoff(now, self.rtt.bo_ivl(&env.cfg));
+        let wait_at = now + env.cfg.line_wait;
         let mut run = None;
         let mut s = self.lead.next();
         loop {
             if s.lt(self.lost_until) {
                 self.set(s, Slot::Lost);
             } else {
+                let (phase, at) = if self.line_pending(env, s) {
+                    (Phase::LineWait, wait_at)
+                } else {
+                    (Phase::BackOff, at)
+                };
                 self.set(
                     s,
                     Slot::Missing {
-                        phase: Phase::BackOff,
+                        phase,
                         at,
                         slow: 0,
                         unanswered: 0,
@@ -741,6 +794,96 @@ impl Peer {
         }
         self.lead = to;
         self.flush_run(env, &mut run);
+    }
+
+    /// A/B lines: whether another live line may still bring `sqn` (it has not passed
+    /// it yet), so that a NAK for it would be premature.
+    fn line_pending(&self, env: &Env, sqn: Sqn) -> bool {
+        env.cfg.lines > 1
+            && (0..env.cfg.lines).any(|l| {
+                l != env.line
+                    && env.lines.get(usize::from(l)).is_some_and(|st| st.up)
+                    && self
+                        .line_lead
+                        .get(usize::from(l))
+                        .is_some_and(|p| p.is_none_or(|p| p.lt(sqn)))
+            })
+    }
+
+    /// The current line's stream has accounted for every sequence up to `through`
+    /// (`seen`: `through` itself came, as ODATA; else an SPM advertised it as the lead).
+    /// Counts what the line skipped, and with several lines lets the sequences that
+    /// waited for this line go to NAK back-off once no live line may bring them.
+    fn line_advance(&mut self, env: &mut Env, now: Instant, through: Sqn, seen: bool) {
+        let l = usize::from(env.line);
+        let Some(slot) = self.line_lead.get_mut(l) else {
+            return;
+        };
+        let prev = *slot;
+        if prev.is_some_and(|p| !through.gt(p)) {
+            return;
+        }
+        *slot = Some(through);
+        if let Some(p) = prev {
+            let gap = through.distance(p).unsigned_abs() - u32::from(seen);
+            if let Some(st) = env.lines.get_mut(l) {
+                st.lost += u64::from(gap.min(self.cap()));
+            }
+        }
+        if env.cfg.lines <= 1 || !self.started {
+            return;
+        }
+        // Waiting sequences this line has now passed: [max(prev + 1, next), through).
+        let mut s = match prev {
+            Some(p) if p.next().gt(self.next) => p.next(),
+            _ => self.next,
+        };
+        let end = if seen { through } else { through.next() };
+        let mut bo_at = None;
+        let mut run = None;
+        while s.lt(end) && s.le(self.lead) {
+            if let Slot::Missing {
+                phase: Phase::LineWait,
+                slow,
+                unanswered,
+                ..
+            } = self.get(s)
+                && !self.line_pending(env, s)
+            {
+                let at = *bo_at.get_or_insert_with(|| env.backoff(now, self.rtt.bo_ivl(&env.cfg)));
+                self.set(
+                    s,
+                    Slot::Missing {
+                        phase: Phase::BackOff,
+                        at,
+                        slow,
+                        unanswered,
+                    },
+                );
+                self.push_run(env, &mut run, at, s);
+            }
+            s = s.next();
+        }
+        self.flush_run(env, &mut run);
+    }
+
+    /// The line a NAK to this source goes on, and where (A/B lines): of the live lines
+    /// this source was heard on, the one furthest ahead in its stream (lowest first).
+    pub(crate) fn nak_line(&self, env: &Env) -> Option<(u8, Nla)> {
+        let mut best: Option<(u8, Nla, Sqn)> = None;
+        for l in 0..env.cfg.lines {
+            let i = usize::from(l);
+            let up = env.lines.get(i).is_some_and(|st| st.up);
+            let (Some(Some(src)), Some(lead)) = (self.line_src.get(i), self.line_lead.get(i))
+            else {
+                continue;
+            };
+            let lead = lead.unwrap_or(self.next.prev());
+            if up && best.is_none_or(|(_, _, b)| lead.gt(b)) {
+                best = Some((l, *src, lead));
+            }
+        }
+        best.map(|(l, src, _)| (l, src))
     }
 
     /// The source's trail moved to `trail`: what is still missing before it is lost.
@@ -777,6 +920,9 @@ impl Peer {
         rdata: bool,
     ) {
         let sqn = d.sqn;
+        if let Some(st) = env.lines.get_mut(usize::from(env.line)) {
+            st.received += 1;
+        }
         if rdata {
             // Any repair (ours, or a duplicate of someone else's) shows the source is
             // alive and answering NAKs.
@@ -814,6 +960,9 @@ impl Peer {
         self.apply_trail(env, d.trail, sqn);
         if opts.fin && self.fin.is_none() {
             self.fin = Some(sqn);
+        }
+        if !rdata {
+            self.line_advance(env, now, sqn, true);
         }
         let dist = sqn.distance(self.next);
         if dist < 0 {
@@ -871,6 +1020,9 @@ impl Peer {
                 frag: opts.fragment,
             },
         );
+        if let Some(st) = env.lines.get_mut(usize::from(env.line)) {
+            st.won += 1;
+        }
         if rdata {
             env.stats.rdata_received += 1;
         } else {
@@ -887,6 +1039,9 @@ impl Peer {
             self.rtt.sample(now - t, env.cfg.rtt_min, env.cfg.rtt_max);
             env.stats.rtt_samples += 1;
         }
+        // The line has accounted for the advertised lead, whichever line brought this
+        // SPM's sequence number first.
+        self.line_advance(env, now, spm.lead, false);
         //= https://www.rfc-editor.org/rfc/rfc3208#section-6.2
         // (paraphrase) receivers ... discard SPMs whose sequence number is not newer
         if let Some(last) = self.spm_sqn
@@ -937,7 +1092,7 @@ impl Peer {
             //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
             // (paraphrase) an NCF for a sequence in BACK_OFF suppresses this receiver's NAK
             if let Slot::Missing {
-                phase: Phase::BackOff | Phase::WaitNcf,
+                phase: Phase::LineWait | Phase::BackOff | Phase::WaitNcf,
                 slow,
                 unanswered,
                 ..
@@ -1034,6 +1189,22 @@ impl Peer {
                 continue;
             }
             let (slow, unanswered) = match phase {
+                Phase::LineWait => {
+                    // Waited `line_wait` for the other lines: NAK it like any loss.
+                    let b =
+                        *bo_at.get_or_insert_with(|| env.backoff(now, self.rtt.bo_ivl(&env.cfg)));
+                    self.set(
+                        sqn,
+                        Slot::Missing {
+                            phase: Phase::BackOff,
+                            at: b,
+                            slow,
+                            unanswered,
+                        },
+                    );
+                    self.push_run(env, &mut bo_run, b, sqn);
+                    continue;
+                }
                 Phase::BackOff => {
                     //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
                     // (paraphrase) back-off expired: send the NAK, then wait NAK_RPT_IVL for an NCF

@@ -1242,3 +1242,61 @@ fn without_holdoff_every_nak_round_is_repaired() {
     assert_eq!(s.stats().rdata_sent, 3);
     assert_eq!(s.stats().naks_held_off, 0);
 }
+
+/// Every packet `poll_transmit` has now, with the lines it goes on.
+fn transmits(s: &mut Source, now: Instant) -> Vec<(PacketType, crate::line::LineSet)> {
+    let mut buf = [0u8; 1500];
+    let mut v = Vec::new();
+    while let Some(t) = s.poll_transmit(now, &mut buf) {
+        v.push((t.kind, t.lines));
+    }
+    v
+}
+
+#[test]
+fn repairs_go_back_on_the_lines_that_naked() {
+    use crate::line::LineSet;
+    let mut s = Source::new(cfg(), tsi(), Instant::ZERO).unwrap();
+    for i in 0..10u8 {
+        s.send(Instant::ZERO, &[i; 100]).unwrap();
+    }
+    // Data and SPMs go on every line.
+    let first = transmits(&mut s, ms(0));
+    assert!(first.len() >= 10);
+    assert!(first.iter().all(|&(_, l)| l == LineSet::ALL));
+    // A NAK on line 1: NCF and RDATA on line 1 only.
+    s.handle_repr_on(ms(5), 1, RX, &nak(3, &[]));
+    assert_eq!(
+        transmits(&mut s, ms(5)),
+        vec![
+            (PacketType::Ncf, LineSet::one(1)),
+            (PacketType::Rdata, LineSet::one(1)),
+        ]
+    );
+    // NAKs for one sequence on lines 0 and 2 before its RDATA leaves: one RDATA on both.
+    s.handle_repr_on(ms(10), 0, RX, &nak(7, &[]));
+    s.handle_repr_on(ms(10), 2, RX, &nak(7, &[]));
+    let out = transmits(&mut s, ms(10));
+    let rdata: Vec<_> = out
+        .iter()
+        .filter(|(k, _)| *k == PacketType::Rdata)
+        .collect();
+    assert_eq!(rdata, vec![&(PacketType::Rdata, LineSet::one(0).with(2))]);
+    assert_eq!(s.stats().naks_coalesced, 1);
+    // The next repair of that sequence starts from no line again.
+    s.handle_repr_on(ms(30), 1, RX, &nak(7, &[]));
+    let out = transmits(&mut s, ms(30));
+    assert!(
+        out.contains(&(PacketType::Rdata, LineSet::one(1))),
+        "{out:?}"
+    );
+    // A line beyond MAX_LINES is no line: the NAK is ignored.
+    let ignored = s.stats().packets_ignored;
+    s.handle_repr_on(ms(40), crate::MAX_LINES as u8, RX, &nak(8, &[]));
+    assert_eq!(s.stats().packets_ignored, ignored + 1);
+    assert!(
+        transmits(&mut s, ms(40))
+            .iter()
+            .all(|(k, _)| *k != PacketType::Rdata)
+    );
+}

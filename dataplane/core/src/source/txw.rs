@@ -21,6 +21,7 @@
 //! allocate nothing. The window does not decide what to evict; [`Source`](super::Source)
 //! moves its trail and asks [`TxWindow::pos`] where the oldest live record starts.
 
+use crate::line::LineSet;
 use crate::seq::Sqn;
 use crate::time::Instant;
 use crate::wire::Fragment;
@@ -34,6 +35,9 @@ const FLAG_FRAG: u64 = 1;
 const FLAG_REPAIR: u64 = 2;
 /// An RDATA for this sequence went out less than `rdata_holdoff` ago.
 const FLAG_RECENT: u64 = 4;
+/// The lines whose NAKs asked for the queued RDATA: flag bits 3.. (one per line).
+const LINES_SHIFT: u32 = 3;
+const LINES_MASK: u64 = ((1 << crate::MAX_LINES) - 1) << LINES_SHIFT;
 
 /// Byte-packed transmit window storage (see the module documentation).
 #[derive(Debug)]
@@ -207,9 +211,30 @@ impl TxWindow {
         self.flags(sqn) & FLAG_REPAIR != 0
     }
 
-    /// Marks or clears `sqn`'s queued RDATA.
+    /// Marks or clears `sqn`'s queued RDATA (clearing also forgets its lines).
     pub(crate) fn set_repair_queued(&mut self, sqn: Sqn, on: bool) {
         self.set_flag(sqn, FLAG_REPAIR, on);
+        if !on {
+            self.set_flag(sqn, LINES_MASK, false);
+        }
+    }
+
+    /// The lines whose NAKs asked for `sqn`'s queued RDATA.
+    pub(crate) fn repair_lines(&self, sqn: Sqn) -> LineSet {
+        let bits = (self.flags(sqn) & LINES_MASK) >> LINES_SHIFT;
+        LineSet::ALL
+            .iter()
+            .filter(|&l| bits & (1 << l) != 0)
+            .fold(LineSet::EMPTY, LineSet::with)
+    }
+
+    /// Adds `lines` to those `sqn`'s queued RDATA goes on.
+    pub(crate) fn add_repair_lines(&mut self, sqn: Sqn, lines: LineSet) {
+        self.set_flag(
+            sqn,
+            u64::from(lines.bits()) << LINES_SHIFT & LINES_MASK,
+            true,
+        );
     }
 
     /// An RDATA for `sqn` was sent within the hold-off.

@@ -130,6 +130,7 @@ impl Node for FakeSource {
             len,
             dest: Destination::Group,
             kind,
+            lines: xpgm_core::LineSet::ALL,
         })
     }
 
@@ -325,6 +326,7 @@ impl Node for FakeReceiver {
             len: write(buf, NAK, s, &[])?,
             dest: Destination::Unicast(Nla::default()),
             kind: PacketType::Nak,
+            lines: xpgm_core::LineSet::one(0),
         })
     }
 

@@ -429,7 +429,7 @@ impl ZmqReceiver {
                 }
             }
             Delivery::SessionEnd { tsi } | Delivery::PeerGone { tsi, .. } => self.remove(tsi),
-            Delivery::NewPeer { .. } => {}
+            Delivery::NewPeer { .. } | Delivery::LineDown { .. } | Delivery::LineUp { .. } => {}
         }
     }
 }
