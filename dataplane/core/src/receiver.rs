@@ -121,7 +121,8 @@ pub struct LineStats {
     /// Of those, the first copies: the data this line delivered before any other.
     pub won: u64,
     /// ODATA sequences missing from the line's stream (gaps in the sequences it brought,
-    /// per source, including what a down line missed).
+    /// per source, including what a down line missed; a packet reordered on its line
+    /// is counted when the gap opens and taken back when it comes).
     pub lost: u64,
     /// Not down (see [`Event::LineDown`]).
     pub up: bool,

@@ -111,6 +111,17 @@ pub struct SimConfig {
     pub max_time: Duration,
     /// Hard cap on processed events.
     pub max_events: u64,
+    /// A/B lines (1 to `xpgm_core::MAX_LINES`): the whole network (upstream, each
+    /// receiver's downstream and reverse links) exists once per line, each line's links
+    /// with their own loss draws; the source sends on every line, each receiver
+    /// arbitrates (`ReceiverConfig::lines` is set to this).
+    pub lines: u8,
+    /// Line `i` is `i × line_skew` slower than line 0 downstream (A/B feeds never
+    /// arrive at exactly the same instant).
+    pub line_skew: Duration,
+    /// A line outage: line `.0` carries nothing, either way, from `.1` to `.2` (virtual
+    /// time), as if its switch had died and come back.
+    pub line_outage: Option<(u8, Duration, Duration)>,
 }
 
 impl Default for SimConfig {
@@ -154,6 +165,9 @@ impl Default for SimConfig {
             linger: Duration::from_secs(10),
             max_time: Duration::from_secs(24 * 3600),
             max_events: 2_000_000_000,
+            lines: 1,
+            line_skew: Duration::from_micros(10),
+            line_outage: None,
         }
     }
 }
@@ -177,6 +191,8 @@ pub enum ConfigError {
     TooManyMessages(u64),
     /// The engines refused their configuration.
     Engine(xpgm_core::config::ConfigError),
+    /// `lines` outside `1..=MAX_LINES`.
+    Lines(u8),
 }
 
 impl fmt::Display for ConfigError {
@@ -202,6 +218,9 @@ impl fmt::Display for ConfigError {
                 SimConfig::MAX_RECEIVERS
             ),
             ConfigError::Engine(e) => write!(f, "engine configuration: {e}"),
+            ConfigError::Lines(n) => {
+                write!(f, "lines must be 1 to {}, got {n}", xpgm_core::MAX_LINES)
+            }
             ConfigError::TooManyMessages(n) => write!(
                 f,
                 "at most {} messages are supported, got {n}",
@@ -277,6 +296,9 @@ impl SimConfig {
         }
         if self.size > self.source.max_apdu {
             return Err(ConfigError::SizeTooLarge(self.size, self.source.max_apdu));
+        }
+        if self.lines == 0 || usize::from(self.lines) > xpgm_core::MAX_LINES {
+            return Err(ConfigError::Lines(self.lines));
         }
         check_link("upstream", &self.upstream)?;
         check_link("downstream", &self.downstream)?;

@@ -53,6 +53,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, ConfigError> {
     let mut rcfg = cfg.receiver.clone();
     rcfg.group = sim::GROUP;
     rcfg.dport = scfg.dport;
+    rcfg.lines = cfg.lines;
     if cfg.fit_tpdu {
         let fit = fitted_tpdu(cfg.size);
         if fit < scfg.max_tpdu {

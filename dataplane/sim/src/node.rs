@@ -3,7 +3,7 @@
 //! with small fakes to exercise the network model without the engines.
 
 use xpgm_core::Instant;
-use xpgm_core::receiver::{Event, Receiver, ReceiverStats};
+use xpgm_core::receiver::{Event, LineStats, Receiver, ReceiverStats};
 use xpgm_core::seq::Sqn;
 use xpgm_core::source::{SendError, Source, SourceStats, Transmit};
 use xpgm_core::wire::Nla;
@@ -13,6 +13,12 @@ pub trait Node {
     /// Handles one packet (bytes from the PGM header on) from `src`. Returns false if
     /// the node rejected it as malformed.
     fn handle_packet(&mut self, now: Instant, src: Nla, bytes: &[u8]) -> bool;
+    /// Like `handle_packet`, for a packet that came on `line` (A/B lines). Default:
+    /// the node has one line.
+    fn handle_packet_on(&mut self, now: Instant, line: u8, src: Nla, bytes: &[u8]) -> bool {
+        let _ = line;
+        self.handle_packet(now, src, bytes)
+    }
     /// Processes expired timers.
     fn handle_timeout(&mut self, now: Instant);
     /// Writes the next packet to send into `buf`.
@@ -37,11 +43,19 @@ pub trait SimReceiver: Node {
     fn poll_event(&mut self) -> Option<Event<'_>>;
     /// Counters.
     fn stats(&self) -> ReceiverStats;
+    /// A/B line counters; default: none.
+    fn line_stats(&self, line: u8) -> Option<LineStats> {
+        let _ = line;
+        None
+    }
 }
 
 impl Node for Source {
     fn handle_packet(&mut self, now: Instant, src: Nla, bytes: &[u8]) -> bool {
         Source::handle_packet(self, now, src, bytes).is_ok()
+    }
+    fn handle_packet_on(&mut self, now: Instant, line: u8, src: Nla, bytes: &[u8]) -> bool {
+        Source::handle_packet_on(self, now, line, src, bytes).is_ok()
     }
     fn handle_timeout(&mut self, now: Instant) {
         Source::handle_timeout(self, now);
@@ -70,6 +84,9 @@ impl Node for Receiver {
     fn handle_packet(&mut self, now: Instant, src: Nla, bytes: &[u8]) -> bool {
         Receiver::handle_packet(self, now, src, bytes).is_ok()
     }
+    fn handle_packet_on(&mut self, now: Instant, line: u8, src: Nla, bytes: &[u8]) -> bool {
+        Receiver::handle_packet_on(self, now, line, src, bytes).is_ok()
+    }
     fn handle_timeout(&mut self, now: Instant) {
         Receiver::handle_timeout(self, now);
     }
@@ -87,5 +104,8 @@ impl SimReceiver for Receiver {
     }
     fn stats(&self) -> ReceiverStats {
         *Receiver::stats(self)
+    }
+    fn line_stats(&self, line: u8) -> Option<LineStats> {
+        Receiver::line_stats(self, line)
     }
 }

@@ -207,6 +207,9 @@ pub struct NetStats {
     pub duplicated: u64,
     /// Packets handed to a node.
     pub delivered: u64,
+    /// Per line: dropped on its downstream links by their loss model (also in
+    /// `downstream_dropped`).
+    pub line_dropped: [PerType; xpgm_core::MAX_LINES],
 }
 
 /// Why the run stopped.
@@ -243,6 +246,12 @@ impl EndReason {
 /// One receiver's outcome.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReceiverReport {
+    /// Per line (of `lines`): the receiver's `received`, `won`, `lost`.
+    pub lines: [(u64, u64, u64); xpgm_core::MAX_LINES],
+    /// `LineDown` events the receiver reported.
+    pub line_downs: u64,
+    /// `LineUp` events the receiver reported.
+    pub line_ups: u64,
     /// Messages delivered intact (each counted once).
     pub delivered: u64,
     /// Messages reported unrecoverable.
@@ -285,6 +294,8 @@ pub struct Report {
     pub seed: u64,
     /// Receivers.
     pub receivers: usize,
+    /// Lines (A/B) every packet of the source went on.
+    pub lines: usize,
     /// Messages the application meant to send.
     pub messages: u64,
     /// Message size in bytes.
@@ -407,6 +418,7 @@ impl Report {
     pub fn to_json(&self) -> String {
         let j = serde_json::json!({
             "seed": self.seed,
+            "lines": self.lines,
             "receivers": self.receivers,
             "messages": self.messages,
             "size": self.size,
@@ -445,6 +457,10 @@ impl Report {
                 "type_dropped": self.net.type_dropped.to_json(),
                 "duplicated": self.net.duplicated,
                 "delivered": self.net.delivered,
+                "line_dropped": self.net.line_dropped[..self.lines.min(xpgm_core::MAX_LINES)]
+                    .iter()
+                    .map(|t| t.to_json())
+                    .collect::<Vec<_>>(),
             },
             "per_receiver": self.per_receiver.iter().map(|r| serde_json::json!({
                 "delivered": r.delivered,
@@ -462,6 +478,11 @@ impl Report {
                 "parse_errors": r.parse_errors,
                 "lost_to_trail": r.lost_to_trail,
                 "retries_exhausted": r.retries_exhausted,
+                "line_downs": r.line_downs,
+                "line_ups": r.line_ups,
+                "lines": r.lines[..self.lines.min(xpgm_core::MAX_LINES)].iter().map(|&(received, won, lost)| serde_json::json!({
+                    "received": received, "won": won, "lost": lost,
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         });
         j.to_string()

@@ -23,6 +23,11 @@ pub const GROUP: Nla = Nla::V4(Ipv4Addr::new(239, 192, 0, 1));
 /// Unicast address of the simulated source.
 pub const SOURCE_NLA: Nla = Nla::V4(Ipv4Addr::new(10, 0, 0, 1));
 
+/// The simulated source's address on line `line` (line 0: [`SOURCE_NLA`]).
+pub fn source_nla(line: u8) -> Nla {
+    Nla::V4(Ipv4Addr::new(10, 0, line, 1))
+}
+
 /// Unicast address of receiver `i`.
 pub fn receiver_nla(i: usize) -> Nla {
     let i = u32::try_from(i).unwrap_or(u32::MAX);
@@ -42,7 +47,12 @@ enum Target {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ev {
-    Deliver { to: Target, slot: u32, len: u32 },
+    Deliver {
+        to: Target,
+        line: u8,
+        slot: u32,
+        len: u32,
+    },
     SourceTimer,
     ReceiverTimer(usize),
     App,
@@ -106,11 +116,15 @@ impl Pool {
 struct Peer<R> {
     node: R,
     timer: Option<Instant>,
-    down: Link,
-    back: Link,
+    /// Per line.
+    down: Vec<Link>,
+    /// Per line.
+    back: Vec<Link>,
     nla: Nla,
     check: Checker,
     parse_errors: u64,
+    line_downs: u64,
+    line_ups: u64,
 }
 
 #[derive(Debug, Default)]
@@ -149,7 +163,8 @@ pub struct Simulation<S, R> {
     source_timer: Option<Instant>,
     source_parse_errors: u64,
     peers: Vec<Peer<R>>,
-    upstream: Link,
+    /// Per line.
+    upstream: Vec<Link>,
     pool: Pool,
     table: MessageTable,
     app: App,
@@ -181,15 +196,30 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             .map(|(i, node)| Peer {
                 node,
                 timer: None,
-                down: Link::new(cfg.downstream.clone(), seeds.next_u64()),
-                back: Link::new(cfg.reverse.clone(), seeds.next_u64()),
+                down: vec![Link::new(cfg.downstream.clone(), seeds.next_u64())],
+                back: vec![Link::new(cfg.reverse.clone(), seeds.next_u64())],
                 nla: receiver_nla(i),
                 check: Checker::new(cfg.messages, cfg.size),
                 parse_errors: 0,
+                line_downs: 0,
+                line_ups: 0,
             })
             .collect();
         if peers.is_empty() {
             return Err(ConfigError::NoReceivers);
+        }
+        // Further lines draw from seeds of their own, after line 0's: a one-line run
+        // draws exactly what it drew before lines existed.
+        let mut upstream = vec![upstream];
+        let mut peers = peers;
+        for _ in 1..cfg.lines {
+            upstream.push(Link::new(cfg.upstream.clone(), seeds.next_u64()));
+            for p in &mut peers {
+                p.down
+                    .push(Link::new(cfg.downstream.clone(), seeds.next_u64()));
+                p.back
+                    .push(Link::new(cfg.reverse.clone(), seeds.next_u64()));
+            }
         }
         let cap = cfg
             .source
@@ -282,7 +312,12 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
 
     fn step(&mut self, ev: Ev) {
         match ev {
-            Ev::Deliver { to, slot, len } => {
+            Ev::Deliver {
+                to,
+                line,
+                slot,
+                len,
+            } => {
                 self.net.delivered += 1;
                 let now = self.now;
                 let len = (len as usize).min(self.pool.cap);
@@ -293,7 +328,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                     Target::Source { from } => {
                         let src = self.peers[from].nla;
                         let bytes = &self.pool.bufs[slot as usize][..len];
-                        if !self.source.handle_packet(now, src, bytes) {
+                        if !self.source.handle_packet_on(now, line, src, bytes) {
                             self.source_parse_errors += 1;
                         }
                         self.pool.release(slot);
@@ -302,7 +337,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                     Target::Receiver(r) => {
                         let bytes = &self.pool.bufs[slot as usize][..len];
                         let p = &mut self.peers[r];
-                        if !p.node.handle_packet(now, SOURCE_NLA, bytes) {
+                        if !p.node.handle_packet_on(now, line, source_nla(line), bytes) {
                             p.parse_errors += 1;
                         }
                         self.pool.release(slot);
@@ -351,6 +386,13 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
         self.app
             .closed_at
             .is_some_and(|c| at >= c + self.cfg.linger)
+    }
+
+    /// Whether `line` is in its configured outage now.
+    fn line_out(&self, line: u8) -> bool {
+        self.cfg.line_outage.is_some_and(|(l, from, to)| {
+            l == line && self.now >= Instant::ZERO + from && self.now < Instant::ZERO + to
+        })
     }
 
     fn schedule_app(&mut self, at: Instant) {
@@ -438,30 +480,45 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             let len = tx.len.min(self.pool.cap) as u32;
             self.net.source_sent.bump(kind);
             self.note_activity(kind);
-            match self.upstream.transmit(0.0) {
-                Fate::Lost | Fate::LostByType => self.net.upstream_dropped.bump(kind),
-                Fate::Delivered { delay, dup } => {
-                    if dup.is_some() {
-                        self.net.duplicated += 1;
-                    }
-                    let tl = type_loss(&self.cfg.type_loss, kind);
-                    for up in [Some(delay), dup].into_iter().flatten() {
-                        for r in 0..self.peers.len() {
-                            match self.peers[r].down.transmit(tl) {
-                                Fate::Lost => self.net.downstream_dropped.bump(kind),
-                                Fate::LostByType => self.net.type_dropped.bump(kind),
-                                Fate::Delivered { delay, dup } => {
-                                    for d in [Some(delay), dup].into_iter().flatten() {
-                                        self.pool.retain(slot);
-                                        let ev = Ev::Deliver {
-                                            to: Target::Receiver(r),
-                                            slot,
-                                            len,
-                                        };
-                                        self.push(now + up + d, ev);
+            let tl = type_loss(&self.cfg.type_loss, kind);
+            let nlines = self.cfg.lines;
+            for line in tx.lines.iter().take_while(|&l| l < nlines) {
+                let skew = self.cfg.line_skew * u32::from(line);
+                let li = usize::from(line);
+                if self.line_out(line) {
+                    self.net.upstream_dropped.bump(kind);
+                    continue;
+                }
+                match self.upstream[li].transmit(0.0) {
+                    Fate::Lost | Fate::LostByType => self.net.upstream_dropped.bump(kind),
+                    Fate::Delivered { delay, dup } => {
+                        if dup.is_some() {
+                            self.net.duplicated += 1;
+                        }
+                        for up in [Some(delay), dup].into_iter().flatten() {
+                            for r in 0..self.peers.len() {
+                                match self.peers[r].down[li].transmit(tl) {
+                                    Fate::Lost => {
+                                        self.net.downstream_dropped.bump(kind);
+                                        if let Some(d) = self.net.line_dropped.get_mut(li) {
+                                            d.bump(kind);
+                                        }
                                     }
-                                    if dup.is_some() {
-                                        self.net.duplicated += 1;
+                                    Fate::LostByType => self.net.type_dropped.bump(kind),
+                                    Fate::Delivered { delay, dup } => {
+                                        for d in [Some(delay), dup].into_iter().flatten() {
+                                            self.pool.retain(slot);
+                                            let ev = Ev::Deliver {
+                                                to: Target::Receiver(r),
+                                                line,
+                                                slot,
+                                                len,
+                                            };
+                                            self.push(now + up + d + skew, ev);
+                                        }
+                                        if dup.is_some() {
+                                            self.net.duplicated += 1;
+                                        }
                                     }
                                 }
                             }
@@ -504,7 +561,14 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
             self.net.receivers_sent.bump(kind);
             self.note_activity(kind);
             let tl = type_loss(&self.cfg.type_loss, kind);
-            match self.peers[r].back.transmit(tl) {
+            // A receiver's packet goes on one line (the first of its set).
+            let line = tx.lines.iter().next().unwrap_or(0).min(self.cfg.lines - 1);
+            let fate = if self.line_out(line) {
+                Fate::Lost
+            } else {
+                self.peers[r].back[usize::from(line)].transmit(tl)
+            };
+            match fate {
                 Fate::Lost => self.net.reverse_dropped.bump(kind),
                 Fate::LostByType => self.net.type_dropped.bump(kind),
                 Fate::Delivered { delay, dup } => {
@@ -515,6 +579,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                         self.pool.retain(slot);
                         let ev = Ev::Deliver {
                             to: Target::Source { from: r },
+                            line,
                             slot,
                             len,
                         };
@@ -528,10 +593,12 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
         }
         let table = &self.table;
         let p = &mut self.peers[r];
+        // (The slowest line's: a message another line brought is not a repair.)
         let lossless = self.cfg.upstream.delay
             + self.cfg.upstream.jitter
             + self.cfg.downstream.delay
-            + self.cfg.downstream.jitter;
+            + self.cfg.downstream.jitter
+            + self.cfg.line_skew * u32::from(self.cfg.lines - 1);
         let mut delivered_any = false;
         while let Some(ev) = p.node.poll_event() {
             match ev {
@@ -571,7 +638,9 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
                     delivered_any = true;
                 }
                 Event::SessionReset { .. } => p.check.resets += 1,
-                Event::NewPeer { .. } | Event::LineDown { .. } | Event::LineUp { .. } => {}
+                Event::LineDown { .. } => p.line_downs += 1,
+                Event::LineUp { .. } => p.line_ups += 1,
+                Event::NewPeer { .. } => {}
             }
         }
         if delivered_any {
@@ -592,6 +661,7 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
         let mut rep = Report {
             seed: self.cfg.seed,
             receivers: self.peers.len(),
+            lines: usize::from(self.cfg.lines),
             messages: self.cfg.messages,
             size: self.cfg.size,
             sent: self.app.sent,
@@ -614,7 +684,20 @@ impl<S: SimSource, R: SimReceiver> Simulation<S, R> {
         for p in &self.peers {
             let c = &p.check;
             let st = p.node.stats();
+            let mut lines = [(0, 0, 0); xpgm_core::MAX_LINES];
+            for (l, slot) in lines
+                .iter_mut()
+                .enumerate()
+                .take(usize::from(self.cfg.lines))
+            {
+                if let Some(ls) = p.node.line_stats(l as u8) {
+                    *slot = (ls.received, ls.won, ls.lost);
+                }
+            }
             let rr = ReceiverReport {
+                lines,
+                line_downs: p.line_downs,
+                line_ups: p.line_ups,
                 delivered: c.delivered,
                 unrecoverable: c.unrecoverable,
                 duplicates: c.duplicates,

@@ -820,7 +820,15 @@ impl Peer {
             return;
         };
         let prev = *slot;
-        if prev.is_some_and(|p| !through.gt(p)) {
+        if let Some(p) = prev
+            && !through.gt(p)
+        {
+            if seen && through != p {
+                // Came late (reordered on its line): it was counted as skipped.
+                if let Some(st) = env.lines.get_mut(l) {
+                    st.lost = st.lost.saturating_sub(1);
+                }
+            }
             return;
         }
         *slot = Some(through);

@@ -82,6 +82,13 @@ pub struct SimArgs {
     /// compare.
     #[arg(long)]
     fixed_timers: bool,
+    /// A/B lines: the network exists this many times (1 to 4), with independent loss
+    /// draws on every line; the source sends on all, receivers arbitrate.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+    lines: u8,
+    /// Extra downstream delay of line i: i times this (µs).
+    #[arg(long, default_value_t = 10)]
+    line_skew_us: u64,
     /// Instead of one run: N runs with faults drawn at random (the property tests'
     /// ranges), each checked for exact accounting; every failure is printed as the
     /// `xpgm sim` command line that reproduces it. Exit status 1 if any failed.
@@ -137,6 +144,8 @@ impl SimArgs {
         c.type_loss.ncf = self.ncf_loss / 100.0;
         c.type_loss.rdata = self.rdata_loss / 100.0;
         c.type_loss.spmr = self.spmr_loss / 100.0;
+        c.lines = self.lines;
+        c.line_skew = Duration::from_micros(self.line_skew_us);
         if self.fixed_timers {
             c.receiver.nak_adaptive = false;
             c.source.rdata_holdoff = Duration::ZERO;
