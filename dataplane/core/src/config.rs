@@ -156,6 +156,10 @@ pub struct SourceConfig {
     pub ncf_queue: usize,
 }
 
+/// Most SPMRs a receiver sends to measure the round trip to a new source
+/// ([`ReceiverConfig::rtt_probe`]).
+pub const RTT_PROBES: u8 = 3;
+
 /// Configuration of a receiving session.
 #[derive(Clone, Debug)]
 pub struct ReceiverConfig {
@@ -205,6 +209,14 @@ pub struct ReceiverConfig {
     /// span `nak_bo_rtt_mult × rtt_initial`, RTO `3 × rtt_initial`, as if it had been
     /// measured once); zero: the ceilings until the first sample.
     pub rtt_initial: Duration,
+    /// Measure the round trip to a new source before its first loss: a random time in
+    /// `[0, spmr_expiry)` after the peer appears, and again (at most
+    /// [`RTT_PROBES`] times in all) while no sample has been taken, the receiver sends
+    /// an SPMR and times the SPM that answers it (only with `nak_adaptive`).
+    pub rtt_probe: bool,
+    /// An SPM later than this after the SPMR is not taken as a sample (the source
+    /// answers one SPMR per `spmr_holdoff` at most: a later SPM may answer nothing).
+    pub rtt_probe_max: Duration,
     /// Round-trip samples are clamped to `[rtt_min, rtt_max]`.
     pub rtt_min: Duration,
     /// See `rtt_min`.
@@ -315,6 +327,8 @@ impl Default for ReceiverConfig {
             nak_rdata_ivl_min: Duration::from_millis(1),
             nak_group_size: 1000,
             rtt_initial: Duration::ZERO,
+            rtt_probe: true,
+            rtt_probe_max: Duration::from_millis(10),
             rtt_min: Duration::from_micros(10),
             rtt_max: Duration::from_secs(1),
             nak_ncf_retries: 10,

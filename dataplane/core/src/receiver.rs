@@ -573,7 +573,8 @@ impl Receiver {
             }
         };
         let epoch = self.epochs.get(idx as usize).copied().unwrap_or(0);
-        let peer = Peer::new(&mut self.env, idx, epoch, tsi, src, now);
+        let mut peer = Peer::new(&mut self.env, idx, epoch, tsi, src, now);
+        peer.schedule_probe(&mut self.env, now);
         if let Some(slot) = self.peers.get_mut(idx as usize) {
             *slot = Some(peer);
         }
@@ -674,6 +675,26 @@ impl Receiver {
                                     epoch: e.epoch,
                                 },
                             );
+                        }
+                    }
+                }
+                TimerKind::RttProbe => {
+                    if peer.probe_at == Some(e.at) {
+                        peer.probe_at = None;
+                        if peer.rtt.srtt().is_none() {
+                            peer.probes += 1;
+                            peer.spmr_sent = Some(now);
+                            push_tx(
+                                &mut self.tx,
+                                &mut self.env.stats,
+                                PendingTx::Spmr {
+                                    peer: e.peer,
+                                    epoch: e.epoch,
+                                },
+                            );
+                            // Again later if this one draws no timely answer.
+                            let again = now + self.env.cfg.spmr_expiry;
+                            peer.schedule_probe(&mut self.env, again);
                         }
                     }
                 }

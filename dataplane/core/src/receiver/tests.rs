@@ -20,11 +20,13 @@ fn tsi() -> Tsi {
 }
 
 /// The tests step time in milliseconds: no initial RTT (the timers are the ceilings
-/// until a sample), so that their windows are today's constants.
+/// until a sample), so that their windows are today's constants, and no round-trip
+/// probe (its SPMRs would mix with what they check; `rtt_probe_*` tests have it).
 fn cfg() -> ReceiverConfig {
     ReceiverConfig {
         group: GROUP,
         rtt_initial: Duration::ZERO,
+        rtt_probe: false,
         ..ReceiverConfig::default()
     }
 }
@@ -1839,4 +1841,75 @@ fn packets_on_a_line_the_receiver_does_not_have_are_ignored() {
             Some(ConfigError::Lines(lines))
         );
     }
+}
+
+// ---- round-trip probe --------------------------------------------------------------
+
+fn rx_probe() -> Receiver {
+    let c = ReceiverConfig {
+        rtt_probe: true,
+        ..cfg()
+    };
+    Receiver::new(c, LOCAL, 11).unwrap()
+}
+
+/// Runs timers in 100 µs steps from `from` to `to` (µs); the SPMRs sent, with times.
+fn spmrs(r: &mut Receiver, from: u64, to: u64) -> Vec<u64> {
+    let mut v = Vec::new();
+    for t in (from..to).step_by(100) {
+        r.handle_timeout(us(t));
+        for (what, _) in sent(r, us(t)) {
+            assert_eq!(what, None, "only SPMRs here");
+            v.push(t);
+        }
+    }
+    v
+}
+
+#[test]
+fn rtt_probe_times_an_spmr_before_the_first_loss() {
+    let mut r = rx_probe();
+    r.handle_repr(us(0), SRC, &spm(0, 0, 9));
+    assert_eq!(r.srtt(tsi()), None);
+    // Within spmr_expiry (250 ms) of the peer's first packet: one SPMR, though the
+    // path is known.
+    let sent_at = spmrs(&mut r, 0, 250_000);
+    assert_eq!(sent_at.len(), 1, "{sent_at:?}");
+    let t = sent_at[0];
+    // Its SPM 300 µs later is the sample; no further probe.
+    r.handle_repr(us(t + 300), SRC, &spm(1, 0, 9));
+    assert_eq!(r.srtt(tsi()), Some(Duration::from_micros(300)));
+    assert_eq!(r.stats().rtt_samples, 1);
+    assert_eq!(spmrs(&mut r, t + 300, 2_000_000), Vec::<u64>::new());
+    // So the first loss backs off within 4 x 300 µs, not the 50 ms ceiling.
+    r.handle_repr(us(2_000_000), SRC, &odata(10, 0, b"a"));
+    r.handle_repr(us(2_000_000), SRC, &odata(12, 0, b"c"));
+    let at = r.poll_timeout().unwrap();
+    assert!(at < us(2_000_000 + 1200), "{at:?}");
+}
+
+#[test]
+fn rtt_probe_ignores_a_late_spm_and_gives_up_after_three() {
+    let mut r = rx_probe();
+    r.handle_repr(us(0), SRC, &spm(0, 0, 9));
+    let mut sqn = 1;
+    let mut all = Vec::new();
+    let mut answer_at = None;
+    for t in (0..5_000_000u64).step_by(100) {
+        if answer_at == Some(t) {
+            // The SPM comes 20 ms after the SPMR: held off by the source, it answers
+            // nothing.
+            r.handle_repr(us(t), SRC, &spm(sqn, 0, 9));
+            sqn += 1;
+        }
+        for s in spmrs(&mut r, t, t + 1) {
+            all.push(s);
+            answer_at = Some(s + 20_000);
+        }
+    }
+    assert_eq!(r.srtt(tsi()), None, "late answers are no samples");
+    assert_eq!(r.stats().rtt_samples, 0);
+    // RTT_PROBES (3), at least spmr_expiry apart, and no more.
+    assert_eq!(all.len(), usize::from(crate::config::RTT_PROBES), "{all:?}");
+    assert!(all.windows(2).all(|w| w[1] - w[0] >= 250_000), "{all:?}");
 }

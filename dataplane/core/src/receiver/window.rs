@@ -143,6 +143,8 @@ pub(crate) enum TimerKind {
     Nak { first: u32, count: u32 },
     /// SPMR back-off.
     Spmr,
+    /// SPMR to time the round trip ([`ReceiverConfig::rtt_probe`]).
+    RttProbe,
     /// Peer expiry check.
     Expiry,
 }
@@ -507,6 +509,9 @@ pub(crate) struct Peer {
     probe: Option<(Sqn, Instant)>,
     /// When an SPMR was last sent while no SPM answered it yet.
     pub(crate) spmr_sent: Option<Instant>,
+    /// When the next round-trip probe is due, and how many were sent.
+    pub(crate) probe_at: Option<Instant>,
+    pub(crate) probes: u8,
     spm_sqn: Option<Sqn>,
     started: bool,
     /// Ring of slots (power of two, at most `max_sqns`), indexed by `sqn & mask`.
@@ -569,6 +574,8 @@ impl Peer {
             rtt: RttEstimator::default(),
             probe: None,
             spmr_sent: None,
+            probe_at: None,
+            probes: 0,
             spm_sqn: None,
             started: false,
             slots: vec![Slot::Empty; n],
@@ -590,6 +597,28 @@ impl Peer {
             line_lead: [None; MAX_LINES],
             line_src: [None; MAX_LINES],
         }
+    }
+
+    /// Schedules the next round-trip probe (an SPMR timed to its SPM) a random time in
+    /// `[0, spmr_expiry)` after `now`, while no sample has been taken and fewer than
+    /// `RTT_PROBES` were sent.
+    pub(crate) fn schedule_probe(&mut self, env: &mut Env, now: Instant) {
+        if !env.cfg.rtt_probe
+            || !env.cfg.nak_adaptive
+            || self.probes >= crate::config::RTT_PROBES
+            || self.rtt.srtt().is_some()
+        {
+            self.probe_at = None;
+            return;
+        }
+        let at = env.random_after(now, env.cfg.spmr_expiry);
+        self.probe_at = Some(at);
+        env.timers.push(Reverse(TimerEntry {
+            at,
+            peer: self.idx,
+            epoch: self.epoch,
+            kind: TimerKind::RttProbe,
+        }));
     }
 
     /// The window bound (rxw_sqns): at most this many sequences from `next`.
@@ -1041,9 +1070,12 @@ impl Peer {
 
     pub(crate) fn on_spm(&mut self, env: &mut Env, now: Instant, spm: &Spm, opts: &Options) {
         env.stats.spm_received += 1;
-        if let Some(t) = self.spmr_sent.take() {
+        if let Some(t) = self.spmr_sent.take()
+            && now - t <= env.cfg.rtt_probe_max
+        {
             // SPMR -> SPM (an SPM the source sent anyway may come first: a short
-            // sample, clamped like any).
+            // sample, clamped like any). A later one may answer nothing (the source
+            // answers one SPMR per `spmr_holdoff`): no sample.
             self.rtt.sample(now - t, env.cfg.rtt_min, env.cfg.rtt_max);
             env.stats.rtt_samples += 1;
         }
@@ -1301,6 +1333,7 @@ impl Peer {
         match e.kind {
             TimerKind::Expiry => true,
             TimerKind::Spmr => self.spmr_at == Some(e.at),
+            TimerKind::RttProbe => self.probe_at == Some(e.at),
             TimerKind::Nak { first, count } => (0..count).any(|i| {
                 let s = Sqn(first).add(i);
                 self.in_ring(s) && matches!(self.get(s), Slot::Missing { at, .. } if at == e.at)
