@@ -26,7 +26,9 @@ pub mod worker;
 pub use delivery::Delivery;
 pub use error::Error;
 pub use publisher::{Publisher, PublisherConfig, PublisherStats};
-pub use subscriber::{CloseReport, PeerAccount, Subscriber, SubscriberConfig, SubscriberStats};
+pub use subscriber::{
+    CloseReport, LineCounters, PeerAccount, Subscriber, SubscriberConfig, SubscriberStats,
+};
 pub use transport::{SessionConfig, TransportKind};
 pub use worker::Idle;
 pub use xpgm_core as core;

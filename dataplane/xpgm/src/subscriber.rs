@@ -155,6 +155,26 @@ pub struct SubscriberStats {
     /// Round-trip samples the engine took for its NAK timers (NAK to NCF or RDATA,
     /// SPMR to SPM).
     pub rtt_samples: u64,
+    /// Lines (A/B feeds) of the session: 1, or the number of interfaces given.
+    pub line_count: u8,
+    /// Per line, the first `line_count` (zero with one line).
+    pub lines: [LineCounters; xpgm_core::line::MAX_LINES],
+}
+
+/// One A/B line's counters ([`SubscriberStats::lines`]; docs/transport.md "A/B
+/// lines").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineCounters {
+    /// Data packets (ODATA, RDATA) that came on this line, duplicates included.
+    pub received: u64,
+    /// Sequences this line brought first (the others' copies were duplicates).
+    pub won: u64,
+    /// Sequences this line missed (another line, or a repair, brought them).
+    pub lost: u64,
+    /// Whether the engine counts the line as up (it has heard from it lately).
+    pub up: bool,
+    /// Times the line's transport failed and was closed (then reopened every second).
+    pub failures: u64,
 }
 
 /// Readers a shared delivery ring admits (the owner's tee is its writer).
@@ -361,6 +381,12 @@ impl Subscriber {
 
     fn new_xdp(config: SubscriberConfig) -> Result<Subscriber, Error> {
         config.session.validate()?;
+        if !config.session.extra_ifaces.is_empty() {
+            // A/B lines over AF_XDP: a socket per line, deliveries not shared (another
+            // local receiver of the feed uses --transport socket or other interfaces).
+            let dp = transport::open(&config.session, Role::Receiver)?;
+            return Subscriber::with_datapath(config, dp);
+        }
         let sc = &config.session;
         match transport::xdp::find_served(sc)? {
             Some(transport::xdp::Served {
@@ -522,6 +548,7 @@ impl Subscriber {
         rcfg.group = nla_of(config.session.group);
         rcfg.max_tpdu = config.session.max_tpdu();
         rcfg.max_apdu = config.max_message;
+        rcfg.lines = dp.lines();
         rcfg.sources
             .extend(config.session.sources.iter().map(|&a| nla_of(a)));
         let local = dp.local_nla();
@@ -748,6 +775,23 @@ impl Subscriber {
             socket_drops: c.get(rcv_ix::SOCKET_DROPS),
             frames: crate::worker::get_rx(c, rcv_ix::RX_FRAMES),
             rtt_samples: c.get(rcv_ix::RTT_SAMPLES),
+            line_count: u8::try_from(self.shared.line_count.load(Ordering::Relaxed)).unwrap_or(1),
+            lines: core::array::from_fn(|l| {
+                let get = |k: usize| {
+                    self.shared
+                        .lines
+                        .get(l)
+                        .and_then(|s| s.get(k))
+                        .map_or(0, |a| a.load(Ordering::Relaxed))
+                };
+                LineCounters {
+                    received: get(0),
+                    won: get(1),
+                    lost: get(2),
+                    up: get(3) != 0,
+                    failures: get(4),
+                }
+            }),
         }
     }
 

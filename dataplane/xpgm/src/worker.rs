@@ -230,6 +230,11 @@ pub struct Shared {
     /// (`PeerGone { tsi, last }` of [`Receiver::close`]), written once by the worker
     /// as it exits; at most [`GONE_MAX`] entries.
     pub gone: Mutex<Vec<(xpgm_core::wire::Tsi, Option<xpgm_core::Sqn>)>>,
+    /// Receiver: per A/B line, `[received, won, lost, up, failures]`
+    /// ([`crate::LineCounters`]), for the lines the session has ([`Shared::line_count`]).
+    pub lines: [[AtomicU64; 5]; xpgm_core::line::MAX_LINES],
+    /// Receiver: number of lines (A/B feeds) of the session.
+    pub line_count: AtomicU64,
     /// Worker is (about to be) asleep in `poll`; the handle must ring the bell.
     sleeping: AtomicBool,
     bell_tx: UnixDatagram,
@@ -252,6 +257,8 @@ impl Shared {
                 error: Mutex::new(None),
                 counters: Counters::default(),
                 gone: Mutex::new(Vec::new()),
+                lines: Default::default(),
+                line_count: AtomicU64::new(1),
                 sleeping: AtomicBool::new(false),
                 bell_tx: tx,
             }),
@@ -301,7 +308,7 @@ pub fn stats_writer(
     StatsWriter::open_default(&xpgm_stats::SessionInfo {
         role,
         transport: session.transport.name().into(),
-        iface: session.iface.clone(),
+        iface: session.ifaces().collect::<Vec<_>>().join("+"),
         group: session.group.to_string(),
         dport: session.dport,
         udp_encap: session.udp_encap,
@@ -658,7 +665,7 @@ impl SourceWorker {
     fn flush(&mut self, now: Instant) -> Result<(), Error> {
         while let Some(t) = self.source.poll_transmit(now, &mut self.tx_buf) {
             let pkt = self.tx_buf.get(..t.len).unwrap_or_default();
-            self.dp.send(t.dest, pkt)?;
+            self.dp.send_lines(t.lines, t.dest, pkt)?;
         }
         Ok(())
     }
@@ -739,8 +746,8 @@ impl SourceWorker {
         let now = self.clock.now();
         // 1. Network input (NAK, SPMR).
         let Self { dp, source, .. } = self;
-        let got = dp.recv_batch(RECV_BATCH, &mut |from, bytes| {
-            let _ = source.handle_packet(now, from, bytes);
+        let got = dp.recv_lines(RECV_BATCH, &mut |line, from, bytes| {
+            let _ = source.handle_packet_on(now, line, from, bytes);
         })?;
         // 1b. The control process: a loss not repaired within the grace period ends the
         // session; what is numbered is still transmitted, then FIN, so receivers learn
@@ -1135,6 +1142,28 @@ impl ReceiverWorker {
             st.set(st_rcv::RXW_TRAIL, u64::from(self.window.trail));
             st.set(st_rcv::RXW_LEAD, u64::from(self.window.lead));
         }
+        self.publish_lines();
+    }
+
+    /// Per-line counters of an A/B session (nothing to do with one line).
+    fn publish_lines(&self) {
+        let n = self.receiver.config().lines;
+        self.shared
+            .line_count
+            .store(u64::from(n), Ordering::Relaxed);
+        if n <= 1 {
+            return;
+        }
+        for (l, slot) in (0..n).zip(self.shared.lines.iter()) {
+            let Some(ls) = self.receiver.line_stats(l) else {
+                continue;
+            };
+            let failures = self.dp.line_status(l).map_or(0, |s| s.failures);
+            let vals = [ls.received, ls.won, ls.lost, u64::from(ls.up), failures];
+            for (a, v) in slot.iter().zip(vals) {
+                a.store(v, Ordering::Relaxed);
+            }
+        }
     }
 
     /// One turn of the loop (never sleeps).
@@ -1155,8 +1184,8 @@ impl ReceiverWorker {
         } = self;
         let dport = receiver.config().dport;
         let track = stats.is_some();
-        let got = dp.recv_batch(RECV_BATCH, &mut |from, bytes| {
-            if receiver.handle_packet(now, from, bytes).is_ok() && track {
+        let got = dp.recv_lines(RECV_BATCH, &mut |line, from, bytes| {
+            if receiver.handle_packet_on(now, line, from, bytes).is_ok() && track {
                 window.observe(dport, bytes);
             }
         })?;
@@ -1173,7 +1202,7 @@ impl ReceiverWorker {
         }
         while let Some(t) = self.receiver.poll_transmit(now, &mut self.tx_buf) {
             let pkt = self.tx_buf.get(..t.len).unwrap_or_default();
-            self.dp.send(t.dest, pkt)?;
+            self.dp.send_lines(t.lines, t.dest, pkt)?;
         }
         self.deliver()?;
         self.publish();

@@ -8,9 +8,12 @@ use xpgm::{SessionConfig, TransportKind};
 /// Where the session lives.
 #[derive(Debug, Args, Clone)]
 pub struct NetArgs {
-    /// Network interface to send on and join the group on (e.g. eth0).
-    #[arg(long, value_parser = iface)]
-    pub iface: String,
+    /// Network interface to send on and join the group on (e.g. eth0). Give it up to
+    /// four times for A/B lines (docs/transport.md): a sender sends every packet on
+    /// each interface, a receiver joins on each and takes every message from the line
+    /// that brings it first.
+    #[arg(long, value_parser = iface, required = true, action = clap::ArgAction::Append)]
+    pub iface: Vec<String>,
     /// Multicast group, IPv4 or IPv6 (e.g. 239.192.0.1, ff15::1).
     #[arg(long, value_parser = group)]
     pub group: IpAddr,
@@ -93,7 +96,9 @@ fn transport(s: &str) -> Result<TransportKind, String> {
 impl NetArgs {
     /// The library's session configuration.
     pub fn session(&self) -> SessionConfig {
-        let mut s = SessionConfig::new(self.iface.clone(), self.group);
+        let mut ifaces = self.iface.iter().cloned();
+        let mut s = SessionConfig::new(ifaces.next().unwrap_or_default(), self.group);
+        s.extra_ifaces = ifaces.collect();
         s.dport = self.dport;
         s.udp_encap = self.udp_encap;
         s.transport = self.transport;

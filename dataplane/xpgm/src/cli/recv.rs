@@ -302,6 +302,9 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     let mut failure: Option<Error> = None;
     // Per source: the last sequence accounted for when it went (PeerGone).
     let mut gone: BTreeMap<String, Option<u32>> = BTreeMap::new();
+    // A/B lines: the interfaces, and how often the engine said each went down / up.
+    let ifaces: Vec<String> = args.net.iface.clone();
+    let mut line_events = [(0u64, 0u64); xpgm::core::line::MAX_LINES];
     let mut first_at: Option<Instant> = None;
     let mut last_at = Instant::now();
     let mut last_activity = Instant::now();
@@ -432,6 +435,22 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                     gone.insert(tsi.to_string(), last.map(|l| l.0));
                 }
             }
+            Ok(Delivery::LineDown { line }) => {
+                let name = ifaces.get(usize::from(line)).map_or("?", String::as_str);
+                eprintln!(
+                    "xpgm recv: line {line} ({name}) is down: nothing heard on it lately; the                      feed carries on with the other lines"
+                );
+                if let Some(e) = line_events.get_mut(usize::from(line)) {
+                    e.0 += 1;
+                }
+            }
+            Ok(Delivery::LineUp { line }) => {
+                let name = ifaces.get(usize::from(line)).map_or("?", String::as_str);
+                eprintln!("xpgm recv: line {line} ({name}) is up again");
+                if let Some(e) = line_events.get_mut(usize::from(line)) {
+                    e.1 += 1;
+                }
+            }
             Ok(_) => {}
             // The idle limit is checked at the top of the loop; a shorter wait was
             // for the next progress line.
@@ -538,6 +557,28 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 }),
             );
             obj.insert("frames".into(), super::frames_json(&stats.frames));
+            if stats.line_count > 1 {
+                let lines: Vec<serde_json::Value> = stats
+                    .lines
+                    .iter()
+                    .zip(line_events)
+                    .take(usize::from(stats.line_count))
+                    .enumerate()
+                    .map(|(i, (l, (downs, ups)))| {
+                        serde_json::json!({
+                            "iface": ifaces.get(i),
+                            "received": l.received,
+                            "won": l.won,
+                            "lost": l.lost,
+                            "up": l.up,
+                            "downs": downs,
+                            "ups": ups,
+                            "failures": l.failures,
+                        })
+                    })
+                    .collect();
+                obj.insert("lines".into(), serde_json::Value::Array(lines));
+            }
         }
         if let (Some(l), Some(obj)) = (latency.as_ref(), j.as_object_mut()) {
             let p = l.percentiles();

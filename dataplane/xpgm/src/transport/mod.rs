@@ -2,6 +2,7 @@
 //! worker ([`crate::worker`]) is generic over it, so adding one (AF_XDP) means
 //! implementing [`Datapath`] and adding an arm to [`open`].
 
+pub mod lines;
 pub mod socket;
 pub mod xdp;
 
@@ -10,6 +11,7 @@ use std::os::fd::BorrowedFd;
 use std::str::FromStr;
 use std::time::Duration;
 
+use xpgm_core::line::{LineSet, MAX_LINES};
 use xpgm_core::source::Destination;
 use xpgm_core::wire::{Nla, Tsi};
 
@@ -57,8 +59,14 @@ impl FromStr for TransportKind {
 pub struct SessionConfig {
     /// Transport.
     pub transport: TransportKind,
-    /// Interface to send on and join the group on.
+    /// Interface to send on and join the group on (line 0).
     pub iface: String,
+    /// A/B lines (docs/transport.md "A/B lines"): further interfaces that carry the
+    /// same feed, line 1 first. A source sends every packet on each line (one TSI, one
+    /// sequence space, repairs on the lines that asked); a receiver joins on each and
+    /// takes every sequence from the line that brings it first. At most
+    /// [`MAX_LINES`]` - 1` (default: none, one line).
+    pub extra_ifaces: Vec<String>,
     /// Multicast group (IPv4 or IPv6).
     pub group: IpAddr,
     /// PGM data-destination port (default 7500, as OpenPGM).
@@ -97,6 +105,7 @@ impl SessionConfig {
         SessionConfig {
             transport: TransportKind::Socket,
             iface: iface.into(),
+            extra_ifaces: Vec::new(),
             group,
             dport: xpgm_core::wire::DEFAULT_DATA_PORT,
             udp_encap: None,
@@ -118,10 +127,44 @@ impl SessionConfig {
         if self.udp_encap == Some(0) {
             return Err(Error::Config("UDP encapsulation port must not be 0".into()));
         }
-        if self.iface.is_empty() {
+        if self.iface.is_empty() || self.extra_ifaces.iter().any(String::is_empty) {
             return Err(Error::UnknownInterface(String::new()));
         }
+        if self.extra_ifaces.len() >= MAX_LINES {
+            return Err(Error::Config(format!(
+                "{} interfaces given: a session has at most {MAX_LINES} lines",
+                self.extra_ifaces.len() + 1
+            )));
+        }
+        for (i, a) in self.ifaces().enumerate() {
+            if self.ifaces().skip(i + 1).any(|b| b == a) {
+                return Err(Error::Config(format!(
+                    "interface {a} is given twice: each line needs an interface of its own"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The session's interfaces, one per line: `iface`, then `extra_ifaces`.
+    pub fn ifaces(&self) -> impl Iterator<Item = &str> + '_ {
+        std::iter::once(self.iface.as_str()).chain(self.extra_ifaces.iter().map(String::as_str))
+    }
+
+    /// Number of lines (1 + `extra_ifaces`).
+    pub fn line_count(&self) -> u8 {
+        u8::try_from(1 + self.extra_ifaces.len()).unwrap_or(u8::MAX)
+    }
+
+    /// The configuration of line `line` alone: `iface` is that line's interface and
+    /// there are no further lines.
+    pub fn line(&self, line: u8) -> Option<SessionConfig> {
+        let iface = self.ifaces().nth(usize::from(line))?.to_string();
+        Some(SessionConfig {
+            iface,
+            extra_ifaces: Vec::new(),
+            ..self.clone()
+        })
     }
 
     /// Bytes of IP (+UDP) header around each PGM packet.
@@ -250,12 +293,81 @@ pub trait Datapath: Send {
     fn rx_counters(&self) -> RxCounters {
         RxCounters::default()
     }
+    /// Number of lines (A/B feeds) this datapath carries; default 1.
+    fn lines(&self) -> u8 {
+        1
+    }
+    /// Like [`Datapath::recv_batch`], with the line each packet came on
+    /// (`f(line, source, pgm_bytes)`). Default: everything is line 0.
+    fn recv_lines(
+        &mut self,
+        max: usize,
+        f: &mut dyn FnMut(u8, Nla, &[u8]),
+    ) -> Result<usize, Error> {
+        self.recv_batch(max, &mut |src, b| f(0, src, b))
+    }
+    /// Like [`Datapath::send`], on each line of `lines` (those this datapath has).
+    /// Default (one line): sent once, whatever `lines` says.
+    fn send_lines(&mut self, lines: LineSet, dest: Destination, pgm: &[u8]) -> Result<(), Error> {
+        let _ = lines;
+        self.send(dest, pgm)
+    }
+    /// For a caller that waits on several datapaths in one `poll(2)` (the A/B
+    /// [`lines::Lines`]): hands batched transmissions to the network and returns the
+    /// longest this datapath may sleep (AF_XDP: its completion ring has no wake-up of
+    /// its own). Default: [`Datapath::commit`], no limit.
+    fn prepare_wait(&mut self) -> Option<Duration> {
+        self.commit();
+        None
+    }
+    /// The descriptor that becomes readable when a packet may be received, for such a
+    /// shared `poll(2)`. `None`: there is none (the caller then polls often).
+    fn readable_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Per line: whether its transport is open (a line whose interface failed is
+    /// reopened in the background) and how often it failed. Cheap (read every turn).
+    /// Default: one line, open.
+    fn line_status(&self, line: u8) -> Option<LineStatus> {
+        (line == 0).then_some(LineStatus {
+            open: true,
+            ..LineStatus::default()
+        })
+    }
+}
+
+/// What a datapath says of one of its lines ([`Datapath::line_status`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineStatus {
+    /// False while the line's transport has failed and is being reopened.
+    pub open: bool,
+    /// Times the line's transport failed (send or receive error, interface gone).
+    pub failures: u64,
+    /// Times it was reopened after a failure.
+    pub reopened: u64,
 }
 
 /// Opens the transport `config.transport` for `role`.
 pub fn open(config: &SessionConfig, role: Role) -> Result<Box<dyn Datapath>, Error> {
     config.validate()?;
+    if !config.extra_ifaces.is_empty() {
+        return Ok(Box::new(lines::Lines::open(config, role)?));
+    }
+    open_line(config, role, false)
+}
+
+/// Opens the transport of one line. `bind_device`: confine the line's sockets to its
+/// interface (A/B lines; a raw IP or group-bound socket otherwise receives every
+/// interface's packets).
+pub(crate) fn open_line(
+    config: &SessionConfig,
+    role: Role,
+    bind_device: bool,
+) -> Result<Box<dyn Datapath>, Error> {
     match config.transport {
+        TransportKind::Socket if bind_device => Ok(Box::new(
+            socket::SocketDatapath::open_on_device(config, role)?,
+        )),
         TransportKind::Socket => Ok(Box::new(socket::SocketDatapath::open(config, role)?)),
         TransportKind::Xdp => Ok(Box::new(xdp::XdpDatapath::open(config, role)?)),
     }

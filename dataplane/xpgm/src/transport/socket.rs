@@ -328,10 +328,41 @@ fn join(fd: &OwnedFd, group: IpAddr, ifindex: u32) -> Result<(), Error> {
     .map_err(|e| Error::io("setsockopt(IP_ADD_MEMBERSHIP)", e))
 }
 
+/// Confines `fd` to interface `iface` (`SO_BINDTODEVICE`): it then receives only what
+/// arrived on it and sends only out of it.
+fn bind_device(fd: &OwnedFd, iface: &str) -> Result<(), Error> {
+    socket2::SockRef::from(fd)
+        .bind_device(Some(iface.as_bytes()))
+        .map_err(|e| Error::io("setsockopt(SO_BINDTODEVICE)", e))
+}
+
 impl SocketDatapath {
     /// Opens the sockets for `role` (joining the group on `cfg.iface` for a receiver).
     pub fn open(cfg: &SessionConfig, role: Role) -> Result<SocketDatapath, Error> {
+        Self::open_with(cfg, role, false)
+    }
+
+    /// Like [`SocketDatapath::open`], with every socket bound to `cfg.iface`
+    /// (`SO_BINDTODEVICE`), as one of several A/B lines: a raw IP socket (and a UDP
+    /// socket bound to the group) otherwise receives the packets of every interface,
+    /// so each line would see the others' traffic as its own.
+    pub fn open_on_device(cfg: &SessionConfig, role: Role) -> Result<SocketDatapath, Error> {
+        Self::open_with(cfg, role, true)
+    }
+
+    fn open_with(
+        cfg: &SessionConfig,
+        role: Role,
+        on_device: bool,
+    ) -> Result<SocketDatapath, Error> {
         cfg.validate()?;
+        let confine = |fd: &OwnedFd| {
+            if on_device {
+                bind_device(fd, &cfg.iface)
+            } else {
+                Ok(())
+            }
+        };
         let ifindex = interface_index(&cfg.iface)?;
         let local = local_address(cfg, ifindex)?;
         let fam = family(cfg.group);
@@ -343,6 +374,7 @@ impl SocketDatapath {
                             Errno::PERM | Errno::ACCESS => Error::RawPermission,
                             e => Error::io("socket(SOCK_RAW, 113)", e),
                         })?;
+                confine(&fd)?;
                 set_send_options(&fd, cfg, ifindex)?;
                 let kind = if cfg.group.is_ipv4() {
                     Kind::RawV4
@@ -354,6 +386,7 @@ impl SocketDatapath {
             Some(port) => match role {
                 Role::Source => {
                     let fd = udp_socket(fam)?;
+                    confine(&fd)?;
                     sockopt::set_socket_reuseaddr(&fd, true)
                         .map_err(|e| Error::io("setsockopt(SO_REUSEADDR)", e))?;
                     let any = if cfg.group.is_ipv4() {
@@ -368,11 +401,13 @@ impl SocketDatapath {
                 }
                 Role::Receiver => {
                     let rx = udp_socket(fam)?;
+                    confine(&rx)?;
                     sockopt::set_socket_reuseaddr(&rx, true)
                         .map_err(|e| Error::io("setsockopt(SO_REUSEADDR)", e))?;
                     net::bind(&rx, &SocketAddr::new(cfg.group, port))
                         .map_err(|e| Error::io("bind(group, UDP encapsulation port)", e))?;
                     let tx = udp_socket(fam)?;
+                    confine(&tx)?;
                     set_send_options(&tx, cfg, ifindex)?;
                     (rx, Some(tx), Kind::Udp, port)
                 }
@@ -528,6 +563,10 @@ impl Datapath for SocketDatapath {
 
     fn send_errors(&self) -> u64 {
         self.send_errors
+    }
+
+    fn readable_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.rx.as_fd())
     }
 
     fn overruns(&mut self) -> Overruns {

@@ -155,6 +155,16 @@ impl Datapath for XdpDatapath {
         self.port.commit();
     }
 
+    fn prepare_wait(&mut self) -> Option<Duration> {
+        self.port.commit();
+        // As XdpPort::wait: the completion ring has no wake-up of its own.
+        Some(Duration::from_millis(1))
+    }
+
+    fn readable_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.port.socket().fd())
+    }
+
     fn has_control(&self) -> bool {
         true
     }
