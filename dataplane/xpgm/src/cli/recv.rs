@@ -438,7 +438,8 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
             Ok(Delivery::LineDown { line }) => {
                 let name = ifaces.get(usize::from(line)).map_or("?", String::as_str);
                 eprintln!(
-                    "xpgm recv: line {line} ({name}) is down: nothing heard on it lately; the                      feed carries on with the other lines"
+                    "xpgm recv: line {line} ({name}) is down: nothing heard on it lately; the \
+                     feed carries on with the other lines"
                 );
                 if let Some(e) = line_events.get_mut(usize::from(line)) {
                     e.0 += 1;

@@ -44,6 +44,13 @@ pub struct Net {
 impl Net {
     /// Builds topology `name` (a leftover of that name is removed first).
     pub fn up(name: String, receivers: u32, loss: &str) -> Net {
+        Net::up_lines(name, receivers, loss, 1)
+    }
+
+    /// Like [`Net::up`] with `lines` switches (`--lines`): line 2 is a second switch
+    /// and a second interface, `eth1`, on every host, with the same loss drawn
+    /// independently.
+    pub fn up_lines(name: String, receivers: u32, loss: &str, lines: u32) -> Net {
         let script = root_dir().join("scripts/topology");
         // A leftover from a crashed run with the same name would make `up` fail.
         let _ = Command::new(&script).args(["down", &name]).status();
@@ -55,11 +62,34 @@ impl Net {
                 &receivers.to_string(),
                 "--loss",
                 loss,
+                "--lines",
+                &lines.to_string(),
             ])
             .status()
             .expect("run scripts/topology");
         assert!(st.success(), "scripts/topology up {name} failed");
         Net { name }
+    }
+
+    /// `scripts/topology counters NAME --json`: packets each switch port's loss rule
+    /// dropped, `{"sw": {PORT: {"dropped": N}}, "sw2": {...}}`.
+    pub fn counters(&self) -> Value {
+        let out = Command::new(root_dir().join("scripts/topology"))
+            .args(["counters", &self.name, "--json"])
+            .output()
+            .expect("run scripts/topology counters");
+        assert!(out.status.success(), "topology counters: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("topology counters JSON")
+    }
+
+    /// Packets the loss rules of switch `sw` (`sw`, `sw2`) dropped, all ports.
+    pub fn dropped(&self, sw: &str) -> u64 {
+        let c = self.counters();
+        let ports = c
+            .get(sw)
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| panic!("no switch {sw} in {c}"));
+        ports.values().map(|p| u(p, "dropped")).sum()
     }
 
     /// The sender host's namespace.
