@@ -197,6 +197,10 @@ pub struct ReceiverConfig {
     pub nak_bo_rtt_mult: u32,
     /// Floor of the adaptive back-off span.
     pub nak_bo_ivl_min: Duration,
+    /// Floor of the back-off span while the round trip is known only from the probe
+    /// (`rtt_probe`: receivers that joined together probe together and all but the
+    /// first time a short round trip), until a NAK's answer is timed.
+    pub nak_bo_ivl_probe: Duration,
     /// Floor of the adaptive NAK_RPT_IVL.
     pub nak_rpt_ivl_min: Duration,
     /// Floor of the adaptive NAK_RDATA_IVL.
@@ -209,8 +213,8 @@ pub struct ReceiverConfig {
     /// span `nak_bo_rtt_mult × rtt_initial`, RTO `3 × rtt_initial`, as if it had been
     /// measured once); zero: the ceilings until the first sample.
     pub rtt_initial: Duration,
-    /// Measure the round trip to a new source before its first loss: a random time in
-    /// `[0, spmr_expiry)` after the peer appears, and again (at most
+    /// Measure the round trip to a new source before its first loss: as soon as the
+    /// peer appears, and again a random time in `[spmr_expiry, 2 spmr_expiry)` later (at most
     /// [`RTT_PROBES`] times in all) while no sample has been taken, the receiver sends
     /// an SPMR and times the SPM that answers it (only with `nak_adaptive`).
     pub rtt_probe: bool,
@@ -322,6 +326,7 @@ impl Default for ReceiverConfig {
             nak_rdata_ivl: Duration::from_millis(200),
             nak_adaptive: true,
             nak_bo_rtt_mult: 4,
+            nak_bo_ivl_probe: Duration::from_millis(20),
             nak_bo_ivl_min: Duration::from_micros(100),
             nak_rpt_ivl_min: Duration::from_millis(1),
             nak_rdata_ivl_min: Duration::from_millis(1),

@@ -32,11 +32,27 @@ pub(crate) struct RttEstimator {
     rttvar: Duration,
     /// Decaying maximum of the samples.
     peak: Duration,
+    /// Whether a NAK's answer has been timed (else only the round-trip probe's SPM).
+    nak_sampled: bool,
 }
 
 impl RttEstimator {
-    /// Folds in one measured round trip, clamped to `[min, max]`.
+    /// Folds in one NAK's measured round trip (NAK to NCF or RDATA), clamped to
+    /// `[min, max]`.
     pub(crate) fn sample(&mut self, r: Duration, min: Duration, max: Duration) {
+        self.nak_sampled = true;
+        self.fold(r, min, max);
+    }
+
+    /// Folds in the round-trip probe's sample (SPMR to SPM). Receivers that joined
+    /// together probe together, and the one SPM the source sends answers the earliest
+    /// SPMR: every other receiver's sample is short by how much later it asked. Until
+    /// a NAK is timed, the back-off span is therefore at least `nak_bo_ivl_probe`.
+    pub(crate) fn sample_probe(&mut self, r: Duration, min: Duration, max: Duration) {
+        self.fold(r, min, max);
+    }
+
+    fn fold(&mut self, r: Duration, min: Duration, max: Duration) {
         let r = r.max(min).min(max.max(min));
         match self.srtt {
             None => {
@@ -75,9 +91,14 @@ impl RttEstimator {
     }
 
     /// `max(RTO, 2 peak)`, or `3 × rtt_initial` (RFC 6298's RTO after a first sample of
-    /// that value) before the first sample.
+    /// that value) before the first sample. From the probe's sample alone (maybe short),
+    /// at least a quarter of `nak_bo_ivl_probe`, so that a NAK is not repeated before
+    /// its NCF could have come back.
     fn wait_or_initial(&self, cfg: &ReceiverConfig) -> Option<Duration> {
         match (self.rto(), self.peak()) {
+            (Some(r), Some(p)) if !self.nak_sampled => {
+                Some(r.max(p.saturating_mul(2)).max(cfg.nak_bo_ivl_probe / 4))
+            }
             (Some(r), Some(p)) => Some(r.max(p.saturating_mul(2))),
             _ => (!cfg.rtt_initial.is_zero()).then(|| cfg.rtt_initial.saturating_mul(3)),
         }
@@ -88,10 +109,16 @@ impl RttEstimator {
     /// or unmeasured with `rtt_initial` zero).
     pub(crate) fn bo_ivl(&self, cfg: &ReceiverConfig) -> Duration {
         match self.peak_or_initial(cfg) {
-            Some(s) if cfg.nak_adaptive => s
-                .saturating_mul(cfg.nak_bo_rtt_mult)
-                .max(cfg.nak_bo_ivl_min)
-                .min(cfg.nak_bo_ivl),
+            Some(s) if cfg.nak_adaptive => {
+                let floor = if self.srtt.is_some() && !self.nak_sampled {
+                    cfg.nak_bo_ivl_min.max(cfg.nak_bo_ivl_probe)
+                } else {
+                    cfg.nak_bo_ivl_min
+                };
+                s.saturating_mul(cfg.nak_bo_rtt_mult)
+                    .max(floor)
+                    .min(cfg.nak_bo_ivl)
+            }
             _ => cfg.nak_bo_ivl,
         }
     }

@@ -1871,21 +1871,45 @@ fn rtt_probe_times_an_spmr_before_the_first_loss() {
     let mut r = rx_probe();
     r.handle_repr(us(0), SRC, &spm(0, 0, 9));
     assert_eq!(r.srtt(tsi()), None);
-    // Within spmr_expiry (250 ms) of the peer's first packet: one SPMR, though the
-    // path is known.
+    // At once when the peer appears: one SPMR, though the path is known.
     let sent_at = spmrs(&mut r, 0, 250_000);
-    assert_eq!(sent_at.len(), 1, "{sent_at:?}");
-    let t = sent_at[0];
-    // Its SPM 300 µs later is the sample; no further probe.
-    r.handle_repr(us(t + 300), SRC, &spm(1, 0, 9));
+    assert_eq!(sent_at, vec![0]);
+    // The source's announcement SPMs (OPT_SYN) that follow answer no SPMR: no sample.
+    let mut syn = spm(1, 0, 9);
+    syn.options.syn = true;
+    r.handle_repr(us(50), SRC, &syn);
+    assert_eq!(r.srtt(tsi()), None);
+    // The SPM 300 µs after the SPMR is the sample; no further probe.
+    r.handle_repr(us(300), SRC, &spm(2, 0, 9));
     assert_eq!(r.srtt(tsi()), Some(Duration::from_micros(300)));
     assert_eq!(r.stats().rtt_samples, 1);
-    assert_eq!(spmrs(&mut r, t + 300, 2_000_000), Vec::<u64>::new());
-    // So the first loss backs off within 4 x 300 µs, not the 50 ms ceiling.
+    assert_eq!(spmrs(&mut r, 300, 2_000_000), Vec::<u64>::new());
+    // So the first loss backs off within the probe's floor (nak_bo_ivl_probe, 20 ms:
+    // a probe sample may be short), not the 50 ms ceiling.
     r.handle_repr(us(2_000_000), SRC, &odata(10, 0, b"a"));
     r.handle_repr(us(2_000_000), SRC, &odata(12, 0, b"c"));
     let at = r.poll_timeout().unwrap();
-    assert!(at < us(2_000_000 + 1200), "{at:?}");
+    assert!(at < us(2_000_000 + 20_000), "{at:?}");
+    // Its NAK answered 300 µs later: from then on the back-off follows 4 x the RTT.
+    let mut t = 2_000_000;
+    let mut naked = None;
+    while naked.is_none() && t < 2_100_000 {
+        r.handle_timeout(us(t));
+        for (what, _) in sent(&mut r, us(t)) {
+            if what.is_some() {
+                naked = Some(t);
+            }
+        }
+        t += 10;
+    }
+    let naked = naked.expect("a NAK for sequence 11");
+    r.handle_repr(us(naked + 300), SRC, &rdata(11, 0, b"b"));
+    assert_eq!(r.stats().rtt_samples, 2);
+    let t2 = naked + 10_000;
+    r.handle_repr(us(t2), SRC, &odata(13, 0, b"d"));
+    r.handle_repr(us(t2), SRC, &odata(15, 0, b"f"));
+    let at = r.poll_timeout().unwrap();
+    assert!(at < us(t2 + 1200), "{at:?}");
 }
 
 #[test]
@@ -1912,4 +1936,31 @@ fn rtt_probe_ignores_a_late_spm_and_gives_up_after_three() {
     // RTT_PROBES (3), at least spmr_expiry apart, and no more.
     assert_eq!(all.len(), usize::from(crate::config::RTT_PROBES), "{all:?}");
     assert!(all.windows(2).all(|w| w[1] - w[0] >= 250_000), "{all:?}");
+}
+
+#[test]
+fn a_probe_sample_alone_keeps_the_back_off_span_at_its_floor() {
+    // Receivers that joined together time the same SPM: all but the first get a short
+    // sample, so until a NAK is timed the span is at least nak_bo_ivl_probe (20 ms),
+    // not 4 x the 300 µs sample.
+    let mut waits = Vec::new();
+    for seed in 0..16 {
+        let c = ReceiverConfig {
+            rtt_probe: true,
+            ..cfg()
+        };
+        let mut r = Receiver::new(c, LOCAL, seed).unwrap();
+        r.handle_repr(us(0), SRC, &spm(0, 0, 9));
+        assert_eq!(spmrs(&mut r, 0, 100), vec![0]);
+        r.handle_repr(us(300), SRC, &spm(1, 0, 9));
+        r.handle_repr(us(1000), SRC, &odata(10, 0, b"a"));
+        r.handle_repr(us(1000), SRC, &odata(12, 0, b"c"));
+        let at = r.poll_timeout().unwrap();
+        waits.push(at.as_nanos() / 1000 - 1000);
+    }
+    assert!(waits.iter().all(|&w| w < 20_000), "{waits:?}");
+    assert!(
+        waits.iter().filter(|&&w| w > 1200).count() >= 8,
+        "the 20 ms floor, not 4 x 300 µs: {waits:?}"
+    );
 }

@@ -599,9 +599,11 @@ impl Peer {
         }
     }
 
-    /// Schedules the next round-trip probe (an SPMR timed to its SPM) a random time in
-    /// `[0, spmr_expiry)` after `now`, while no sample has been taken and fewer than
-    /// `RTT_PROBES` were sent.
+    /// Schedules the next round-trip probe (an SPMR timed to its SPM) while no sample
+    /// has been taken and fewer than `RTT_PROBES` were sent: the first at `now` (a
+    /// loss before the first sample waits the back-off ceiling, and at market-data
+    /// rates the first loss comes within milliseconds of the join), the next ones a
+    /// random time in `[0, spmr_expiry)` after `now`.
     pub(crate) fn schedule_probe(&mut self, env: &mut Env, now: Instant) {
         if !env.cfg.rtt_probe
             || !env.cfg.nak_adaptive
@@ -611,7 +613,11 @@ impl Peer {
             self.probe_at = None;
             return;
         }
-        let at = env.random_after(now, env.cfg.spmr_expiry);
+        let at = if self.probes == 0 {
+            now
+        } else {
+            env.random_after(now, env.cfg.spmr_expiry)
+        };
         self.probe_at = Some(at);
         env.timers.push(Reverse(TimerEntry {
             at,
@@ -1070,13 +1076,18 @@ impl Peer {
 
     pub(crate) fn on_spm(&mut self, env: &mut Env, now: Instant, spm: &Spm, opts: &Options) {
         env.stats.spm_received += 1;
-        if let Some(t) = self.spmr_sent.take()
+        // The source's announcement SPMs (OPT_SYN, back to back as a session starts)
+        // answer no SPMR: a probe sent on the first of them would time the next at a
+        // few microseconds. They leave the probe waiting for its answer.
+        if !opts.syn
+            && let Some(t) = self.spmr_sent.take()
             && now - t <= env.cfg.rtt_probe_max
         {
             // SPMR -> SPM (an SPM the source sent anyway may come first: a short
             // sample, clamped like any). A later one may answer nothing (the source
             // answers one SPMR per `spmr_holdoff`): no sample.
-            self.rtt.sample(now - t, env.cfg.rtt_min, env.cfg.rtt_max);
+            self.rtt
+                .sample_probe(now - t, env.cfg.rtt_min, env.cfg.rtt_max);
             env.stats.rtt_samples += 1;
         }
         // The line has accounted for the advertised lead, whichever line brought this
