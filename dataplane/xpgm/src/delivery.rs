@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! [tag u8][gsi 6][sport u16 BE][a u32 BE][b u32 BE][payload...]
-//! Data: a = sqn; Unrecoverable: a = first, b = count; LineDown/LineUp: a = line
+//! Data: a = sqn, b = 1 if the message was repaired (it, or its first TPDU, came as
+//! RDATA), else 0; Unrecoverable: a = first, b = count; LineDown/LineUp: a = line
 //! (TSI zero); others: a = b = 0
 //! ```
 
@@ -49,6 +50,20 @@ const NO_TSI: Tsi = Tsi {
     gsi: Gsi([0; 6]),
     sport: 0,
 };
+
+/// Marks the Data delivery encoded in `msg` as repaired (`b = 1`).
+pub(crate) fn mark_repaired(msg: &mut [u8]) {
+    if msg.first() == Some(&DATA)
+        && let Some(b) = msg.get_mut(13..17)
+    {
+        b.copy_from_slice(&1u32.to_be_bytes());
+    }
+}
+
+/// Whether the encoded delivery `msg` is data that was repaired.
+pub(crate) fn is_repaired(msg: &[u8]) -> bool {
+    msg.first() == Some(&DATA) && msg.get(13..17) == Some(&1u32.to_be_bytes()[..])
+}
 
 /// Encodes `ev` into `out`; `None` if `out` is too small.
 pub fn encode(ev: &Delivery<'_>, out: &mut [u8]) -> Option<usize> {

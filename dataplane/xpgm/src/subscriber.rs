@@ -636,6 +636,14 @@ impl Subscriber {
         }
     }
 
+    /// Whether the delivery last returned by [`Subscriber::recv`] or
+    /// [`Subscriber::try_recv`] is data that was repaired: its packet (the first of
+    /// its APDU) came as RDATA, not ODATA. For latency accounting (`xpgm recv
+    /// --latency` reports repaired messages apart); exact for one source at a time.
+    pub fn last_repaired(&self) -> bool {
+        delivery::is_repaired(&self.buf)
+    }
+
     /// Waits for the next delivery, up to `timeout` (`None`: forever). [`Error::Timeout`]
     /// if none came; [`Error::Closed`] / [`Error::Worker`] once the worker has stopped and
     /// everything it delivered was read.

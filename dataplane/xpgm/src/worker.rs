@@ -930,6 +930,54 @@ pub struct ReceiverWorker {
     overrun_next: Instant,
     /// The final, exact reading was taken.
     overruns_final: bool,
+    /// Sequences that arrived as RDATA, so their delivery is marked repaired.
+    repaired: RepairSet,
+}
+
+/// Which sequence numbers arrived as RDATA (repairs), so that the delivery of a
+/// message can say it was repaired ([`crate::Subscriber::last_repaired`]): 65,536 bits
+/// keyed by the low 16 bits of the sequence, set when an RDATA arrives and cleared
+/// when that sequence is delivered. Exact while fewer than 65,536 sequences separate a
+/// repair from its delivery, and for one source at a time (sequences of several
+/// sources share the bits).
+#[derive(Debug)]
+struct RepairSet(Box<[u64; 1024]>);
+
+impl RepairSet {
+    fn new() -> RepairSet {
+        RepairSet(Box::new([0; 1024]))
+    }
+
+    fn slot(sqn: u32) -> (usize, u64) {
+        let k = (sqn & 0xffff) as usize;
+        (k / 64, 1u64 << (k % 64))
+    }
+
+    fn mark(&mut self, sqn: u32) {
+        let (w, bit) = RepairSet::slot(sqn);
+        if let Some(x) = self.0.get_mut(w) {
+            *x |= bit;
+        }
+    }
+
+    fn take(&mut self, sqn: u32) -> bool {
+        let (w, bit) = RepairSet::slot(sqn);
+        self.0.get_mut(w).is_some_and(|x| {
+            let was = *x & bit != 0;
+            *x &= !bit;
+            was
+        })
+    }
+}
+
+/// The sequence number of an RDATA packet (PGM type 0x05 in byte 4, the sequence
+/// number in bytes 16..20); `None` for anything else.
+fn rdata_sqn(pgm: &[u8]) -> Option<u32> {
+    if pgm.get(4).map(|t| t & 0x0f) != Some(0x05) {
+        return None;
+    }
+    let b: [u8; 4] = pgm.get(16..20)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
 }
 
 /// RXW_TRAIL / RXW_LEAD followed from the packets the engine parsed, for the stats
@@ -1029,6 +1077,7 @@ impl ReceiverWorker {
             overruns: Overruns::default(),
             overrun_next: Instant::from_nanos(0),
             overruns_final: false,
+            repaired: RepairSet::new(),
         }
     }
 
@@ -1180,12 +1229,22 @@ impl ReceiverWorker {
             receiver,
             window,
             stats,
+            repaired,
             ..
         } = self;
         let dport = receiver.config().dport;
         let track = stats.is_some();
         let got = dp.recv_lines(RECV_BATCH, &mut |line, from, bytes| {
-            if receiver.handle_packet_on(now, line, from, bytes).is_ok() && track {
+            let dups = receiver.stats().duplicates;
+            let ok = receiver.handle_packet_on(now, line, from, bytes).is_ok();
+            // An RDATA the engine took (not a duplicate) makes its delivery repaired.
+            if ok
+                && receiver.stats().duplicates == dups
+                && let Some(sqn) = rdata_sqn(bytes)
+            {
+                repaired.mark(sqn);
+            }
+            if ok && track {
                 window.observe(dport, bytes);
             }
         })?;
@@ -1288,10 +1347,17 @@ impl ReceiverWorker {
                 }
                 _ => {}
             }
+            let was_repaired = match ev {
+                delivery::Delivery::Data { sqn, .. } => self.repaired.take(sqn.0),
+                _ => false,
+            };
             let Some(len) = delivery::encode(&ev, &mut self.ev_buf) else {
                 // Cannot happen: the ring's max_msg holds HEADER_LEN + max_apdu.
                 continue;
             };
+            if was_repaired {
+                delivery::mark_repaired(&mut self.ev_buf);
+            }
             match self
                 .writer
                 .try_send(self.ev_buf.get(..len).unwrap_or_default())

@@ -266,3 +266,66 @@ fn a_slow_subscriber_holds_data_in_the_window_instead_of_dropping() {
     assert_eq!(stats.window_full_drops + stats.buffer_drops, 0);
     assert_eq!(stats.delivered, n);
 }
+
+#[test]
+fn a_repaired_message_is_flagged_and_the_others_are_not() {
+    let inbox = Queue::link(1024);
+    let naks = Queue::link(1024);
+    let dp = FakeDp::new(RCV, inbox.clone(), None, Some(naks.clone()));
+    let mut cfg = SubscriberConfig::new(session());
+    cfg.receiver.nak_bo_ivl = Duration::from_millis(1);
+    let mut sub = Subscriber::with_datapath(cfg, Box::new(dp)).expect("subscriber");
+    let scfg = SourceConfig {
+        group: Nla::V4(GROUP),
+        path_nla: SRC,
+        ..SourceConfig::default()
+    };
+    let tsi = Tsi {
+        gsi: Gsi([9, 8, 7, 6, 5, 1]),
+        sport: 1235,
+    };
+    let mut src = Source::new(scfg, tsi, Instant::ZERO).expect("source");
+    let mut buf = vec![0u8; 1500];
+    let mut odata = 0;
+    let now = Instant::from_nanos(1_000);
+    for i in 0..10u64 {
+        src.send(now, &msg(i)).expect("send");
+    }
+    while let Some(t) = src.poll_transmit(now, &mut buf) {
+        let pkt = &buf[..t.len];
+        if pkt[4] == ty::ODATA {
+            odata += 1;
+            if odata == 4 {
+                continue; // message 3, repaired below
+            }
+        }
+        inbox.lock().expect("lock").push(SRC, pkt);
+    }
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut t = 2_000u64;
+    while got.len() < 10 && std::time::Instant::now() < deadline {
+        // The source answers the receiver's NAKs with RDATA.
+        let mut asked = Vec::new();
+        while naks
+            .lock()
+            .expect("lock")
+            .pop(&mut |from, b| asked.push((from, b.to_vec())))
+        {}
+        t += 1_000_000;
+        let tn = Instant::from_nanos(t);
+        for (from, b) in asked {
+            let _ = src.handle_packet(tn, from, &b);
+        }
+        while let Some(tx) = src.poll_transmit(tn, &mut buf) {
+            inbox.lock().expect("lock").push(SRC, &buf[..tx.len]);
+        }
+        if let Ok(Delivery::Data { data, .. }) = sub.recv(Some(Duration::from_millis(20))) {
+            let i = u64::from_be_bytes(data[..8].try_into().expect("8 bytes"));
+            got.push((i, sub.last_repaired()));
+        }
+    }
+    let want: Vec<(u64, bool)> = (0..10).map(|i| (i, i == 3)).collect();
+    assert_eq!(got, want);
+    sub.close().expect("close");
+}

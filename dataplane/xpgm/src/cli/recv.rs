@@ -35,8 +35,9 @@ pub struct RecvArgs {
     json: bool,
     /// Messages are stamped by `xpgm send --stamp`: measure one-way latency (receive
     /// time minus the stamp in bytes 8..16, on `--clock`) into a histogram and report
-    /// p50/p90/p99/p99.9/max (`latency_ns` in --json). Bytes 8..16 are then not
-    /// checked against the fill byte.
+    /// p50/p90/p99/p99.9/max (`latency_ns` in --json), and the same for the repaired
+    /// messages alone, those whose packet came as RDATA (`repair_latency_ns`). Bytes
+    /// 8..16 are then not checked against the fill byte.
     #[arg(long)]
     latency: bool,
     /// Clock of `--latency`; must be the sender's `--clock`. `monotonic` is shared by
@@ -313,6 +314,15 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // Latency of the repaired messages alone (their packet came as RDATA).
+    let mut repair_latency = if args.latency {
+        Some(Latency::new()?)
+    } else {
+        None
+    };
+    // The stamped message just recorded, and when: added to `repair_latency` once the
+    // delivery is released and the subscriber can say whether it was repaired.
+    let mut just_recorded: Option<([u8; 16], u64)> = None;
     let mut progress = args
         .progress_ms
         .map(|ms| Progress::new(Duration::from_millis(ms), Instant::now()));
@@ -388,6 +398,9 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                         && let (Some(l), Some(t)) = (latency.as_mut(), now_ns)
                     {
                         l.record(m, t);
+                        if let Some(head) = m.get(..16).and_then(|h| <[u8; 16]>::try_from(h).ok()) {
+                            just_recorded = Some((head, t));
+                        }
                     }
                     match message_index(m, stamped) {
                         Some((idx, intact)) => {
@@ -405,6 +418,7 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(Delivery::Unrecoverable { tsi, first, count }) => {
+                just_recorded = None;
                 last_activity = Instant::now();
                 if per.len() < MAX_TRACKED_SOURCES || per.contains_key(&tsi) {
                     let p = per.entry(tsi).or_default();
@@ -460,6 +474,12 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                 failure = Some(e);
                 break;
             }
+        }
+        if let Some((head, t)) = just_recorded.take()
+            && sub.last_repaired()
+            && let Some(r) = repair_latency.as_mut()
+        {
+            r.record(&head, t);
         }
     }
     let primary = best.and_then(|t| per.remove_entry(&t));
@@ -596,6 +616,20 @@ pub fn run(args: &RecvArgs) -> anyhow::Result<ExitCode> {
                     "negative": l.negative,
                 }),
             );
+            if let Some(r) = repair_latency.as_ref() {
+                let p = r.percentiles();
+                obj.insert(
+                    "repair_latency_ns".into(),
+                    serde_json::json!({
+                        "count": r.count(),
+                        "p50": p.map(|p| p.p50),
+                        "p90": p.map(|p| p.p90),
+                        "p99": p.map(|p| p.p99),
+                        "p999": p.map(|p| p.p999),
+                        "max": p.map(|p| p.max),
+                    }),
+                );
+            }
         }
         println!("{j}");
     } else {
