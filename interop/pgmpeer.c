@@ -4,7 +4,14 @@
  *   pgmpeer send --addr IFADDR --group G [--dport P] [--udp-encap PORT]
  *                [--count N] [--size BYTES] [--rate MSGS_PER_S] [--linger-ms MS] [--json]
  *   pgmpeer recv --addr IFADDR --group G [--dport P] [--udp-encap PORT]
- *                [--count N] [--idle-ms MS] [--json]
+ *                [--count N] [--idle-ms MS] [--json] [--stamp [--samples FILE]]
+ *                [--nak-bo-us US] [--nak-rpt-us US] [--nak-rdata-us US]
+ *
+ * send --stamp / recv --stamp (scripts/bench-latency --loss): bytes 8..16 carry the
+ * send time as xpgm send --stamp writes it (CLOCK_MONOTONIC ns, big-endian); the
+ * receiver skips them in its content check and writes one one-way sample (ns) per
+ * message to --samples. --nak-*-us set the receiver's NAK timers (default 50 ms back-off,
+ * 200 ms repeat and repair waits).
  *
  *   pgmpeer ping --addr IFADDR --send-group G1 --recv-group G2 [--rate R] [--size BYTES]
  *                [--secs S] [--warmup-ms MS] --samples FILE
@@ -75,15 +82,24 @@ struct opts {
 	uint64_t txw_sqns;
 	uint64_t max_rte;
 	unsigned ambient_spm_ms;
+	/* send: bytes 8..16 carry the send time (CLOCK_MONOTONIC ns, big-endian);
+	 * recv: expect that, skip it in the content check, write one-way samples */
+	bool stamp;
+	/* recv: NAK_BO_IVL, NAK_RPT_IVL, NAK_RDATA_IVL in µs (0: 50 ms, 200 ms, 200 ms) */
+	unsigned nak_bo_us, nak_rpt_us, nak_rdata_us;
 };
+
+static uint64_t mono_ns(void);
+static void put_be64(uint8_t *p, uint64_t v);
 
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: pgmpeer send|recv --addr IFADDR --group GROUP [--dport P] [--udp-encap PORT]\n"
 		"       send: [--count N] [--size BYTES] [--rate MSGS_PER_S] [--linger-ms MS] [--json]\n"
-		"             [--txw-sqns N] [--max-rte BYTES_PER_S] [--ambient-spm-ms MS]\n"
-		"       recv: [--count N] [--idle-ms MS] [--json]\n"
+		"             [--txw-sqns N] [--max-rte BYTES_PER_S] [--ambient-spm-ms MS] [--stamp]\n"
+		"       recv: [--count N] [--idle-ms MS] [--json] [--stamp [--samples FILE]]\n"
+		"             [--nak-bo-us US] [--nak-rpt-us US] [--nak-rdata-us US]\n"
 		"usage: pgmpeer ping|echo --addr IFADDR --send-group G --recv-group G [--rate R]\n"
 		"       [--size BYTES] [--secs S] [--warmup-ms MS] [--idle-ms MS] [--samples FILE]\n"
 		"       [--sleep]\n");
@@ -210,9 +226,10 @@ static pgm_sock_t *open_socket(const struct opts *o, uint64_t tpdus)
 		SET_INT(sock, PGM_RXW_SQNS, 65536);
 		SET_INT(sock, PGM_PEER_EXPIRY, pgm_secs(300));
 		SET_INT(sock, PGM_SPMR_EXPIRY, pgm_msecs(250));
-		SET_INT(sock, PGM_NAK_BO_IVL, pgm_msecs(50));
-		SET_INT(sock, PGM_NAK_RPT_IVL, pgm_msecs(200));
-		SET_INT(sock, PGM_NAK_RDATA_IVL, pgm_msecs(200));
+		SET_INT(sock, PGM_NAK_BO_IVL, o->nak_bo_us ? (int)o->nak_bo_us : (int)pgm_msecs(50));
+		SET_INT(sock, PGM_NAK_RPT_IVL, o->nak_rpt_us ? (int)o->nak_rpt_us : (int)pgm_msecs(200));
+		SET_INT(sock, PGM_NAK_RDATA_IVL,
+			o->nak_rdata_us ? (int)o->nak_rdata_us : (int)pgm_msecs(200));
 		SET_INT(sock, PGM_NAK_DATA_RETRIES, 50);
 		SET_INT(sock, PGM_NAK_NCF_RETRIES, 50);
 	}
@@ -339,6 +356,8 @@ static int run_send(const struct opts *o)
 			if (wait > 0)
 				usleep((useconds_t)(wait * 1e6));
 		}
+		if (o->stamp && o->size >= 16)
+			put_be64(msg + 8, mono_ns());
 		for (;;) {
 			size_t written = 0;
 			const int status = pgm_send(sock, msg, o->size, &written);
@@ -398,6 +417,8 @@ static bool seen_test_and_set(struct check *c, uint64_t idx)
 	return was;
 }
 
+static bool check_stamped; /* recv --stamp: bytes 8..16 are the send time */
+
 static void check_message(struct check *c, const uint8_t *data, size_t len)
 {
 	if (len < 8) {
@@ -407,7 +428,7 @@ static void check_message(struct check *c, const uint8_t *data, size_t len)
 	uint64_t idx = 0;
 	for (int b = 0; b < 8; b++)
 		idx = (idx << 8) | data[b];
-	for (size_t k = 8; k < len; k++)
+	for (size_t k = check_stamped ? 16 : 8; k < len; k++)
 		if (data[k] != (uint8_t)(idx & 0xff)) {
 			c->corrupt++;
 			break;
@@ -441,6 +462,15 @@ static int run_recv(const struct opts *o)
 	c.seen = calloc(MAX_TRACKED / 8, 1);
 	uint64_t received = 0, bytes = 0, resets = 0;
 	bool ended = false;
+	check_stamped = o->stamp;
+	FILE *samples = NULL;
+	if (o->samples) {
+		samples = fopen(o->samples, "w");
+		if (!samples) {
+			fprintf(stderr, "pgmpeer: cannot write %s\n", o->samples);
+			return 1;
+		}
+	}
 	double first_at = 0, last_at = 0, last_activity = now_secs();
 	for (;;) {
 		if (o->count_set && received >= o->count)
@@ -463,6 +493,14 @@ static int run_recv(const struct opts *o)
 			received++;
 			bytes += len;
 			check_message(&c, buf, len);
+			if (samples && o->stamp && len >= 16) {
+				uint64_t sent = 0;
+				for (int b = 0; b < 8; b++)
+					sent = (sent << 8) | buf[8 + b];
+				const uint64_t at = mono_ns();
+				if (at >= sent)
+					fprintf(samples, "%" PRIu64 "\n", at - sent);
+			}
 			break;
 		}
 		case PGM_IO_STATUS_TIMER_PENDING: {
@@ -504,6 +542,8 @@ static int run_recv(const struct opts *o)
 	pgm_close(sock, true);
 	pgm_shutdown();
 	free(c.seen);
+	if (samples)
+		fclose(samples);
 	const double secs = received > 1 ? last_at - first_at : 0.0;
 	const double rate = secs > 0 ? (double)received / secs : 0.0;
 	if (o->json) {
@@ -798,6 +838,10 @@ int main(int argc, char **argv)
 		{"txw-sqns", required_argument, NULL, 'W'},
 		{"max-rte", required_argument, NULL, 'M'},
 		{"ambient-spm-ms", required_argument, NULL, 'A'},
+		{"stamp", no_argument, NULL, 'T'},
+		{"nak-bo-us", required_argument, NULL, 'B'},
+		{"nak-rpt-us", required_argument, NULL, 'P'},
+		{"nak-rdata-us", required_argument, NULL, 'D'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -827,6 +871,12 @@ int main(int argc, char **argv)
 		case 'M': o.max_rte = parse_u64(optarg, "--max-rte", 1000, INT32_MAX); break;
 		case 'A':
 			o.ambient_spm_ms = (unsigned)parse_u64(optarg, "--ambient-spm-ms", 1, 3600000);
+			break;
+		case 'T': o.stamp = true; break;
+		case 'B': o.nak_bo_us = (unsigned)parse_u64(optarg, "--nak-bo-us", 1, 60000000); break;
+		case 'P': o.nak_rpt_us = (unsigned)parse_u64(optarg, "--nak-rpt-us", 1, 60000000); break;
+		case 'D':
+			o.nak_rdata_us = (unsigned)parse_u64(optarg, "--nak-rdata-us", 1, 60000000);
 			break;
 		default: usage();
 		}
