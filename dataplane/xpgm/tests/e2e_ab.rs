@@ -14,7 +14,7 @@ mod netns;
 use std::process::Command;
 use std::time::Duration;
 
-use netns::{Net, Proc, SERIAL, env_u64, u};
+use netns::{Net, Proc, SERIAL, assert_clean_run, env_u64, u};
 use serde_json::Value;
 
 const RATE: u64 = 20_000;
@@ -66,16 +66,7 @@ fn send_args<'a>(group: &'a str, count: &'a str, rate: &'a str) -> Vec<&'a str> 
 
 /// Every message once, in order, from the first.
 fn assert_clean(v: &Value, expect: u64) {
-    assert_eq!(u(v, "received"), expect, "received: {v}");
-    for k in [
-        "unrecoverable",
-        "duplicates",
-        "out_of_order",
-        "index_gaps",
-        "corrupt",
-    ] {
-        assert_eq!(u(v, k), 0, "{k}: {v}");
-    }
+    assert_clean_run(v, expect);
     assert_eq!(u(v, "first_index"), 0, "{v}");
 }
 

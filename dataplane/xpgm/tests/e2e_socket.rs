@@ -12,7 +12,7 @@ mod netns;
 
 use std::time::Duration;
 
-use netns::{Net, Proc, SERIAL, env_u64, u};
+use netns::{Net, Proc, SERIAL, assert_clean_run, env_u64, u};
 use serde_json::Value;
 
 /// `xpgm ARGS` in namespace `ns` (the socket transport needs no xpgmd).
@@ -30,16 +30,7 @@ fn topology(tag: &str, receivers: u32, loss: &str) -> Net {
 }
 
 fn assert_clean(v: &Value, expect: u64) {
-    assert_eq!(u(v, "received"), expect, "received: {v}");
-    for k in [
-        "unrecoverable",
-        "duplicates",
-        "out_of_order",
-        "index_gaps",
-        "corrupt",
-    ] {
-        assert_eq!(u(v, k), 0, "{k}: {v}");
-    }
+    assert_clean_run(v, expect);
     assert_eq!(v["transport"], "socket");
 }
 

@@ -45,6 +45,24 @@ struct Line {
     last_error: Option<String>,
 }
 
+impl Line {
+    /// An open line on `cfg.iface` (its index read now).
+    fn new(cfg: SessionConfig, dp: Box<dyn Datapath>, now: std::time::Instant) -> Line {
+        Line {
+            ifindex: ifindex_now(&cfg.iface),
+            cfg,
+            dp: Some(dp),
+            next_check: now + REOPEN_EVERY,
+            failures: 0,
+            reopened: 0,
+            send_errors_before: 0,
+            overruns_before: Overruns::default(),
+            rx_before: RxCounters::default(),
+            last_error: None,
+        }
+    }
+}
+
 impl core::fmt::Debug for Line {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Line")
@@ -106,18 +124,7 @@ impl Lines {
                 Error::UnknownInterface(_) | Error::NoAddress { .. } => e,
                 e => Error::Config(format!("line {l} ({}): {e}", cfg.iface)),
             })?;
-            lines.push(Line {
-                ifindex: ifindex_now(&cfg.iface),
-                cfg,
-                dp: Some(dp),
-                next_check: now + REOPEN_EVERY,
-                failures: 0,
-                reopened: 0,
-                send_errors_before: 0,
-                overruns_before: Overruns::default(),
-                rx_before: RxCounters::default(),
-                last_error: None,
-            });
+            lines.push(Line::new(cfg, dp, now));
         }
         let local = lines
             .first()
@@ -154,18 +161,9 @@ impl Lines {
             let cfg = config
                 .line(u8::try_from(l).unwrap_or(u8::MAX))
                 .ok_or_else(|| Error::Config(format!("no line {l}")))?;
-            lines.push(Line {
-                ifindex: 0,
-                cfg,
-                dp: Some(dp),
-                next_check: now + REOPEN_EVERY,
-                failures: 0,
-                reopened: 0,
-                send_errors_before: 0,
-                overruns_before: Overruns::default(),
-                rx_before: RxCounters::default(),
-                last_error: None,
-            });
+            let mut line = Line::new(cfg, dp, now);
+            line.ifindex = 0;
+            lines.push(line);
         }
         let local = lines
             .first()

@@ -196,3 +196,18 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// A receiver report of every message `expect` once, in order, from index 0: nothing
+/// unrecoverable, duplicated, out of order, missing or corrupt.
+pub fn assert_clean_run(v: &Value, expect: u64) {
+    assert_eq!(u(v, "received"), expect, "received: {v}");
+    for k in [
+        "unrecoverable",
+        "duplicates",
+        "out_of_order",
+        "index_gaps",
+        "corrupt",
+    ] {
+        assert_eq!(u(v, k), 0, "{k}: {v}");
+    }
+}
