@@ -25,24 +25,58 @@ pub fn sample(dir: &Path) -> std::io::Result<Sample> {
     Ok(Sample { at, scan })
 }
 
-/// Sessions of `cur` with their rates since `prev` (`None` for sessions new in `cur`).
-pub fn with_rates<'a>(
-    prev: &Sample,
-    cur: &'a Sample,
-) -> Vec<(
-    &'a SessionStats,
-    Option<[f64; xpgm_stats::layout::COUNTERS]>,
-)> {
+/// Counter rates of one session, indexed as its role's table.
+pub type Rates = [f64; xpgm_stats::layout::COUNTERS];
+
+/// One session of a sample with its rates since the previous sample.
+#[derive(Debug)]
+pub struct Row<'a> {
+    /// The session.
+    pub s: &'a SessionStats,
+    /// Counter rates (`None` for a session new in this sample).
+    pub rates: Option<Rates>,
+    /// Per A/B line, (received, won, lost) per second (`None` as for `rates`, or when
+    /// the lines changed between samples).
+    pub line_rates: Option<Vec<[f64; 3]>>,
+}
+
+/// Sessions of `cur` with their rates since `prev`.
+pub fn with_rates<'a>(prev: &Sample, cur: &'a Sample) -> Vec<Row<'a>> {
     let dt = cur.at.saturating_duration_since(prev.at);
     let before: HashMap<_, _> = prev.scan.sessions.iter().map(|s| (s.key(), s)).collect();
     cur.scan
         .sessions
         .iter()
-        .map(|s| (s, before.get(&s.key()).and_then(|p| rates(p, s, dt))))
+        .map(|s| {
+            let p = before.get(&s.key());
+            let rates = p.and_then(|p| rates(p, s, dt));
+            let line_rates = p
+                .filter(|p| rates.is_some() && p.lines.len() == s.lines.len())
+                .map(|p| {
+                    let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / dt.as_secs_f64();
+                    p.lines
+                        .iter()
+                        .zip(&s.lines)
+                        .map(|(a, b)| {
+                            [
+                                per(a.received, b.received),
+                                per(a.won, b.won),
+                                per(a.lost, b.lost),
+                            ]
+                        })
+                        .collect()
+                });
+            Row {
+                s,
+                rates,
+                line_rates,
+            }
+        })
         .collect()
 }
 
-fn session_json(s: &SessionStats, r: Option<&[f64; xpgm_stats::layout::COUNTERS]>) -> Value {
+fn session_json(row: &Row<'_>) -> Value {
+    let (s, r) = (row.s, row.rates.as_ref());
     let mut counters = Map::new();
     let mut per_sec = Map::new();
     for d in s.role.counters().iter().filter(|d| d.index < s.ncounters) {
@@ -54,6 +88,26 @@ fn session_json(s: &SessionStats, r: Option<&[f64; xpgm_stats::layout::COUNTERS]
             per_sec.insert(d.name.into(), json!(x));
         }
     }
+    let lines: Vec<Value> = s
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(k, l)| {
+            let rates = row.line_rates.as_ref().and_then(|v| v.get(k)).map_or(
+                Value::Null,
+                |[received, won, lost]| json!({"received": received, "won": won, "lost": lost}),
+            );
+            json!({
+                "iface": l.iface,
+                "received": l.received,
+                "won": l.won,
+                "lost": l.lost,
+                "up": l.up,
+                "failures": l.failures,
+                "rates": rates,
+            })
+        })
+        .collect();
     json!({
         "session": s.name(),
         "pid": s.pid,
@@ -67,17 +121,20 @@ fn session_json(s: &SessionStats, r: Option<&[f64; xpgm_stats::layout::COUNTERS]
         "created_unix_ns": s.created_unix_ns,
         "counters": counters,
         "rates": if r.is_some() { Value::Object(per_sec) } else { Value::Null },
+        "lines": lines,
     })
 }
 
 /// The JSON report: `{"interval_ms", "sessions": [...], "invalid_files",
-/// "stale_removed"}`; each session has its description, `counters` (totals) and
-/// `rates` (per second, counters only; null for a session first seen in `cur`).
+/// "stale_removed"}`; each session has its description, `counters` (totals),
+/// `rates` (per second, counters only; null for a session first seen in `cur`) and
+/// `lines` (a receiver's A/B lines: `iface`, `received`, `won`, `lost`, `up`,
+/// `failures`, and `rates` of the first three; empty on one line).
 pub fn report_json(prev: &Sample, cur: &Sample) -> Value {
     let dt = cur.at.saturating_duration_since(prev.at);
     let sessions: Vec<Value> = with_rates(prev, cur)
         .into_iter()
-        .map(|(s, r)| session_json(s, r.as_ref()))
+        .map(|row| session_json(&row))
         .collect();
     json!({
         "interval_ms": dt.as_secs_f64() * 1000.0,
@@ -119,7 +176,7 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("DELIV", "messages_accepted", "delivered"),
 ];
 
-fn cell(s: &SessionStats, r: Option<&[f64; xpgm_stats::layout::COUNTERS]>, name: &str) -> String {
+fn cell(s: &SessionStats, r: Option<&Rates>, name: &str) -> String {
     if name.is_empty() {
         return "-".into();
     }
@@ -134,7 +191,11 @@ fn cell(s: &SessionStats, r: Option<&[f64; xpgm_stats::layout::COUNTERS]>, name:
 }
 
 /// The text table: one line per session, each cell `total rate/s`; source columns are
-/// what it sent (DELIV: messages accepted), receiver columns what it received.
+/// what it sent (DELIV: messages accepted), receiver columns what it received. A
+/// receiver on A/B lines gets one row per line under its own (ROLE `line`, IFACE the
+/// line's interface): DATA is
+/// what came on the line, and WINDOW says how many sequences it won and lost and
+/// whether it is up.
 pub fn report_table(prev: &Sample, cur: &Sample) -> String {
     let rows = with_rates(prev, cur);
     let mut table: Vec<Vec<String>> = Vec::new();
@@ -148,12 +209,13 @@ pub fn report_table(prev: &Sample, cur: &Sample) -> String {
     head.extend(COLUMNS.iter().map(|c| c.0.to_string()));
     head.push("WINDOW".into());
     table.push(head);
-    for (s, r) in &rows {
+    for row in &rows {
+        let (s, r) = (row.s, &row.rates);
         let port = match s.udp_encap {
             Some(u) => format!("{}:{} udp:{u}", s.group, s.dport),
             None => format!("{}:{}", s.group, s.dport),
         };
-        let mut row = vec![
+        let mut cells = vec![
             s.name(),
             s.role.name().into(),
             s.transport.clone(),
@@ -162,9 +224,9 @@ pub fn report_table(prev: &Sample, cur: &Sample) -> String {
         ];
         for (_, src, rcv) in COLUMNS {
             let name = if s.role == Role::Source { src } else { rcv };
-            row.push(cell(s, r.as_ref(), name));
+            cells.push(cell(s, r.as_ref(), name));
         }
-        row.push(match s.role {
+        cells.push(match s.role {
             Role::Source => {
                 let trail = s.counter("txw_trail").unwrap_or(0);
                 let lead = s.counter("txw_lead").unwrap_or(0);
@@ -177,7 +239,35 @@ pub fn report_table(prev: &Sample, cur: &Sample) -> String {
                 s.counter("peers").unwrap_or(0)
             ),
         });
-        table.push(row);
+        table.push(cells);
+        for (k, l) in s.lines.iter().enumerate() {
+            let rate = row.line_rates.as_ref().and_then(|v| v.get(k));
+            let fmt = |total: u64, i: usize| match rate {
+                Some(x) => format!("{} {}/s", human(total as f64), human(x[i])),
+                None => human(total as f64),
+            };
+            let mut sub = vec![
+                String::new(),
+                "  line".into(),
+                String::new(),
+                l.iface.clone(),
+                String::new(),
+                fmt(l.received, 0),
+            ];
+            sub.extend((1..COLUMNS.len()).map(|_| String::new()));
+            let failed = if l.failures > 0 {
+                format!(" failures {}", l.failures)
+            } else {
+                String::new()
+            };
+            sub.push(format!(
+                "won {} lost {} {}{failed}",
+                fmt(l.won, 1),
+                fmt(l.lost, 2),
+                if l.up { "up" } else { "down" }
+            ));
+            table.push(sub);
+        }
     }
     let ncols = table.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..ncols)
@@ -247,7 +337,19 @@ mod tests {
         let b = StatsWriter::create(&dir, &info(Role::Receiver)).expect("create");
         a.set(src::ODATA_PACKETS, 1000);
         b.set(rcv::ODATA_PACKETS, 990);
+        b.set_line_names(&["eth0", "eth1"]);
+        let line = |received, won, lost, up| xpgm_stats::LineValues {
+            received,
+            won,
+            lost,
+            up,
+            failures: 0,
+        };
+        b.set_line(0, line(980, 600, 10, true));
+        b.set_line(1, line(975, 390, 15, true));
         let s1 = sample(&dir).expect("sample");
+        b.set_line(0, line(2980, 1800, 10, true));
+        b.set_line(1, line(1975, 790, 1015, false));
         a.set(src::ODATA_PACKETS, 3000);
         b.set(rcv::ODATA_PACKETS, 2990);
         b.set(rcv::UNRECOVERABLE, 4);
@@ -274,9 +376,33 @@ mod tests {
         assert_eq!(ss[1]["rates"]["overruns"], 30.0);
         assert_eq!(ss[1]["counters"]["frames_rejected"], 14);
         assert_eq!(ss[1]["counters"]["rejected_checksum"], 14);
+        assert!(ss[0]["lines"].as_array().is_some_and(Vec::is_empty));
+        let ls = ss[1]["lines"].as_array().expect("lines");
+        assert_eq!(ls.len(), 2);
+        assert_eq!(ls[0]["iface"], "eth0");
+        assert_eq!(ls[0]["received"], 2980);
+        assert_eq!(ls[0]["won"], 1800);
+        assert_eq!(ls[0]["rates"]["received"], 1000.0);
+        assert_eq!(ls[0]["rates"]["won"], 600.0);
+        assert_eq!(ls[0]["up"], true);
+        assert_eq!(ls[1]["lost"], 1015);
+        assert_eq!(ls[1]["rates"]["lost"], 500.0);
+        assert_eq!(ls[1]["up"], false);
         let t = report_table(&s1, &s2);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 3, "{t}");
+        assert_eq!(lines.len(), 5, "{t}");
+        assert!(
+            lines[3].starts_with(' ')
+                && lines[3].contains("  line ")
+                && lines[3].contains(" eth0 ")
+                && lines[3].contains("2980 1000/s")
+                && lines[3].contains("won 1800 600/s lost 10 0/s up"),
+            "{t}"
+        );
+        assert!(
+            lines[4].contains("won 790 200/s lost 1015 500/s down"),
+            "{t}"
+        );
         assert!(lines[0].starts_with("SESSION"));
         assert!(
             lines[0].contains(" LOST ")

@@ -8,7 +8,11 @@ pub fn check(data: &[u8]) {
     if let Ok(s) = parse(data) {
         assert!(s.pid > 0);
         assert!(matches!(s.role, Role::Source | Role::Receiver));
-        for t in [&s.transport, &s.iface, &s.group] {
+        assert!(s.lines.is_empty() || (2..=xpgm_stats::layout::LINES).contains(&s.lines.len()));
+        for t in [&s.transport, &s.iface, &s.group]
+            .into_iter()
+            .chain(s.lines.iter().map(|l| &l.iface))
+        {
             assert!(
                 t.bytes()
                     .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')

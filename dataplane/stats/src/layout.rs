@@ -18,11 +18,14 @@
 //! | 12..14 | transport name, NUL-padded ASCII |
 //! | 14..16 | interface name, NUL-padded ASCII |
 //! | 16..24 | group address text, NUL-padded ASCII |
-//! | 24..32 | reserved (zero) |
+//! | 24 | A/B lines published (0 for a session on one line, else 2..=[`LINES`]) |
+//! | 25..32 | reserved (zero) |
 //! | 32..96 | counters ([`SOURCE_COUNTERS`] or [`RECEIVER_COUNTERS`] by index) |
+//! | 96..128 | [`LINES`] line records of [`LINE_WORDS`] words ([`line`]); unused ones zero |
 //!
-//! Files written before the counter area grew to 64 words ([`V1_TOTAL_WORDS`] words,
-//! 32 counters) are still read: word 2 says which size a file is.
+//! Files of the earlier sizes are still read: [`V1_TOTAL_WORDS`] words (32 counters)
+//! and [`V2_TOTAL_WORDS`] (64 counters, no line records); word 2 says which size a
+//! file is.
 
 /// "XPGMSTAT" as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"XPGMSTAT");
@@ -34,8 +37,16 @@ pub const HEADER_WORDS: usize = 32;
 pub const COUNTERS: usize = 64;
 /// Words in a file of the first, 32-counter size (still accepted by the reader).
 pub const V1_TOTAL_WORDS: usize = HEADER_WORDS + 32;
+/// Words in a file of the second size: 64 counters, no line records (still accepted).
+pub const V2_TOTAL_WORDS: usize = HEADER_WORDS + COUNTERS;
+/// A/B line records (as many as a session can have lines).
+pub const LINES: usize = 4;
+/// Words per line record.
+pub const LINE_WORDS: usize = 8;
+/// First word of the line records.
+pub const LINE_AREA: usize = HEADER_WORDS + COUNTERS;
 /// Words in a file.
-pub const TOTAL_WORDS: usize = HEADER_WORDS + COUNTERS;
+pub const TOTAL_WORDS: usize = LINE_AREA + LINES * LINE_WORDS;
 /// Bytes in a file.
 pub const TOTAL_BYTES: usize = TOTAL_WORDS * 8;
 
@@ -71,12 +82,36 @@ pub mod w {
     pub const IFACE: usize = 14;
     /// Group text (8 words).
     pub const GROUP: usize = 16;
+    /// A/B lines published.
+    pub const LINES: usize = 24;
+}
+
+const _: () = assert!(line::RESERVED < LINE_WORDS);
+
+/// Word offsets within a line record (receivers: docs/transport.md "A/B lines").
+pub mod line {
+    /// Interface name, NUL-padded ASCII (2 words).
+    pub const IFACE: usize = 0;
+    /// Data packets (ODATA, RDATA) that came on the line, duplicates included.
+    pub const RECEIVED: usize = 2;
+    /// Sequences the line brought first.
+    pub const WON: usize = 3;
+    /// Sequences the line missed (another line or a repair brought them).
+    pub const LOST: usize = 4;
+    /// 1 while the engine counts the line as up, else 0.
+    pub const UP: usize = 5;
+    /// Times the line's transport failed and was closed (it is reopened every second).
+    pub const FAILURES: usize = 6;
+    /// Reserved (zero).
+    pub const RESERVED: usize = 7;
 }
 
 /// Text fields: (first word, words).
 pub(crate) const TRANSPORT_FIELD: (usize, usize) = (w::TRANSPORT, 2);
 pub(crate) const IFACE_FIELD: (usize, usize) = (w::IFACE, 2);
 pub(crate) const GROUP_FIELD: (usize, usize) = (w::GROUP, 8);
+/// A line record's interface name: (first word, words) within the record.
+pub(crate) const LINE_IFACE_FIELD: (usize, usize) = (line::IFACE, 2);
 
 /// State word values.
 pub mod state {
@@ -589,5 +624,8 @@ mod tests {
         assert!(GROUP_FIELD.0 + GROUP_FIELD.1 <= HEADER_WORDS);
         assert_eq!(TRANSPORT_FIELD.0 + TRANSPORT_FIELD.1, IFACE_FIELD.0);
         assert_eq!(IFACE_FIELD.0 + IFACE_FIELD.1, GROUP_FIELD.0);
+        assert_eq!(GROUP_FIELD.0 + GROUP_FIELD.1, w::LINES);
+        assert_eq!(LINE_IFACE_FIELD.0 + LINE_IFACE_FIELD.1, line::RECEIVED);
+        assert_eq!(LINE_AREA + LINES * LINE_WORDS, TOTAL_WORDS);
     }
 }

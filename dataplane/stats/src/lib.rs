@@ -23,8 +23,10 @@ mod writer;
 
 pub use layout::{CounterDef, Kind, RECEIVER_COUNTERS, Role, SOURCE_COUNTERS};
 pub use prom::prometheus;
-pub use reader::{ParseError, Scan, SessionStats, parse, pid_alive, proc_start_time, rates, scan};
-pub use writer::{SessionInfo, StatsWriter};
+pub use reader::{
+    LineStats, ParseError, Scan, SessionStats, parse, pid_alive, proc_start_time, rates, scan,
+};
+pub use writer::{LineValues, SessionInfo, StatsWriter};
 
 /// Environment variable overriding the stats directory.
 pub const DIR_ENV: &str = "XPGM_STATS_DIR";

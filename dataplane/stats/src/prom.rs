@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::layout::{Kind, Role};
-use crate::reader::SessionStats;
+use crate::reader::{LineStats, SessionStats};
 
 /// Escapes a label value (`\`, `"` and newline), although parsed text fields never
 /// contain them.
@@ -33,10 +33,51 @@ fn labels(s: &SessionStats, out: &mut String) {
     let _ = write!(out, "\",dport=\"{}\",tsi=\"{}\"}}", s.dport, s.tsi_text());
 }
 
+/// A/B line families of receivers: (metric, type, help, value).
+type LineFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LineStats) -> u64,
+);
+const LINE_FAMILIES: &[LineFamily] = &[
+    (
+        "xpgm_receiver_line_received_total",
+        "counter",
+        "Data packets (ODATA, RDATA) that came on the A/B line, duplicates included",
+        |l| l.received,
+    ),
+    (
+        "xpgm_receiver_line_won_total",
+        "counter",
+        "Sequences the A/B line brought first",
+        |l| l.won,
+    ),
+    (
+        "xpgm_receiver_line_lost_total",
+        "counter",
+        "Sequences the A/B line missed (another line or a repair brought them)",
+        |l| l.lost,
+    ),
+    (
+        "xpgm_receiver_line_up",
+        "gauge",
+        "1 while the receiver counts the A/B line as up (it has heard from it lately)",
+        |l| u64::from(l.up),
+    ),
+    (
+        "xpgm_receiver_line_failures_total",
+        "counter",
+        "Times the A/B line's transport failed and was closed (reopened every second)",
+        |l| l.failures,
+    ),
+];
+
 /// Renders `sessions` as Prometheus text: `xpgm_sessions{role}` and, per counter of
 /// each role, one metric family (`xpgm_<role>_<name>_total` for counters,
 /// `xpgm_<role>_<name>` for gauges) with labels session, pid, transport, iface, group,
-/// dport, tsi.
+/// dport, tsi; then, for receivers on A/B lines, `xpgm_receiver_line_*` families with
+/// those labels and `line` (the line's interface).
 pub fn prometheus(sessions: &[SessionStats]) -> String {
     let mut out = String::new();
     out.push_str("# HELP xpgm_sessions PGM sessions published on this host.\n");
@@ -63,6 +104,24 @@ pub fn prometheus(sessions: &[SessionStats]) -> String {
                 labels(s, &mut out);
                 let v = s.counters.get(d.index).copied().unwrap_or(0);
                 let _ = writeln!(out, " {v}");
+            }
+        }
+    }
+    let receivers = || sessions.iter().filter(|s| s.role == Role::Receiver);
+    if receivers().any(|s| !s.lines.is_empty()) {
+        for (metric, ty, help, value) in LINE_FAMILIES {
+            let _ = writeln!(out, "# HELP {metric} {help}.");
+            let _ = writeln!(out, "# TYPE {metric} {ty}");
+            for s in receivers() {
+                for l in &s.lines {
+                    out.push_str(metric);
+                    labels(s, &mut out);
+                    // Reopen the label set: `...,tsi="…"}` becomes `...,tsi="…",line="…"}`.
+                    out.pop();
+                    out.push_str(",line=\"");
+                    esc(&l.iface, &mut out);
+                    let _ = writeln!(out, "\"}} {}", value(l));
+                }
             }
         }
     }
@@ -112,6 +171,31 @@ mod tests {
         // Counters beyond the first 32 slots are exported too.
         assert!(text.contains(&format!("xpgm_receiver_rejected_not_pgm_total{lb} 8\n")));
         assert!(text.contains(&format!("xpgm_source_rejected_checksum_total{la} 2\n")));
+        // No A/B receiver: no line families.
+        assert!(!text.contains("xpgm_receiver_line_"));
+        b.set_line_names(&["eth0", "eth1"]);
+        b.set_line(
+            1,
+            crate::writer::LineValues {
+                received: 50,
+                won: 20,
+                lost: 4,
+                up: true,
+                failures: 1,
+            },
+        );
+        let sb = parse(&b.snapshot_bytes()).expect("valid");
+        let text = prometheus(&[sa.clone(), sb.clone()]);
+        let l1 = lb.replace("\"}", "\",line=\"eth1\"}");
+        let l0 = lb.replace("\"}", "\",line=\"eth0\"}");
+        assert!(text.contains("# TYPE xpgm_receiver_line_received_total counter\n"));
+        assert!(text.contains("# TYPE xpgm_receiver_line_up gauge\n"));
+        assert!(text.contains(&format!("xpgm_receiver_line_received_total{l1} 50\n")));
+        assert!(text.contains(&format!("xpgm_receiver_line_won_total{l1} 20\n")));
+        assert!(text.contains(&format!("xpgm_receiver_line_lost_total{l1} 4\n")));
+        assert!(text.contains(&format!("xpgm_receiver_line_up{l1} 1\n")));
+        assert!(text.contains(&format!("xpgm_receiver_line_up{l0} 0\n")));
+        assert!(text.contains(&format!("xpgm_receiver_line_failures_total{l1} 1\n")));
         // Every non-comment line is `name{labels} value`, and each family's samples
         // follow its TYPE line (no family appears twice).
         let mut seen = std::collections::HashSet::new();

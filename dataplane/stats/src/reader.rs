@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::layout::{
-    COUNTERS, GROUP_FIELD, HEADER_WORDS, IFACE_FIELD, Kind, MAGIC, Role, TOTAL_BYTES, TOTAL_WORDS,
-    TRANSPORT_FIELD, V1_TOTAL_WORDS, VERSION, state, w,
+    COUNTERS, GROUP_FIELD, HEADER_WORDS, IFACE_FIELD, Kind, LINE_AREA, LINE_IFACE_FIELD,
+    LINE_WORDS, LINES, MAGIC, Role, TOTAL_BYTES, TOTAL_WORDS, TRANSPORT_FIELD, V1_TOTAL_WORDS,
+    V2_TOTAL_WORDS, VERSION, line, state, w,
 };
 use crate::writer::label_safe;
 
@@ -81,8 +82,27 @@ pub struct SessionStats {
     /// Counters the writer published: counters are only ever appended to a role's
     /// table, so a segment from an older build has fewer; the rest read as absent.
     pub ncounters: usize,
+    /// A/B lines (none for a session on one line, or a file of an older size).
+    pub lines: Vec<LineStats>,
     /// The file it came from (set by [`scan`]).
     pub path: Option<PathBuf>,
+}
+
+/// One A/B line of a receiver, as read from its file (the layout's `line` record).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineStats {
+    /// Interface name.
+    pub iface: String,
+    /// Data packets that came on the line, duplicates included.
+    pub received: u64,
+    /// Sequences the line brought first.
+    pub won: u64,
+    /// Sequences the line missed (another line or a repair brought them).
+    pub lost: u64,
+    /// The engine counts the line as up.
+    pub up: bool,
+    /// Times the line's transport failed.
+    pub failures: u64,
 }
 
 impl SessionStats {
@@ -142,9 +162,11 @@ fn text(
 
 /// Validates a stats file's bytes. Never panics, whatever the input.
 pub fn parse(bytes: &[u8]) -> Result<SessionStats, ParseError> {
-    // Today's size, or the first (32-counter) size of the same layout.
+    // Today's size, or an earlier one (32 counters; 64 counters without line records).
     let words = bytes.len() / 8;
-    if !bytes.len().is_multiple_of(8) || (words != TOTAL_WORDS && words != V1_TOTAL_WORDS) {
+    if !bytes.len().is_multiple_of(8)
+        || ![TOTAL_WORDS, V2_TOTAL_WORDS, V1_TOTAL_WORDS].contains(&words)
+    {
         return Err(ParseError::Length(bytes.len()));
     }
     let magic = word(bytes, w::MAGIC);
@@ -188,9 +210,10 @@ pub fn parse(bytes: &[u8]) -> Result<SessionStats, ParseError> {
     if n == 0 || n > role.counters().len() as u64 || n > (words - HEADER_WORDS) as u64 {
         return Err(ParseError::Field("counters"));
     }
-    if (w::GROUP + GROUP_FIELD.1..HEADER_WORDS).any(|i| word(bytes, i) != 0) {
+    if (w::LINES + 1..HEADER_WORDS).any(|i| word(bytes, i) != 0) {
         return Err(ParseError::Field("reserved"));
     }
+    let lines = parse_lines(bytes, words)?;
     let mut counters = [0u64; COUNTERS];
     for (k, c) in counters.iter_mut().enumerate().take(words - HEADER_WORDS) {
         *c = word(bytes, HEADER_WORDS + k);
@@ -210,8 +233,51 @@ pub fn parse(bytes: &[u8]) -> Result<SessionStats, ParseError> {
         tsi: word(bytes, w::TSI).to_ne_bytes(),
         ncounters: n as usize,
         counters,
+        lines,
         path: None,
     })
+}
+
+/// The line records: as many as word [`w::LINES`] says (0, or 2..=[`LINES`], and 0 in
+/// files of the older sizes); unused records and reserved words must be zero.
+fn parse_lines(bytes: &[u8], words: usize) -> Result<Vec<LineStats>, ParseError> {
+    let n = word(bytes, w::LINES);
+    let n = match usize::try_from(n) {
+        Ok(0) => 0,
+        Ok(n) if words == TOTAL_WORDS && (2..=LINES).contains(&n) => n,
+        _ => return Err(ParseError::Field("lines")),
+    };
+    let mut out = Vec::with_capacity(n);
+    for l in 0..LINES {
+        let base = LINE_AREA + l * LINE_WORDS;
+        if l >= n {
+            if words == TOTAL_WORDS && (base..base + LINE_WORDS).any(|i| word(bytes, i) != 0) {
+                return Err(ParseError::Field("line"));
+            }
+            continue;
+        }
+        let up = match word(bytes, base + line::UP) {
+            0 => false,
+            1 => true,
+            _ => return Err(ParseError::Field("line")),
+        };
+        if word(bytes, base + line::RESERVED) != 0 {
+            return Err(ParseError::Field("line"));
+        }
+        out.push(LineStats {
+            iface: text(
+                bytes,
+                (base + LINE_IFACE_FIELD.0, LINE_IFACE_FIELD.1),
+                "line iface",
+            )?,
+            received: word(bytes, base + line::RECEIVED),
+            won: word(bytes, base + line::WON),
+            lost: word(bytes, base + line::LOST),
+            up,
+            failures: word(bytes, base + line::FAILURES),
+        });
+    }
+    Ok(out)
 }
 
 /// Start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`) of process
@@ -301,7 +367,9 @@ pub fn scan(dir: &Path, remove_stale: bool) -> io::Result<Scan> {
         match std::fs::symlink_metadata(&path) {
             Ok(m)
                 if m.file_type().is_file()
-                    && (m.len() == TOTAL_BYTES as u64 || m.len() == V1_TOTAL_WORDS as u64 * 8) => {}
+                    && [TOTAL_WORDS, V2_TOTAL_WORDS, V1_TOTAL_WORDS]
+                        .iter()
+                        .any(|&n| m.len() == n as u64 * 8) => {}
             _ => {
                 out.invalid += 1;
                 continue;
@@ -439,6 +507,87 @@ mod tests {
             parse(&old[..old.len() - 8]),
             Err(ParseError::Length(V1_TOTAL_WORDS * 8 - 8))
         );
+    }
+
+    #[test]
+    fn line_records_roundtrip_and_are_validated() {
+        use crate::writer::LineValues;
+        let w = StatsWriter::private(&info(Role::Receiver));
+        assert!(parse(&w.snapshot_bytes()).expect("valid").lines.is_empty());
+        // One name, or more than LINES: nothing published.
+        w.set_line_names(&["eth0"]);
+        w.set_line_names(&["a", "b", "c", "d", "e"]);
+        assert!(parse(&w.snapshot_bytes()).expect("valid").lines.is_empty());
+        w.set_line_names(&["eth0", "eth1"]);
+        w.set_line(
+            1,
+            LineValues {
+                received: 90,
+                won: 7,
+                lost: 3,
+                up: true,
+                failures: 2,
+            },
+        );
+        w.set_line(LINES, LineValues::default()); // ignored
+        let good = w.snapshot_bytes();
+        let s = parse(&good).expect("valid");
+        assert_eq!(s.lines.len(), 2);
+        assert_eq!(
+            s.lines[0],
+            LineStats {
+                iface: "eth0".into(),
+                received: 0,
+                won: 0,
+                lost: 0,
+                up: false,
+                failures: 0
+            }
+        );
+        assert_eq!(
+            (
+                s.lines[1].iface.as_str(),
+                s.lines[1].received,
+                s.lines[1].won,
+                s.lines[1].lost,
+                s.lines[1].up,
+                s.lines[1].failures
+            ),
+            ("eth1", 90, 7, 3, true, 2)
+        );
+        let set = |i: usize, v: u64| {
+            let mut b = good;
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+            parse(&b)
+        };
+        let rec = |l: usize, k: usize| LINE_AREA + l * LINE_WORDS + k;
+        assert_eq!(set(w::LINES, 1), Err(ParseError::Field("lines")));
+        assert_eq!(
+            set(w::LINES, LINES as u64 + 1),
+            Err(ParseError::Field("lines"))
+        );
+        assert_eq!(set(rec(1, line::UP), 2), Err(ParseError::Field("line")));
+        assert_eq!(
+            set(rec(0, line::RESERVED), 1),
+            Err(ParseError::Field("line"))
+        );
+        assert_eq!(
+            set(rec(0, line::IFACE), 0x0a),
+            Err(ParseError::Field("line iface"))
+        );
+        // A record past the count must be empty.
+        assert_eq!(set(rec(2, line::WON), 1), Err(ParseError::Field("line")));
+        // Records written and then a count of zero: the records are past the count.
+        assert_eq!(set(w::LINES, 0), Err(ParseError::Field("line")));
+        // A file of the 64-counter size has no line records; one that claims lines is
+        // refused.
+        let mut v2 = good[..V2_TOTAL_WORDS * 8].to_vec();
+        v2[w::TOTAL * 8..w::TOTAL * 8 + 8].copy_from_slice(&(V2_TOTAL_WORDS as u64).to_ne_bytes());
+        assert_eq!(parse(&v2), Err(ParseError::Field("lines")));
+        v2[w::LINES * 8..w::LINES * 8 + 8].copy_from_slice(&0u64.to_ne_bytes());
+        let s2 = parse(&v2).expect("a 64-counter file parses");
+        assert!(s2.lines.is_empty());
+        assert_eq!(s2.counters, s.counters);
     }
 
     #[test]

@@ -12,9 +12,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::layout::{
-    COUNTERS, GROUP_FIELD, HEADER_WORDS, IFACE_FIELD, MAGIC, Role, TOTAL_BYTES, TOTAL_WORDS,
-    TRANSPORT_FIELD, VERSION, state, w,
+    COUNTERS, GROUP_FIELD, HEADER_WORDS, IFACE_FIELD, LINE_AREA, LINE_IFACE_FIELD, LINE_WORDS,
+    LINES, MAGIC, Role, TOTAL_BYTES, TOTAL_WORDS, TRANSPORT_FIELD, VERSION, line, state, w,
 };
+
+/// One A/B line's counters, as [`StatsWriter::set_line`] stores them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineValues {
+    /// Data packets that came on the line, duplicates included.
+    pub received: u64,
+    /// Sequences the line brought first.
+    pub won: u64,
+    /// Sequences the line missed.
+    pub lost: u64,
+    /// The engine counts the line as up.
+    pub up: bool,
+    /// Times the line's transport failed.
+    pub failures: u64,
+}
 
 /// What a stats file says about its session (written once, at creation).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +238,35 @@ impl StatsWriter {
         self.words()
             .get(HEADER_WORDS + i)
             .map_or(0, |x| x.load(Ordering::Relaxed))
+    }
+
+    /// Publishes the session's A/B lines by interface name: 2 to [`LINES`] names
+    /// (anything else publishes none; a session on one line has no line records).
+    /// Names are stored before the count (with Release), so a reader that sees the
+    /// count sees them.
+    pub fn set_line_names(&self, names: &[&str]) {
+        if !(2..=LINES).contains(&names.len()) {
+            return;
+        }
+        for (l, name) in names.iter().enumerate() {
+            let base = LINE_AREA + l * LINE_WORDS;
+            self.put_text((base + LINE_IFACE_FIELD.0, LINE_IFACE_FIELD.1), name);
+        }
+        self.put(w::LINES, names.len() as u64, Ordering::Release);
+    }
+
+    /// Stores line `l`'s counters (ignored beyond [`LINES`]). Relaxed stores.
+    #[inline]
+    pub fn set_line(&self, l: usize, v: LineValues) {
+        if l >= LINES {
+            return;
+        }
+        let base = LINE_AREA + l * LINE_WORDS;
+        self.put(base + line::RECEIVED, v.received, Ordering::Relaxed);
+        self.put(base + line::WON, v.won, Ordering::Relaxed);
+        self.put(base + line::LOST, v.lost, Ordering::Relaxed);
+        self.put(base + line::UP, u64::from(v.up), Ordering::Relaxed);
+        self.put(base + line::FAILURES, v.failures, Ordering::Relaxed);
     }
 
     /// Updates the TSI (a source learns it after the file exists in some setups).

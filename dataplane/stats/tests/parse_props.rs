@@ -2,8 +2,8 @@
 //! words overwritten, never panic; files a writer produced always parse back.
 
 use proptest::prelude::*;
-use xpgm_stats::layout::{COUNTERS, TOTAL_BYTES};
-use xpgm_stats::{Role, SessionInfo, StatsWriter, parse};
+use xpgm_stats::layout::{COUNTERS, LINES, TOTAL_BYTES};
+use xpgm_stats::{LineValues, Role, SessionInfo, StatsWriter, parse};
 
 #[path = "../fuzz/check.rs"]
 mod check;
@@ -50,9 +50,31 @@ proptest! {
         prop_assert_eq!(s.udp_encap, i.udp_encap);
         prop_assert_eq!(s.tsi, i.tsi);
         prop_assert_eq!(&s.counters[..], &vals[..]);
+        prop_assert!(s.lines.is_empty());
         // Text survives when it was already label-safe and fits.
         if i.iface.len() <= 16 && i.iface.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
             prop_assert_eq!(&s.iface, &i.iface);
+        }
+    }
+
+    #[test]
+    fn written_lines_parse_back(
+        i in info(),
+        names in proptest::collection::vec("[a-z0-9]{1,15}", 2..=LINES),
+        vals in proptest::collection::vec((any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>(), any::<u64>()), LINES),
+    ) {
+        let w = StatsWriter::private(&i);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        w.set_line_names(&refs);
+        for (l, &(received, won, lost, up, failures)) in vals.iter().enumerate().take(names.len()) {
+            w.set_line(l, LineValues { received, won, lost, up, failures });
+        }
+        check::check(&w.snapshot_bytes());
+        let s = parse(&w.snapshot_bytes()).expect("a writer's file parses");
+        prop_assert_eq!(s.lines.len(), names.len());
+        for ((got, name), &(received, won, lost, up, failures)) in s.lines.iter().zip(&names).zip(&vals) {
+            prop_assert_eq!(&got.iface, name);
+            prop_assert_eq!((got.received, got.won, got.lost, got.up, got.failures), (received, won, lost, up, failures));
         }
     }
 
@@ -96,10 +118,20 @@ fn fuzz_corpus_replays() {
                 assert_eq!(s.counter("filtered"), None);
                 assert!(s.counter("retries_exhausted").is_some());
             }
+            "receiver_ab" => {
+                let s = parse(&data).expect("valid seed");
+                assert_eq!(s.role, Role::Receiver);
+                let l: Vec<_> = s
+                    .lines
+                    .iter()
+                    .map(|l| (l.iface.as_str(), l.won, l.up))
+                    .collect();
+                assert_eq!(l, [("eth0", 60, true), ("eth1", 38, false)]);
+            }
             "closed" => assert!(parse(&data).expect("valid seed").closed),
             "init" => assert_eq!(parse(&data), Err(xpgm_stats::ParseError::NotReady)),
             _ => {}
         }
     }
-    assert!(n >= 4, "corpus seeds missing");
+    assert!(n >= 5, "corpus seeds missing");
 }

@@ -305,15 +305,22 @@ pub fn stats_writer(
 ) -> StatsWriter {
     let [g0, g1, g2, g3, g4, g5] = tsi.gsi.0;
     let [p0, p1] = tsi.sport.to_be_bytes();
-    StatsWriter::open_default(&xpgm_stats::SessionInfo {
+    let ifaces: Vec<&str> = session.ifaces().collect();
+    let w = StatsWriter::open_default(&xpgm_stats::SessionInfo {
         role,
         transport: session.transport.name().into(),
-        iface: session.ifaces().collect::<Vec<_>>().join("+"),
+        iface: ifaces.join("+"),
         group: session.group.to_string(),
         dport: session.dport,
         udp_encap: session.udp_encap,
         tsi: [g0, g1, g2, g3, g4, g5, p0, p1],
-    })
+    });
+    // A receiver on A/B lines publishes per-line counters (a source's lines carry the
+    // same packets and have none of their own).
+    if role == xpgm_stats::Role::Receiver {
+        w.set_line_names(&ifaces);
+    }
+    w
 }
 
 /// How a worker waits when a turn leaves nothing to do (docs/library.md).
@@ -1211,6 +1218,18 @@ impl ReceiverWorker {
             let vals = [ls.received, ls.won, ls.lost, u64::from(ls.up), failures];
             for (a, v) in slot.iter().zip(vals) {
                 a.store(v, Ordering::Relaxed);
+            }
+            if let Some(st) = &self.stats {
+                st.set_line(
+                    usize::from(l),
+                    xpgm_stats::LineValues {
+                        received: ls.received,
+                        won: ls.won,
+                        lost: ls.lost,
+                        up: ls.up,
+                        failures,
+                    },
+                );
             }
         }
     }

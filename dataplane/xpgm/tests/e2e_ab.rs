@@ -129,6 +129,48 @@ fn ab_lines_with_one_percent_loss_each_nak_only_what_both_lost() {
     );
 }
 
+/// A stats directory for one receiver, removed at the end (also on failure).
+struct StatsDir(std::path::PathBuf);
+
+impl StatsDir {
+    fn new() -> StatsDir {
+        let p = std::env::temp_dir().join(format!("xpgm-e2e-ab-stats-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        StatsDir(p)
+    }
+
+    /// Polls the directory's one receiver session until line `l` satisfies `f` (true),
+    /// or `limit` passes (false).
+    fn wait_line(
+        &self,
+        l: usize,
+        limit: Duration,
+        f: impl Fn(&xpgm_stats::LineStats) -> bool,
+    ) -> bool {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            let ok = xpgm_stats::scan(&self.0, false).is_ok_and(|s| {
+                s.sessions
+                    .iter()
+                    .any(|x| x.lines.len() == 2 && x.lines.get(l).is_some_and(&f))
+            });
+            if ok {
+                return true;
+            }
+            if std::time::Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for StatsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Sets `dev` of namespace `ns` down or up.
 fn link(ns: &str, dev: &str, state: &str) {
     let st = Command::new("ip")
@@ -148,15 +190,41 @@ fn ab_line_taken_down_mid_stream_and_back_loses_nothing() {
     let topo = topology("ad", "1");
     let group = "239.192.12.2";
     let (count_s, rate_s) = (count.to_string(), RATE.to_string());
-    let r1 = Proc::spawn(&topo.rx(1), &recv_args(group, &count_s), None);
+    // Receiver 1 publishes its stats file in a directory of its own: its line records
+    // (what xpgmctl top and Prometheus show) follow the outage.
+    let stats = StatsDir::new();
+    let r1 = Proc::spawn_env(
+        &topo.rx(1),
+        &recv_args(group, &count_s),
+        &[(xpgm_stats::DIR_ENV, &stats.0)],
+    );
     let r2 = Proc::spawn(&topo.rx(2), &recv_args(group, &count_s), None);
     std::thread::sleep(Duration::from_millis(700));
     let s = Proc::spawn(&topo.tx(), &send_args(group, &count_s, &rate_s), None);
     std::thread::sleep(Duration::from_secs(1));
+    let line1_up = |want: bool| {
+        stats.wait_line(1, Duration::from_millis(800), |l| {
+            l.up == want && l.iface == "eth1"
+        })
+    };
+    assert!(line1_up(true), "stats file: line eth1 up before the outage");
+    // Each state lasts 1 s however long the stats file took to show it.
+    let hold = |since: std::time::Instant| {
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(since.elapsed()));
+    };
+    let t = std::time::Instant::now();
     link(&topo.rx(1), "eth1", "down");
-    std::thread::sleep(Duration::from_secs(1));
+    let seen_down = line1_up(false);
+    hold(t);
+    let t = std::time::Instant::now();
     link(&topo.rx(1), "eth1", "up");
-    std::thread::sleep(Duration::from_secs(1));
+    let seen_up = stats.wait_line(1, Duration::from_millis(900), |l| l.up && l.lost > RATE / 2);
+    hold(t);
+    assert!(seen_down, "stats file: line eth1 down during the outage");
+    assert!(
+        seen_up,
+        "stats file: line eth1 up again, with what it missed counted lost"
+    );
     link(&topo.tx(), "eth0", "down");
     std::thread::sleep(Duration::from_secs(1));
     link(&topo.tx(), "eth0", "up");

@@ -120,13 +120,22 @@ pub struct Proc {
 impl Proc {
     /// Starts `xpgm ARGS` in `ns`; `xpgmd_socket` is passed as `XPGM_SOCKET`.
     pub fn spawn(ns: &str, args: &[&str], xpgmd_socket: Option<&Path>) -> Proc {
+        let env: Vec<(&str, &Path)> = xpgmd_socket
+            .map(|s| ("XPGM_SOCKET", s))
+            .into_iter()
+            .collect();
+        Proc::spawn_env(ns, args, &env)
+    }
+
+    /// Like [`Proc::spawn`], with environment variables set for the process.
+    pub fn spawn_env(ns: &str, args: &[&str], env: &[(&str, &Path)]) -> Proc {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_xpgm")])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(sock) = xpgmd_socket {
-            cmd.env("XPGM_SOCKET", sock);
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn xpgm");
         Proc {
