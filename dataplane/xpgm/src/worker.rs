@@ -130,6 +130,11 @@ pub(crate) mod src_ix {
     /// First of the five frame counters ([`super::set_rx`]).
     pub const RX_FRAMES: usize = 22;
     pub const NAKS_HELD_OFF: usize = 27;
+    /// The transport's overrun counters ([`crate::transport::Overruns`]).
+    pub const XDP_RX_DROPPED: usize = 28;
+    pub const XDP_RX_RING_FULL: usize = 29;
+    pub const XDP_FILL_RING_EMPTY: usize = 30;
+    pub const SOCKET_DROPS: usize = 31;
 }
 
 /// Receiver counter slots.
@@ -418,7 +423,7 @@ pub const CONTROL_RETRY: Duration = Duration::from_millis(200);
 /// ends with [`Error::ControlLost`] (`SubscriberConfig::control_grace`,
 /// `PublisherConfig::control_grace`, `--control-grace-ms`).
 pub const DEFAULT_CONTROL_GRACE: Duration = Duration::from_secs(5);
-/// How often a receiver worker reads its transport's overrun counters
+/// How often a worker reads its transport's overrun counters
 /// ([`Datapath::overruns`]: a `getsockopt` for AF_XDP; for kernel sockets a load of
 /// what a thread of the transport reads from `/proc` at this interval too), and once
 /// more, exactly ([`Datapath::overruns_now`]), as it exits.
@@ -588,6 +593,10 @@ pub struct SourceWorker {
     ending: Option<(Error, Instant)>,
     /// SPMs sent when FIN started while ending (the next one is a FIN SPM).
     fin_mark: Option<u64>,
+    /// The transport's overrun counters (NAKs and SPMRs the kernel dropped before we
+    /// read them), read every [`OVERRUN_CHECK`] and exactly as the worker exits.
+    overruns: Overruns,
+    overrun_next: Instant,
 }
 
 /// Longest a source whose control process is lost for good keeps transmitting what
@@ -634,6 +643,8 @@ impl SourceWorker {
             control,
             ending: None,
             fin_mark: None,
+            overruns: Overruns::default(),
+            overrun_next: Instant::from_nanos(0),
         }
     }
 
@@ -707,6 +718,11 @@ impl SourceWorker {
         c.set(CONTROL_RECONNECTS, self.control.reconnects);
         c.set(ENGINE_UNSENT, self.source.unsent() as u64);
         c.set(NAKS_HELD_OFF, s.naks_held_off);
+        let o = &self.overruns;
+        c.set(XDP_RX_DROPPED, o.xdp_rx_dropped);
+        c.set(XDP_RX_RING_FULL, o.xdp_rx_ring_full);
+        c.set(XDP_FILL_RING_EMPTY, o.xdp_fill_ring_empty);
+        c.set(SOCKET_DROPS, o.socket_drops);
         set_rx(
             c,
             RX_FRAMES,
@@ -756,6 +772,10 @@ impl SourceWorker {
         let got = dp.recv_lines(RECV_BATCH, &mut |line, from, bytes| {
             let _ = source.handle_packet_on(now, line, from, bytes);
         })?;
+        if now >= self.overrun_next {
+            self.overruns = self.dp.overruns();
+            self.overrun_next = now + OVERRUN_CHECK;
+        }
         // 1b. The control process: a loss not repaired within the grace period ends the
         // session; what is numbered is still transmitted, then FIN, so receivers learn
         // the end and the source's last sequence.
@@ -871,6 +891,9 @@ impl SourceWorker {
         // Commit transmissions a batching transport still holds (AF_XDP commits its
         // TX ring when it next receives or waits): the last packets, FIN among them.
         self.dp.commit();
+        // The final, exact overrun reading, in the counters before `done`.
+        self.overruns = self.dp.overruns_now();
+        self.publish();
         if let Err(e) = r {
             self.shared.fail(&e);
         }

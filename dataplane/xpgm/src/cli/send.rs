@@ -221,6 +221,13 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             "unsent": stats.unsent,
             "frames": super::frames_json(&stats.frames),
             "naks_held_off": stats.naks_held_off,
+            "overrun": {
+                "total": stats.overruns,
+                "xdp_rx_dropped": stats.overrun.xdp_rx_dropped,
+                "xdp_rx_ring_full": stats.overrun.xdp_rx_ring_full,
+                "xdp_fill_ring_empty": stats.overrun.xdp_fill_ring_empty,
+                "socket_drops": stats.overrun.socket_drops,
+            },
             "error": failure,
         });
         println!("{j}");

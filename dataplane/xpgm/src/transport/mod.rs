@@ -191,7 +191,8 @@ pub enum Role {
 /// Packets the receive path lost before the engine saw them, because the receiver did
 /// not keep up (docs/reliability.md section 7): totals since the datapath opened, as
 /// the kernel counts them. Every such packet is a gap the engine then repairs by NAK
-/// or reports as unrecoverable; these counters say *why* the gap happened.
+/// or reports as unrecoverable; these counters say *why* the gap happened. A source
+/// counts the same for the NAKs and SPMRs it did not read in time (a flood).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Overruns {
     /// AF_XDP `XDP_STATISTICS.rx_dropped`: frames the kernel dropped for the socket,

@@ -436,12 +436,8 @@ impl SocketDatapath {
                 _ => join(&rx, cfg.group, ifindex)?,
             }
         }
-        let drops = match role {
-            Role::Receiver => {
-                ProcDrops::open(&rx, kind, cfg.group.is_ipv4()).and_then(DropWatch::start)
-            }
-            Role::Source => None,
-        };
+        // Both roles: a source's socket overruns under a NAK flood faster than its worker.
+        let drops = ProcDrops::open(&rx, kind, cfg.group.is_ipv4()).and_then(DropWatch::start);
         Ok(SocketDatapath {
             drops,
             socket_drops: 0,
