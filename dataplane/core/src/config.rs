@@ -209,6 +209,12 @@ pub struct ReceiverConfig {
     /// exponential back-off so that about `nak_group_size^(RTT/T)` receivers NAK one
     /// loss they all share. 1: uniform back-off in `[0, T)`.
     pub nak_group_size: u32,
+    /// Estimate, per source, how many receivers this receiver's losses concern (from
+    /// the repairs it hears of sequences it already had, and the losses others NAKed
+    /// first) and size the back-off by it, within `[4, nak_group_size]`; smaller
+    /// groups also get a shorter span (`nak_bo_rtt_mult × ln n / ln 50` round trips
+    /// below 50). False: always `nak_group_size` and the full span.
+    pub nak_group_estimate: bool,
     /// Round trip assumed before the first sample (the timers then start at back-off
     /// span `nak_bo_rtt_mult × rtt_initial`, RTO `3 × rtt_initial`, as if it had been
     /// measured once); zero: the ceilings until the first sample.
@@ -331,6 +337,7 @@ impl Default for ReceiverConfig {
             nak_rpt_ivl_min: Duration::from_millis(1),
             nak_rdata_ivl_min: Duration::from_millis(1),
             nak_group_size: 1000,
+            nak_group_estimate: true,
             rtt_initial: Duration::ZERO,
             rtt_probe: true,
             rtt_probe_max: Duration::from_millis(10),

@@ -30,6 +30,7 @@
 //! window like any loss (or reported unrecoverable if the source has moved on). Memory
 //! never grows beyond the configured bounds.
 
+mod group;
 mod rtt;
 mod window;
 

@@ -104,10 +104,11 @@ impl RttEstimator {
         }
     }
 
-    /// NAK_BO_IVL for this source: `nak_bo_rtt_mult × peak` (or `rtt_initial`), at least
+    /// NAK_BO_IVL for this source: `nak_bo_rtt_mult × peak` (or `rtt_initial`) scaled
+    /// by `scale` / 1000 (the group-size estimate's, 1000 for the full span), at least
     /// `nak_bo_ivl_min`, at most `nak_bo_ivl` (which it is when `nak_adaptive` is off,
     /// or unmeasured with `rtt_initial` zero).
-    pub(crate) fn bo_ivl(&self, cfg: &ReceiverConfig) -> Duration {
+    pub(crate) fn bo_ivl(&self, cfg: &ReceiverConfig, scale: u32) -> Duration {
         match self.peak_or_initial(cfg) {
             Some(s) if cfg.nak_adaptive => {
                 let floor = if self.srtt.is_some() && !self.nak_sampled {
@@ -115,7 +116,9 @@ impl RttEstimator {
                 } else {
                     cfg.nak_bo_ivl_min
                 };
-                s.saturating_mul(cfg.nak_bo_rtt_mult)
+                (s.saturating_mul(cfg.nak_bo_rtt_mult)
+                    .saturating_mul(scale.min(1000))
+                    / 1000)
                     .max(floor)
                     .min(cfg.nak_bo_ivl)
             }
@@ -180,11 +183,11 @@ mod tests {
         // SRTT 2400 -> 2125 -> 1884.375 µs; peak 2400 -> 2100 -> 1837.5 µs.
         assert_eq!(e.srtt(), Some(Duration::from_nanos(1_884_375)));
         assert_eq!(e.peak(), Some(Duration::from_nanos(1_837_500)));
-        assert_eq!(e.bo_ivl(&cfg), Duration::from_nanos(4 * 1_837_500));
+        assert_eq!(e.bo_ivl(&cfg, 1000), Duration::from_nanos(4 * 1_837_500));
         // A real round trip again: the peak jumps back.
         e.sample(US(2400), cfg.rtt_min, cfg.rtt_max);
         assert_eq!(e.peak(), Some(US(2400)));
-        assert_eq!(e.bo_ivl(&cfg), US(9600));
+        assert_eq!(e.bo_ivl(&cfg, 1000), US(9600));
     }
 
     #[test]
@@ -206,7 +209,7 @@ mod tests {
         let cfg = ReceiverConfig::default();
         let mut e = RttEstimator::default();
         // Unmeasured, no initial value (the default): the configured ceilings.
-        assert_eq!(e.bo_ivl(&cfg), cfg.nak_bo_ivl);
+        assert_eq!(e.bo_ivl(&cfg, 1000), cfg.nak_bo_ivl);
         assert_eq!(e.rpt_ivl(&cfg), cfg.nak_rpt_ivl);
         assert_eq!(e.rdata_ivl(&cfg), cfg.nak_rdata_ivl);
         // rtt_initial 1 ms: as if 1 ms had been measured: span 4 ms, RTO 3 ms.
@@ -214,36 +217,36 @@ mod tests {
             rtt_initial: US(1000),
             ..ReceiverConfig::default()
         };
-        assert_eq!(e.bo_ivl(&one), US(4000));
+        assert_eq!(e.bo_ivl(&one, 1000), US(4000));
         assert_eq!(e.rpt_ivl(&one), US(3000));
         assert_eq!(e.rdata_ivl(&one), US(3000));
         // 100 µs: back-off 4 × 100 µs; RTO 300 µs, below the 1 ms floors.
         e.sample(US(100), cfg.rtt_min, cfg.rtt_max);
-        assert_eq!(e.bo_ivl(&cfg), US(400));
+        assert_eq!(e.bo_ivl(&cfg, 1000), US(400));
         assert_eq!(e.rpt_ivl(&cfg), cfg.nak_rpt_ivl_min);
         assert_eq!(e.rdata_ivl(&cfg), cfg.nak_rdata_ivl_min);
         // 2 ms: back-off 8 ms; RTO 6 ms.
         let mut e = RttEstimator::default();
         e.sample(US(2000), cfg.rtt_min, cfg.rtt_max);
-        assert_eq!(e.bo_ivl(&cfg), US(8000));
+        assert_eq!(e.bo_ivl(&cfg, 1000), US(8000));
         assert_eq!(e.rpt_ivl(&cfg), US(6000));
         assert_eq!(e.rdata_ivl(&cfg), US(6000));
         // 500 ms: capped by today's values.
         let mut e = RttEstimator::default();
         e.sample(Duration::from_millis(500), cfg.rtt_min, cfg.rtt_max);
-        assert_eq!(e.bo_ivl(&cfg), cfg.nak_bo_ivl);
+        assert_eq!(e.bo_ivl(&cfg, 1000), cfg.nak_bo_ivl);
         assert_eq!(e.rpt_ivl(&cfg), cfg.nak_rpt_ivl);
         // 1 µs is clamped to rtt_min; the back-off floor holds.
         let mut e = RttEstimator::default();
         e.sample(US(1), cfg.rtt_min, cfg.rtt_max);
         assert_eq!(e.srtt(), Some(cfg.rtt_min));
-        assert_eq!(e.bo_ivl(&cfg), cfg.nak_bo_ivl_min);
+        assert_eq!(e.bo_ivl(&cfg, 1000), cfg.nak_bo_ivl_min);
         // Not adaptive: the constants, whatever was measured.
         let fixed = ReceiverConfig {
             nak_adaptive: false,
             ..ReceiverConfig::default()
         };
-        assert_eq!(e.bo_ivl(&fixed), fixed.nak_bo_ivl);
+        assert_eq!(e.bo_ivl(&fixed, 1000), fixed.nak_bo_ivl);
         assert_eq!(e.rpt_ivl(&fixed), fixed.nak_rpt_ivl);
         assert_eq!(e.rdata_ivl(&fixed), fixed.nak_rdata_ivl);
     }
