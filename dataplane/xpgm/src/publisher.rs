@@ -121,10 +121,8 @@ pub struct PublisherStats {
     /// the same sequence.
     pub naks_held_off: u64,
     /// NAKs and SPMRs the kernel dropped before the worker read them (a flood faster
-    /// than the worker): `xdp_rx_dropped + xdp_rx_ring_full + socket_drops` of
-    /// [`PublisherStats::overrun`]. Exact once the session has ended.
-    pub overruns: u64,
-    /// The overrun counters by kind (as for receivers).
+    /// than the worker), by kind as for receivers; `overrun.total()` is what was lost.
+    /// Exact once the session has ended.
     pub overrun: crate::transport::Overruns,
 }
 
@@ -339,12 +337,6 @@ impl Publisher {
     /// A snapshot of the counters.
     pub fn stats(&self) -> PublisherStats {
         let c = &self.shared.counters;
-        let overrun = crate::transport::Overruns {
-            xdp_rx_dropped: c.get(src_ix::XDP_RX_DROPPED),
-            xdp_rx_ring_full: c.get(src_ix::XDP_RX_RING_FULL),
-            xdp_fill_ring_empty: c.get(src_ix::XDP_FILL_RING_EMPTY),
-            socket_drops: c.get(src_ix::SOCKET_DROPS),
-        };
         PublisherStats {
             messages: c.get(src_ix::ACCEPTED),
             odata_sent: c.get(src_ix::ODATA),
@@ -374,8 +366,7 @@ impl Publisher {
             control_reconnects: c.get(src_ix::CONTROL_RECONNECTS),
             frames: crate::worker::get_rx(c, src_ix::RX_FRAMES),
             naks_held_off: c.get(src_ix::NAKS_HELD_OFF),
-            overruns: overrun.total(),
-            overrun,
+            overrun: crate::worker::get_overruns(c, src_ix::OVERRUN),
         }
     }
 

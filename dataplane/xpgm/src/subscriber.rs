@@ -750,6 +750,7 @@ impl Subscriber {
     /// A snapshot of the counters.
     pub fn stats(&self) -> SubscriberStats {
         let c = &self.shared.counters;
+        let overrun = crate::worker::get_overruns(c, rcv_ix::OVERRUN);
         SubscriberStats {
             odata_received: c.get(rcv_ix::ODATA),
             rdata_received: c.get(rcv_ix::RDATA),
@@ -777,10 +778,10 @@ impl Subscriber {
             control_lost: c.get(rcv_ix::CONTROL_LOST),
             control_reconnects: c.get(rcv_ix::CONTROL_RECONNECTS),
             overruns: c.get(rcv_ix::OVERRUNS),
-            xdp_rx_dropped: c.get(rcv_ix::XDP_RX_DROPPED),
-            xdp_rx_ring_full: c.get(rcv_ix::XDP_RX_RING_FULL),
-            xdp_fill_ring_empty: c.get(rcv_ix::XDP_FILL_RING_EMPTY),
-            socket_drops: c.get(rcv_ix::SOCKET_DROPS),
+            xdp_rx_dropped: overrun.xdp_rx_dropped,
+            xdp_rx_ring_full: overrun.xdp_rx_ring_full,
+            xdp_fill_ring_empty: overrun.xdp_fill_ring_empty,
+            socket_drops: overrun.socket_drops,
             frames: crate::worker::get_rx(c, rcv_ix::RX_FRAMES),
             rtt_samples: c.get(rcv_ix::RTT_SAMPLES),
             line_count: u8::try_from(self.shared.line_count.load(Ordering::Relaxed)).unwrap_or(1),

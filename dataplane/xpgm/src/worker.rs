@@ -130,11 +130,8 @@ pub(crate) mod src_ix {
     /// First of the five frame counters ([`super::set_rx`]).
     pub const RX_FRAMES: usize = 22;
     pub const NAKS_HELD_OFF: usize = 27;
-    /// The transport's overrun counters ([`crate::transport::Overruns`]).
-    pub const XDP_RX_DROPPED: usize = 28;
-    pub const XDP_RX_RING_FULL: usize = 29;
-    pub const XDP_FILL_RING_EMPTY: usize = 30;
-    pub const SOCKET_DROPS: usize = 31;
+    /// First of the four overrun counters ([`super::set_overruns`]).
+    pub const OVERRUN: usize = 28;
 }
 
 /// Receiver counter slots.
@@ -161,10 +158,8 @@ pub(crate) mod rcv_ix {
     pub const RETRIES_EXHAUSTED: usize = 19;
     pub const LOST_TO_TRAIL: usize = 20;
     pub const OVERRUNS: usize = 21;
-    pub const XDP_RX_DROPPED: usize = 22;
-    pub const XDP_RX_RING_FULL: usize = 23;
-    pub const XDP_FILL_RING_EMPTY: usize = 24;
-    pub const SOCKET_DROPS: usize = 25;
+    /// First of the four overrun counters ([`super::set_overruns`]).
+    pub const OVERRUN: usize = 22;
     /// First of the five frame counters ([`super::set_rx`]).
     pub const RX_FRAMES: usize = 26;
     pub const RTT_SAMPLES: usize = 31;
@@ -173,6 +168,8 @@ pub(crate) mod rcv_ix {
 // The frame counters' five slots (UDP checksum bad but accepted, then refused for
 // checksum, header, not PGM, address) fit after each role's RX_FRAMES.
 const _: () = assert!(rcv_ix::RX_FRAMES + 5 <= COUNTERS && src_ix::RX_FRAMES + 5 <= COUNTERS);
+// Likewise the four overrun slots after each role's OVERRUN.
+const _: () = assert!(rcv_ix::OVERRUN + 4 <= rcv_ix::RX_FRAMES && src_ix::OVERRUN + 4 <= COUNTERS);
 // set_rx writes the stats file's six frame counters as consecutive indices.
 const _: () = assert!(
     st_rcv::REJECTED_ADDRESS == st_rcv::UDP_CHECKSUM_BAD_ACCEPTED + 5
@@ -212,6 +209,29 @@ pub(crate) fn get_rx(c: &Counters, base: usize) -> RxCounters {
         rejected_header: c.get(base + 2),
         rejected_not_pgm: c.get(base + 3),
         rejected_address: c.get(base + 4),
+    }
+}
+
+/// Publishes a transport's overrun counters in `c` from slot `base`.
+fn set_overruns(c: &Counters, base: usize, o: &Overruns) {
+    let vals = [
+        o.xdp_rx_dropped,
+        o.xdp_rx_ring_full,
+        o.xdp_fill_ring_empty,
+        o.socket_drops,
+    ];
+    for (k, v) in vals.into_iter().enumerate() {
+        c.set(base + k, v);
+    }
+}
+
+/// The overrun counters [`set_overruns`] published from slot `base`.
+pub(crate) fn get_overruns(c: &Counters, base: usize) -> Overruns {
+    Overruns {
+        xdp_rx_dropped: c.get(base),
+        xdp_rx_ring_full: c.get(base + 1),
+        xdp_fill_ring_empty: c.get(base + 2),
+        socket_drops: c.get(base + 3),
     }
 }
 
@@ -718,11 +738,7 @@ impl SourceWorker {
         c.set(CONTROL_RECONNECTS, self.control.reconnects);
         c.set(ENGINE_UNSENT, self.source.unsent() as u64);
         c.set(NAKS_HELD_OFF, s.naks_held_off);
-        let o = &self.overruns;
-        c.set(XDP_RX_DROPPED, o.xdp_rx_dropped);
-        c.set(XDP_RX_RING_FULL, o.xdp_rx_ring_full);
-        c.set(XDP_FILL_RING_EMPTY, o.xdp_fill_ring_empty);
-        c.set(SOCKET_DROPS, o.socket_drops);
+        set_overruns(c, OVERRUN, &self.overruns);
         set_rx(
             c,
             RX_FRAMES,
@@ -1170,10 +1186,7 @@ impl ReceiverWorker {
         c.set(LOST_TO_TRAIL, s.lost_to_trail);
         let o = &self.overruns;
         c.set(OVERRUNS, o.total());
-        c.set(XDP_RX_DROPPED, o.xdp_rx_dropped);
-        c.set(XDP_RX_RING_FULL, o.xdp_rx_ring_full);
-        c.set(XDP_FILL_RING_EMPTY, o.xdp_fill_ring_empty);
-        c.set(SOCKET_DROPS, o.socket_drops);
+        set_overruns(c, OVERRUN, o);
         c.set(RTT_SAMPLES, s.rtt_samples);
         set_rx(
             c,

@@ -222,7 +222,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             "frames": super::frames_json(&stats.frames),
             "naks_held_off": stats.naks_held_off,
             "overrun": {
-                "total": stats.overruns,
+                "total": stats.overrun.total(),
                 "xdp_rx_dropped": stats.overrun.xdp_rx_dropped,
                 "xdp_rx_ring_full": stats.overrun.xdp_rx_ring_full,
                 "xdp_fill_ring_empty": stats.overrun.xdp_fill_ring_empty,
