@@ -59,6 +59,8 @@ pub enum ConfigError {
     MinSecs,
     /// `lines` is not in `1..=MAX_LINES`.
     Lines(u8),
+    /// The FEC settings are invalid (what is wrong given).
+    Fec(&'static str),
 }
 
 impl core::fmt::Display for ConfigError {
@@ -85,6 +87,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::BoundTooLarge(s) => write!(f, "{s} above {MAX_QUEUE}"),
             ConfigError::SendQueue(n) => write!(f, "send_queue {n} exceeds the transmit window"),
             ConfigError::MinSecs => write!(f, "txw_min_secs exceeds txw_secs"),
+            ConfigError::Fec(s) => write!(f, "fec: {s}"),
             ConfigError::Lines(n) => {
                 write!(
                     f,
@@ -97,6 +100,51 @@ impl core::fmt::Display for ConfigError {
 }
 
 impl core::error::Error for ConfigError {}
+
+/// Forward error correction of a source (RFC 3208 section 11): Reed–Solomon parity over
+/// transmission groups of `k` packets, sent after each group (`proactive`) and in answer
+/// to parity NAKs (`ondemand`). Advertised in every SPM (OPT_PARITY_PRM); the code is
+/// OpenPGM's (see [`crate::fec`]), with its block size of 255 (255 - k parity indices).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FecConfig {
+    /// Transmission group size k: a power of two in 2..=128 (OpenPGM's and Windows PGM's
+    /// range). Small groups repair sooner; a loss waits at most for the rest of its group.
+    pub k: u8,
+    /// Parity packets sent after every group of `k` ODATA (0..=min(k, 255-k)), within the
+    /// ODATA rate budget: each repairs any one loss in its group with no round trip.
+    pub proactive: u8,
+    /// Answer parity NAKs (a count of parity packets for a group) with fresh parity,
+    /// within the RDATA budget: one parity packet repairs different losses at
+    /// different receivers.
+    pub ondemand: bool,
+}
+
+impl FecConfig {
+    /// Checks the fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = usize::from(self.k);
+        if crate::fec::Code::new(k).is_err() {
+            return Err(ConfigError::Fec(
+                "group size k must be a power of two in 2..=128",
+            ));
+        }
+        if usize::from(self.proactive) > (crate::fec::MAX_N - k).min(k) {
+            return Err(ConfigError::Fec(
+                "more proactive parity packets than a group has indices (min(k, 255 - k))",
+            ));
+        }
+        if self.proactive == 0 && !self.ondemand {
+            return Err(ConfigError::Fec(
+                "neither proactive nor on-demand parity: nothing to send",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parity TSDU may be 2 bytes longer than the group's longest TSDU (the length
+    /// trailer of OPT_VAR_PKTLEN): a source with FEC keeps its TSDUs that much shorter.
+    pub const RESERVE: usize = 2;
+}
 
 /// Configuration of a sending session.
 #[derive(Clone, Debug)]
@@ -154,6 +202,8 @@ pub struct SourceConfig {
     pub rdata_holdoff: Duration,
     /// Most NCFs waiting to be sent (NAK floods beyond are counted, not answered).
     pub ncf_queue: usize,
+    /// Forward error correction (none by default, as OpenPGM).
+    pub fec: Option<FecConfig>,
 }
 
 /// Most SPMRs a receiver sends to measure the round trip to a new source
@@ -281,7 +331,15 @@ pub struct ReceiverConfig {
     /// passed it yet before it is NAKed anyway (a line lagging by more than this is
     /// not worth waiting for).
     pub line_wait: Duration,
+    /// Use a source's parity (FEC) when its SPMs offer it (OPT_PARITY_PRM): rebuild lost
+    /// packets from proactive parity, and NAK for parity instead of selectively when it
+    /// offers on-demand parity. Costs, per such source, [`FEC_GROUPS`] groups of
+    /// `k + 16` buffers of `max_tpdu` bytes and a copy of every data packet.
+    pub fec: bool,
 }
+
+/// Transmission groups a receiver collects at once per source with FEC.
+pub const FEC_GROUPS: usize = 4;
 
 impl Default for SourceConfig {
     fn default() -> Self {
@@ -314,6 +372,7 @@ impl Default for SourceConfig {
             repair_queue: 1 << 16,
             rdata_holdoff: Duration::from_millis(1),
             ncf_queue: 256,
+            fec: None,
         }
     }
 }
@@ -357,6 +416,7 @@ impl Default for ReceiverConfig {
             lines: 1,
             line_timeout: Duration::from_millis(100),
             line_wait: Duration::from_millis(10),
+            fec: true,
         }
     }
 }
@@ -390,12 +450,22 @@ impl SourceConfig {
     /// Largest TSDU of a fragment (TPDU minus headers, OPT_LENGTH and OPT_FRAGMENT).
     pub fn max_fragment_tsdu(&self) -> usize {
         self.max_tpdu
-            .saturating_sub(DATA_OVERHEAD + FRAGMENT_OPTIONS_LEN)
+            .saturating_sub(DATA_OVERHEAD + FRAGMENT_OPTIONS_LEN + self.fec_reserve())
     }
 
-    /// Largest TSDU of an unfragmented APDU (TPDU minus headers).
+    /// Largest TSDU of an unfragmented APDU (TPDU minus headers; with FEC, minus the
+    /// parity's length trailer, [`FecConfig::RESERVE`]).
     pub fn max_single_tsdu(&self) -> usize {
-        self.max_tpdu.saturating_sub(DATA_OVERHEAD)
+        self.max_tpdu
+            .saturating_sub(DATA_OVERHEAD + self.fec_reserve())
+    }
+
+    fn fec_reserve(&self) -> usize {
+        if self.fec.is_some() {
+            FecConfig::RESERVE
+        } else {
+            0
+        }
     }
 
     /// TPDUs needed for an APDU of `len` bytes.
@@ -424,6 +494,12 @@ impl SourceConfig {
         nonzero(self.send_queue, "send_queue")?;
         nonzero(self.repair_queue, "repair_queue")?;
         nonzero(self.ncf_queue, "ncf_queue")?;
+        if let Some(f) = &self.fec {
+            f.validate()?;
+            if u32::from(f.k) > self.txw_sqns {
+                return Err(ConfigError::Fec("group size k larger than txw_sqns"));
+            }
+        }
         if self.send_queue > self.txw_sqns as usize {
             return Err(ConfigError::SendQueue(self.send_queue));
         }

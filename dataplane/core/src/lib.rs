@@ -8,11 +8,13 @@
 //!   raw-IP and UDP-encapsulated framing).
 //! * [`source`]: the sending side (transmit window, SPM, NCF, RDATA).
 //! * [`receiver`]: the receiving side (loss detection, NAK back-off, repair, delivery).
+//! * [`fec`]: Reed–Solomon parity (RFC 3208 section 11), byte-compatible with OpenPGM.
 //! * [`config`]: every timer and window, with documented defaults.
 //! * [`line`]: A/B lines (one session on several networks at once).
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod fec;
 pub mod line;
 pub mod receiver;
 pub mod rng;

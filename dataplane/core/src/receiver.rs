@@ -30,6 +30,7 @@
 //! window like any loss (or reported unrecoverable if the source has moved on). Memory
 //! never grows beyond the configured bounds.
 
+mod fec;
 mod group;
 mod rtt;
 mod window;
@@ -189,6 +190,18 @@ pub struct ReceiverStats {
     pub peers_evicted: u64,
     /// Round-trip samples taken (NAK -> NCF/RDATA, SPMR -> SPM).
     pub rtt_samples: u64,
+    /// Parity (FEC) packets received.
+    pub parity_received: u64,
+    /// Data packets rebuilt from parity (also counted in neither ODATA nor RDATA).
+    pub parity_recovered: u64,
+    /// Parity NAKs sent (each group asked for counts once; also in `naks_sent`).
+    pub parity_naks_sent: u64,
+    /// Parity packets not used: no FEC offered (or `fec` off), their group already
+    /// complete or too old to collect, or a duplicate.
+    pub parity_unused: u64,
+    /// Groups whose parity and data did not fit together (lengths out of range): the
+    /// parity was dropped, the losses are NAKed selectively.
+    pub parity_errors: u64,
 }
 
 /// A TSI heard from while the peer table was full: no window, no buffers, no NAKs; just
@@ -226,6 +239,8 @@ pub(crate) enum PendingTx {
         epoch: u32,
         sqn: Sqn,
         list: NakList,
+        /// A parity NAK (each sequence `group | count - 1`).
+        parity: bool,
     },
     Spmr {
         peer: u32,
@@ -700,9 +715,9 @@ impl Receiver {
                     }
                 }
                 TimerKind::Nak { first, count } => {
-                    let had = peer.nak_build.is_some();
+                    let had = peer.nak_build.is_some() || peer.nak_parity.is_some();
                     peer.on_nak_timer(&mut self.env, &mut self.tx, now, e.at, Sqn(first), count);
-                    if !had && peer.nak_build.is_some() {
+                    if !had && (peer.nak_build.is_some() || peer.nak_parity.is_some()) {
                         self.nak_peers.push(e.peer);
                     }
                     if peer.wants_delivery() && !peer.in_ready {
@@ -715,20 +730,26 @@ impl Receiver {
         // Flush the NAKs assembled from back-offs that expired together.
         for i in 0..self.nak_peers.len() {
             let idx = self.nak_peers[i];
-            if let Some(Some(peer)) = self.peers.get_mut(idx as usize)
-                && let Some((sqn, list)) = peer.nak_build.take()
-            {
+            if let Some(Some(peer)) = self.peers.get_mut(idx as usize) {
                 let epoch = peer.epoch;
-                push_tx(
-                    &mut self.tx,
-                    &mut self.env.stats,
-                    PendingTx::Nak {
-                        peer: idx,
-                        epoch,
-                        sqn,
-                        list,
-                    },
-                );
+                for (built, parity) in [
+                    (peer.nak_build.take(), false),
+                    (peer.nak_parity.take(), true),
+                ] {
+                    if let Some((sqn, list)) = built {
+                        push_tx(
+                            &mut self.tx,
+                            &mut self.env.stats,
+                            PendingTx::Nak {
+                                peer: idx,
+                                epoch,
+                                sqn,
+                                list,
+                                parity,
+                            },
+                        );
+                    }
+                }
             }
         }
         self.nak_peers.clear();
@@ -763,13 +784,21 @@ impl Receiver {
             options: Default::default(),
         };
         match p {
-            PendingTx::Nak { sqn, list, .. } => {
+            PendingTx::Nak {
+                sqn, list, parity, ..
+            } => {
                 repr.body = Body::Nak(Nak {
                     sqn,
                     source: to,
                     group: self.env.cfg.group,
                 });
                 repr.options.nak_list = list;
+                //= https://www.rfc-editor.org/rfc/rfc3208#section-11
+                // (paraphrase) a parity NAK has the parity bit set and asks for a count of parity packets.
+                repr.options.parity = parity;
+                if parity {
+                    self.env.stats.parity_naks_sent += 1 + list.len() as u64;
+                }
                 self.env.stats.naks_sent += 1;
                 self.env.stats.sqns_naked += 1 + list.len() as u64;
             }

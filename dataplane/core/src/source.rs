@@ -30,12 +30,14 @@ mod txw;
 
 use std::collections::VecDeque;
 
-use crate::config::{ConfigError, DATA_OVERHEAD, FRAGMENT_OPTIONS_LEN, SourceConfig};
+use crate::config::{ConfigError, DATA_OVERHEAD, FRAGMENT_OPTIONS_LEN, FecConfig, SourceConfig};
+use crate::fec::{self, Code};
 use crate::line::LineSet;
 use crate::seq::Sqn;
 use crate::time::Instant;
 use crate::wire::{
-    Body, Data, Error, Fragment, Nak, NakList, Nla, Options, PacketRepr, PacketType, Spm, Tsi,
+    Body, Data, Error, Fragment, Nak, NakList, Nla, Options, PacketRepr, PacketType, ParityPrm,
+    Spm, Tsi,
 };
 
 use rate::TokenBucket;
@@ -135,6 +137,57 @@ pub struct SourceStats {
     pub naks_held_off: u64,
     /// Packets lost because `poll_transmit`'s buffer was too small.
     pub emit_errors: u64,
+    /// Parity packets sent (proactive and on demand; also counted in neither ODATA nor
+    /// RDATA).
+    pub parity_sent: u64,
+    /// Parity TSDU bytes sent.
+    pub parity_bytes: u64,
+    /// Of `parity_sent`, on demand (in answer to parity NAKs).
+    pub parity_ondemand_sent: u64,
+    /// Parity NAKs received (each group in an OPT_NAK_LIST counts once).
+    pub parity_naks_received: u64,
+    /// Parity NAKs ignored: no on-demand parity offered, or the group is not (wholly)
+    /// in the transmit window.
+    pub parity_naks_refused: u64,
+    /// Parity packets not sent: their group left the window before their turn, the
+    /// parity queue was full, or the parity would not fit `max_tpdu`.
+    pub parity_dropped: u64,
+}
+
+/// Parity packets waiting for one transmission group.
+#[derive(Clone, Copy, Debug)]
+struct ParityJob {
+    /// First sequence of the group.
+    tg: Sqn,
+    /// Parity packets still to send.
+    count: u16,
+    lines: LineSet,
+}
+
+/// Most groups with parity waiting, per kind (proactive, on demand).
+const PARITY_JOBS: usize = 256;
+
+/// A source's FEC state.
+#[derive(Debug)]
+struct SourceFec {
+    cfg: FecConfig,
+    code: Code,
+    /// Next parity index per group in the window (ring over group numbers).
+    next_index: Vec<u8>,
+    /// Proactive parity (charged to the ODATA budget), after each full group.
+    proactive: VecDeque<ParityJob>,
+    /// On-demand parity (charged to the RDATA budget), in answer to parity NAKs.
+    ondemand: VecDeque<ParityJob>,
+    /// The parity packet being sent (TSDU).
+    buf: Vec<u8>,
+}
+
+impl SourceFec {
+    fn index_slot(&mut self, tg: Sqn) -> Option<&mut u8> {
+        let len = self.next_index.len();
+        self.next_index
+            .get_mut(((tg.0 >> self.code.shift()) as usize) & (len - 1))
+    }
 }
 
 /// An NCF waiting to be sent.
@@ -142,6 +195,8 @@ pub struct SourceStats {
 struct PendingNcf {
     sqn: Sqn,
     list: NakList,
+    /// Confirms a parity NAK (the sequences are `group | count - 1`).
+    parity: bool,
     /// The line the NAK came on (where the NCF goes).
     lines: LineSet,
 }
@@ -154,9 +209,21 @@ struct PendingNcf {
 )]
 enum Next {
     Ncf(PendingNcf),
-    Spm { sqn: Sqn, fin: bool, syn: bool },
+    Spm {
+        sqn: Sqn,
+        fin: bool,
+        syn: bool,
+    },
     Rdata(Sqn, LineSet),
     Odata(Sqn),
+    /// A parity packet (its TSDU in `SourceFec::buf`).
+    Parity {
+        sqn: Sqn,
+        len: usize,
+        var: bool,
+        frag: Option<Fragment>,
+        lines: LineSet,
+    },
 }
 
 impl Next {
@@ -164,6 +231,7 @@ impl Next {
         match self {
             Next::Ncf(n) => n.lines,
             Next::Rdata(_, l) => *l,
+            Next::Parity { lines, .. } => *lines,
             Next::Spm { .. } | Next::Odata(_) => LineSet::ALL,
         }
     }
@@ -207,6 +275,7 @@ pub struct Source {
     /// All data sent after `close`: SPMs carry OPT_FIN.
     fin: bool,
     stats: SourceStats,
+    fec: Option<SourceFec>,
 }
 
 impl Source {
@@ -247,6 +316,18 @@ impl Source {
             closed: false,
             fin: false,
             stats: SourceStats::default(),
+            fec: config.fec.map(|f| {
+                let code = Code::new(usize::from(f.k)).expect("validated");
+                let groups = (config.txw_sqns >> code.shift()).max(1) as usize;
+                SourceFec {
+                    cfg: f,
+                    code,
+                    next_index: vec![0; groups],
+                    proactive: VecDeque::with_capacity(PARITY_JOBS),
+                    ondemand: VecDeque::with_capacity(PARITY_JOBS),
+                    buf: vec![0; config.max_tpdu],
+                }
+            }),
             tsi,
             cfg: config,
         })
@@ -497,9 +578,14 @@ impl Source {
             self.stats.packets_ignored += 1;
             return;
         }
+        if opts.parity {
+            self.on_parity_nak(nak, opts, lines);
+            return;
+        }
         let mut ncf = PendingNcf {
             sqn: nak.sqn,
             list: NakList::default(),
+            parity: false,
             lines,
         };
         let mut any = false;
@@ -542,6 +628,156 @@ impl Source {
             self.ncfs.push_back(ncf);
         } else {
             self.stats.ncfs_dropped += 1;
+        }
+    }
+
+    /// A parity NAK: each sequence is `group | (count - 1)`, asking for `count` parity
+    /// packets of that group (RFC 3208 11.3). Queued for on-demand parity (a group
+    /// already queued keeps the larger count) and confirmed with a parity NCF.
+    fn on_parity_nak(&mut self, nak: &Nak, opts: &Options, lines: LineSet) {
+        let (trail, next_tx) = (self.trail, self.next_tx);
+        let mut ncf = PendingNcf {
+            sqn: nak.sqn,
+            list: NakList::default(),
+            parity: true,
+            lines,
+        };
+        let mut any = false;
+        for &sqn in core::iter::once(&nak.sqn).chain(opts.nak_list.as_slice()) {
+            self.stats.parity_naks_received += 1;
+            let Some(fec) = self.fec.as_mut().filter(|f| f.cfg.ondemand) else {
+                self.stats.parity_naks_refused += 1;
+                continue;
+            };
+            let k = fec.code.k() as u32;
+            let tg = Sqn(sqn.0 & !(k - 1));
+            let count = (sqn.0 & (k - 1)) as u16 + 1;
+            let last = tg.add(k - 1);
+            if !(tg.ge(trail) && last.lt(next_tx)) {
+                self.stats.parity_naks_refused += 1;
+                continue;
+            }
+            if let Some(j) = fec.ondemand.iter_mut().find(|j| j.tg == tg) {
+                j.count = j.count.max(count);
+                j.lines = j.lines.union(lines);
+            } else if fec.ondemand.len() < PARITY_JOBS {
+                fec.ondemand.push_back(ParityJob { tg, count, lines });
+            } else {
+                self.stats.parity_dropped += u64::from(count);
+                continue;
+            }
+            if any {
+                let _ = ncf.list.push(sqn);
+            } else {
+                ncf.sqn = sqn;
+                any = true;
+            }
+        }
+        if !any {
+            return;
+        }
+        if self.ncfs.len() < self.cfg.ncf_queue {
+            self.ncfs.push_back(ncf);
+        } else {
+            self.stats.ncfs_dropped += 1;
+        }
+    }
+
+    /// The next parity packet of `ondemand` or proactive jobs, encoded into the FEC
+    /// buffer, if its budget allows it now.
+    fn next_parity(&mut self, now: Instant, ondemand: bool) -> Option<Next> {
+        let fec = self.fec.as_mut()?;
+        let k = fec.code.k() as u32;
+        loop {
+            let queue = if ondemand {
+                &mut fec.ondemand
+            } else {
+                &mut fec.proactive
+            };
+            let job = *queue.front()?;
+            let last = job.tg.add(k - 1);
+            if !(job.tg.ge(self.trail) && last.lt(self.next_tx)) {
+                queue.pop_front();
+                self.stats.parity_dropped += u64::from(job.count);
+                continue;
+            }
+            // The group's shape: longest TSDU, whether lengths differ, any fragment.
+            let mut max = 0usize;
+            let mut min = usize::MAX;
+            let mut frag = false;
+            for i in 0..k {
+                let s = job.tg.add(i);
+                let l = self.txw.tsdu(s).len();
+                max = max.max(l);
+                min = min.min(l);
+                frag |= self.txw.is_fragment(s);
+            }
+            let var = min != max;
+            let len = fec::parity_len(max, var);
+            let tpdu = DATA_OVERHEAD + len + if frag { FRAGMENT_OPTIONS_LEN } else { 0 };
+            if tpdu > self.cfg.max_tpdu || len > fec.buf.len() {
+                queue.pop_front();
+                self.stats.parity_dropped += u64::from(job.count);
+                continue;
+            }
+            let bucket = if ondemand {
+                &mut self.rdata_rate
+            } else {
+                &mut self.odata_rate
+            };
+            if !bucket.try_take(now, tpdu) {
+                return None;
+            }
+            if job.count <= 1 {
+                queue.pop_front();
+            } else if let Some(j) = queue.front_mut() {
+                j.count -= 1;
+            }
+            let indices = fec.code.parity_indices();
+            let h = match fec.index_slot(job.tg) {
+                Some(slot) => {
+                    let h = *slot;
+                    *slot = ((usize::from(h) + 1) % indices) as u8;
+                    usize::from(h)
+                }
+                None => 0,
+            };
+            let out = &mut fec.buf[..len];
+            out.fill(0);
+            let mut fbytes = [0u8; fec::FRAG_BYTES];
+            for i in 0..k {
+                let s = job.tg.add(i);
+                fec.code
+                    .add_packet(out, h, i as usize, self.txw.tsdu(s), var);
+                if let Some(f) = self.txw.fragment(s) {
+                    let b = fec::frag_bytes(f.first_sqn.0, f.offset, f.apdu_len);
+                    fec::addmul(&mut fbytes, fec.code.coef(h, i as usize), &b);
+                }
+            }
+            let frag = frag.then(|| {
+                let w = |i: usize| {
+                    u32::from_be_bytes([fbytes[i], fbytes[i + 1], fbytes[i + 2], fbytes[i + 3]])
+                };
+                Fragment {
+                    first_sqn: Sqn(w(0)),
+                    offset: w(4),
+                    apdu_len: w(8),
+                }
+            });
+            self.stats.parity_sent += 1;
+            self.stats.parity_bytes += len as u64;
+            if ondemand {
+                self.stats.parity_ondemand_sent += 1;
+            }
+            //= https://www.rfc-editor.org/rfc/rfc3208#section-11
+            // (paraphrase) a parity packet's sequence number is its group's ORed with its index.
+            return Some(Next::Parity {
+                sqn: Sqn(job.tg.0 | h as u32),
+                len,
+                var,
+                frag,
+                lines: if ondemand { job.lines } else { LineSet::ALL },
+            });
         }
     }
 
@@ -658,6 +894,16 @@ impl Source {
             self.stats.rdata_tpdu_bytes += len as u64;
             return Some(Next::Rdata(sqn, lines));
         }
+        if let Some(p) = self.next_parity(now, true) {
+            return Some(p);
+        }
+        // Proactive parity goes right after its group, ahead of new data (same budget).
+        if let Some(p) = self.next_parity(now, false) {
+            return Some(p);
+        }
+        if self.fec.as_ref().is_some_and(|f| !f.proactive.is_empty()) {
+            return None;
+        }
         if self.next_tx != self.next_sqn {
             let sqn = self.next_tx;
             let len = self.tpdu_len(sqn);
@@ -669,6 +915,7 @@ impl Source {
             let bytes = self.txw.tsdu(sqn).len() as u64;
             self.stats.odata_sent += 1;
             self.stats.odata_bytes += bytes;
+            self.odata_sent_fec(sqn);
             // Heartbeat SPMs restart after every data packet (OpenPGM's schedule).
             self.hb_idx = 1;
             self.next_heartbeat = Some(now + self.cfg.spm_heartbeat[0]);
@@ -678,6 +925,32 @@ impl Source {
             return Some(Next::Odata(sqn));
         }
         None
+    }
+
+    /// FEC bookkeeping for ODATA `sqn` just sent: a group's first packet resets its
+    /// parity indices, its last queues the proactive parity.
+    fn odata_sent_fec(&mut self, sqn: Sqn) {
+        let Some(fec) = self.fec.as_mut() else {
+            return;
+        };
+        let k = fec.code.k() as u32;
+        let tg = Sqn(sqn.0 & !(k - 1));
+        if sqn == tg
+            && let Some(slot) = fec.index_slot(tg)
+        {
+            *slot = 0;
+        }
+        if sqn.0 & (k - 1) == k - 1 && fec.cfg.proactive > 0 {
+            if fec.proactive.len() < PARITY_JOBS {
+                fec.proactive.push_back(ParityJob {
+                    tg,
+                    count: u16::from(fec.cfg.proactive),
+                    lines: LineSet::ALL,
+                });
+            } else {
+                self.stats.parity_dropped += u64::from(fec.cfg.proactive);
+            }
+        }
     }
 
     /// Encoded length of an NCF (what it costs against `ncf_max_rte`).
@@ -712,6 +985,7 @@ impl Source {
         let body = match next {
             Next::Ncf(ncf) => {
                 options.nak_list = ncf.list;
+                options.parity = ncf.parity;
                 Body::Ncf(Nak {
                     sqn: ncf.sqn,
                     source: self.cfg.path_nla,
@@ -723,6 +997,11 @@ impl Source {
                 //= https://www.rfc-editor.org/rfc/rfc3208#section-9
                 // (paraphrase) OPT_FIN: the source is ending the session.
                 options.fin = fin;
+                options.parity_prm = self.fec.as_ref().map(|f| ParityPrm {
+                    proactive: f.cfg.proactive > 0,
+                    on_demand: f.cfg.ondemand,
+                    tgs: u32::from(f.cfg.k),
+                });
                 Body::Spm(Spm {
                     sqn,
                     trail: self.trail,
@@ -731,6 +1010,26 @@ impl Source {
                 })
             }
             Next::Rdata(sqn, _) => return self.data_repr(sqn, true),
+            Next::Parity {
+                sqn,
+                len,
+                var,
+                frag,
+                ..
+            } => {
+                options.parity = true;
+                options.var_pktlen = var;
+                options.fragment = frag;
+                Body::Rdata(Data {
+                    sqn,
+                    trail: self.trail,
+                    payload: self
+                        .fec
+                        .as_ref()
+                        .and_then(|f| f.buf.get(..len))
+                        .unwrap_or(&[]),
+                })
+            }
             Next::Odata(sqn) => return self.data_repr(sqn, false),
         };
         PacketRepr {
@@ -788,6 +1087,15 @@ impl Source {
         }
         if let Some(&sqn) = self.repairs.front() {
             t = t.min(self.rdata_rate.ready_at(self.tpdu_len(sqn)));
+        }
+        if let Some(f) = &self.fec {
+            // The parity's length is known once encoded; its TPDU is at most max_tpdu.
+            if !f.ondemand.is_empty() {
+                t = t.min(self.rdata_rate.ready_at(self.cfg.max_tpdu));
+            }
+            if !f.proactive.is_empty() {
+                t = t.min(self.odata_rate.ready_at(self.cfg.max_tpdu));
+            }
         }
         if self.next_tx != self.next_sqn {
             t = t.min(self.odata_rate.ready_at(self.tpdu_len(self.next_tx)));

@@ -4,6 +4,7 @@ use core::time::Duration;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::fec::{PeerFec, bytes_to_frag, frag_to_bytes};
 use super::group::{FULL_SPAN_GROUP, GroupEstimate};
 use super::rtt::RttEstimator;
 use super::{Bounded, PendingTx, ReceiverStats, push_tx};
@@ -507,6 +508,10 @@ pub(crate) struct Peer {
     pub(crate) in_ready: bool,
     /// NAK being assembled from back-offs expiring together.
     pub(crate) nak_build: Option<(Sqn, NakList)>,
+    /// Parity NAK being assembled likewise (on-demand parity).
+    pub(crate) nak_parity: Option<(Sqn, NakList)>,
+    /// FEC state, once the source's SPMs offered parity.
+    fec: Option<Box<PeerFec>>,
     /// When the source last answered a repair request (NCF or RDATA, for anyone).
     repair_heard: Option<Instant>,
     /// Round trip to this source.
@@ -578,6 +583,8 @@ impl Peer {
             spmr_at: None,
             in_ready: false,
             nak_build: None,
+            nak_parity: None,
+            fec: None,
             repair_heard: None,
             rtt: RttEstimator::default(),
             group: GroupEstimate::default(),
@@ -985,6 +992,13 @@ impl Peer {
         rdata: bool,
     ) {
         let sqn = d.sqn;
+        if opts.parity {
+            if rdata {
+                self.repair_heard = Some(now);
+            }
+            self.on_parity(env, now, d, opts);
+            return;
+        }
         if let Some(st) = env.lines.get_mut(usize::from(env.line)) {
             st.received += 1;
         }
@@ -1110,6 +1124,233 @@ impl Peer {
             env.stats.odata_received += 1;
         }
         env.stats.bytes_received += d.payload.len() as u64;
+        self.fec_data(env, sqn, d.payload, opts.fragment);
+    }
+
+    /// A parity packet (RFC 3208 section 11): kept with its group, which is rebuilt as
+    /// soon as it holds as many packets as the group has.
+    fn on_parity(&mut self, env: &mut Env, now: Instant, d: &Data<'_>, opts: &Options) {
+        env.stats.parity_received += 1;
+        let Some(k) = self.fec.as_ref().map(|f| f.k()) else {
+            env.stats.parity_unused += 1;
+            return;
+        };
+        if !self.started || d.payload.len() > env.pool.size() {
+            env.stats.parity_unused += 1;
+            return;
+        }
+        //= https://www.rfc-editor.org/rfc/rfc3208#section-11
+        // (paraphrase) a parity packet's sequence number is its group's ORed with its index.
+        let tg = Sqn(d.sqn.0 & !(k - 1));
+        let index = (d.sqn.0 & (k - 1)) as u8;
+        let last = tg.add(k - 1);
+        self.apply_trail(env, d.trail, last);
+        if last.lt(self.next) {
+            // The whole group was delivered (or reported lost) already.
+            env.stats.parity_unused += 1;
+            return;
+        }
+        if last.distance(self.next) as u32 >= self.room(env) {
+            env.stats.window_full_drops += 1;
+            return;
+        }
+        // The group's packets not seen yet are missing (the parity follows its group).
+        if last.gt(self.lead) {
+            self.extend(env, now, last);
+        }
+        let frag = opts.fragment.as_ref().map(frag_to_bytes);
+        let Some(g) = self.fec.as_mut().and_then(|f| f.group(tg)) else {
+            env.stats.parity_unused += 1;
+            return;
+        };
+        if !g.buf.put_parity(index, d.payload, opts.var_pktlen, frag) {
+            env.stats.parity_unused += 1;
+            return;
+        }
+        self.try_recover(env, tg);
+    }
+
+    /// A data packet stored in the window: its copy goes to its FEC group.
+    fn fec_data(&mut self, env: &mut Env, sqn: Sqn, payload: &[u8], frag: Option<Fragment>) {
+        let Some(fec) = self.fec.as_mut() else {
+            return;
+        };
+        let tg = fec.tg(sqn);
+        let i = sqn.0.wrapping_sub(tg.0) as usize;
+        let Some(g) = fec.group(tg) else {
+            return;
+        };
+        g.buf.put_data(i, payload, frag.as_ref().map(frag_to_bytes));
+        if g.buf.parity_count() > 0 {
+            self.try_recover(env, tg);
+        }
+    }
+
+    /// Rebuilds group `tg`'s missing packets if it holds enough parity, and puts those
+    /// the window still waits for in place as if their RDATA had come.
+    fn try_recover(&mut self, env: &mut Env, tg: Sqn) {
+        let Some(k) = self.fec.as_ref().map(|f| f.k()) else {
+            return;
+        };
+        // Which of the group's sequences the window still waits for.
+        let mut wanted = 0u128;
+        for i in 0..k {
+            let s = tg.add(i);
+            if self.in_ring(s) && matches!(self.get(s), Slot::Missing { .. }) {
+                wanted |= 1u128 << i;
+            }
+        }
+        let mut rebuilt: [(u32, u32, Option<Fragment>); crate::fec::MAX_RECOVER] =
+            [(0, 0, None); crate::fec::MAX_RECOVER];
+        let mut n = 0;
+        {
+            let Some(fec) = self.fec.as_mut() else {
+                return;
+            };
+            let PeerFec { code, groups, .. } = &mut **fec;
+            let Some(g) = groups.iter_mut().find(|g| g.used && g.tg == tg) else {
+                return;
+            };
+            let missing = g.buf.missing(k as usize);
+            if missing == 0 || missing > g.buf.parity_count() {
+                return;
+            }
+            if wanted == 0 {
+                // Nothing the window needs (what is missing was delivered or reported).
+                return;
+            }
+            let mask = match g.buf.recover(code, k as usize) {
+                Ok(m) => m,
+                Err(_) => {
+                    env.stats.parity_errors += 1;
+                    g.buf.drop_parity();
+                    return;
+                }
+            };
+            for i in 0..k {
+                if mask & wanted & (1u128 << i) == 0 || n >= rebuilt.len() {
+                    continue;
+                }
+                let (payload, fb) = g.buf.data(i as usize);
+                let frag = bytes_to_frag(&fb);
+                let s = tg.add(i);
+                if frag.is_some_and(|f| !fragment_ok(&f, s, payload.len(), env.cfg.max_apdu))
+                    || payload.is_empty()
+                {
+                    env.stats.parity_errors += 1;
+                    continue;
+                }
+                let head = s == self.next || frag.is_some_and(|f| f.first_sqn == self.next);
+                let Some(buf) = env.pool.alloc(payload.len(), head) else {
+                    env.stats.buffer_drops += 1;
+                    continue;
+                };
+                env.pool.fill(buf, payload);
+                env.stats.bytes_received += payload.len() as u64;
+                if let Some(r) = rebuilt.get_mut(n) {
+                    *r = (i, buf, frag);
+                }
+                n += 1;
+            }
+        }
+        for &(i, buf, frag) in rebuilt.iter().take(n) {
+            self.set(tg.add(i), Slot::Have { buf, frag });
+            env.stats.parity_recovered += 1;
+        }
+    }
+
+    /// NAKs `sqn` by parity when the source offers on-demand parity and `sqn`'s group
+    /// has been seen to its end: one parity NAK per group, for as many parity packets
+    /// as the group still lacks. False when `sqn` is to be NAKed selectively.
+    fn add_parity_nak(&mut self, env: &mut Env, tx: &mut Bounded<PendingTx>, sqn: Sqn) -> bool {
+        let Some(fec) = self.fec.as_mut().filter(|f| f.ondemand) else {
+            return false;
+        };
+        let k = fec.k();
+        let tg = fec.tg(sqn);
+        if tg.add(k - 1).gt(self.lead) {
+            // The group is not complete yet (its end may still come, or the source may
+            // stop before it): selective.
+            return false;
+        }
+        let Some(g) = fec.get(tg) else {
+            return false;
+        };
+        let need = g
+            .buf
+            .missing(k as usize)
+            .saturating_sub(g.buf.parity_count());
+        if need == 0 || need > crate::fec::MAX_RECOVER {
+            return false;
+        }
+        let psqn = Sqn(tg.0 | (need as u32 - 1));
+        let same = |s: &Sqn| s.0 & !(k - 1) == tg.0;
+        match &mut self.nak_parity {
+            None => self.nak_parity = Some((psqn, NakList::default())),
+            Some((first, list)) => {
+                if same(first) || list.as_slice().iter().any(same) {
+                    return true;
+                }
+                if !list.push(psqn) {
+                    if let Some((first, list)) = self.nak_parity.take() {
+                        push_tx(
+                            tx,
+                            &mut env.stats,
+                            PendingTx::Nak {
+                                peer: self.idx,
+                                epoch: self.epoch,
+                                sqn: first,
+                                list,
+                                parity: true,
+                            },
+                        );
+                    }
+                    self.nak_parity = Some((psqn, NakList::default()));
+                }
+            }
+        }
+        true
+    }
+
+    /// A parity NCF: the source will send parity for each group named; the group's
+    /// missing packets wait for it as for RDATA.
+    fn on_parity_ncf(&mut self, env: &mut Env, now: Instant, ncf: &Nak, opts: &Options) {
+        let Some(k) = self.fec.as_ref().map(|f| f.k()) else {
+            return;
+        };
+        let mut run = None;
+        for &sqn in core::iter::once(&ncf.sqn).chain(opts.nak_list.as_slice()) {
+            let tg = Sqn(sqn.0 & !(k - 1));
+            for i in 0..k {
+                let s = tg.add(i);
+                if !self.in_ring(s) {
+                    continue;
+                }
+                if let Slot::Missing {
+                    phase: phase @ (Phase::LineWait | Phase::BackOff | Phase::WaitNcf),
+                    slow,
+                    unanswered,
+                    ..
+                } = self.get(s)
+                {
+                    if phase == Phase::BackOff {
+                        self.group.on_suppressed();
+                    }
+                    let at = now + retry_ivl(self.rtt.rdata_ivl(&env.cfg), slow);
+                    self.set(
+                        s,
+                        Slot::Missing {
+                            phase: Phase::WaitData,
+                            at,
+                            slow,
+                            unanswered,
+                        },
+                    );
+                    self.push_run(env, &mut run, at, s);
+                }
+            }
+        }
+        self.flush_run(env, &mut run);
     }
 
     pub(crate) fn on_spm(&mut self, env: &mut Env, now: Instant, spm: &Spm, opts: &Options) {
@@ -1140,6 +1381,17 @@ impl Peer {
         }
         self.spm_sqn = Some(spm.sqn);
         self.path = Some(spm.path);
+        if env.cfg.fec
+            && let Some(prm) = &opts.parity_prm
+        {
+            match &mut self.fec {
+                Some(f) if f.same(prm) => {
+                    f.proactive = prm.proactive;
+                    f.ondemand = prm.on_demand;
+                }
+                _ => self.fec = PeerFec::new(prm, env.pool.size()).map(Box::new),
+            }
+        }
         self.spmr_at = None;
         if !self.started {
             // Late join from an SPM: the window starts after the advertised lead.
@@ -1162,6 +1414,11 @@ impl Peer {
             return;
         }
         self.repair_heard = Some(now);
+        if opts.parity {
+            // Parity NCFs name groups, not sequences.
+            self.on_parity_ncf(env, now, ncf, opts);
+            return;
+        }
         if let Some((p, _)) = self.probe
             && core::iter::once(&ncf.sqn)
                 .chain(opts.nak_list.as_slice())
@@ -1242,6 +1499,7 @@ impl Peer {
                                 epoch: self.epoch,
                                 sqn: first,
                                 list,
+                                parity: false,
                             },
                         );
                     }
@@ -1300,7 +1558,9 @@ impl Peer {
                 Phase::BackOff => {
                     //= https://www.rfc-editor.org/rfc/rfc3208#section-6.3
                     // (paraphrase) back-off expired: send the NAK, then wait NAK_RPT_IVL for an NCF
-                    self.add_to_nak(env, tx, sqn);
+                    if !self.add_parity_nak(env, tx, sqn) {
+                        self.add_to_nak(env, tx, sqn);
+                    }
                     if slow == 0 && unanswered == 0 {
                         // Its first NAK, as far as the slot tells (a NAK repeated
                         // because its NCF was lost looks the same: a few per hundred).
